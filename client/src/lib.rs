@@ -1,0 +1,260 @@
+//! Rust client for the eKYC verification service.
+//!
+//! [`Client`] wraps the generated gRPC client with the API key and a
+//! deadline on every call, and checks every answer's attestation against
+//! the service's published signing keys and the caller's own copy of the
+//! request before handing it back. It never logs claims.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ekyc_domain::Field;
+use ekyc_domain::attestation::{self, AttestationBody, claims_digest, consent_digest};
+use ekyc_domain::matching::MatchResult;
+use ekyc_proto::v1 as pb;
+use ekyc_proto::v1::verification_service_client::VerificationServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+pub use ekyc_proto::v1;
+
+/// What can go wrong on the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint URL is invalid or unreachable.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// The API key cannot be sent as metadata.
+    #[error("api key contains characters not allowed in metadata")]
+    BadApiKey,
+    /// The service answered with an error status.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The answer's attestation does not check out.
+    #[error("attestation check failed: {0}")]
+    Attestation(String),
+}
+
+/// A verified answer: the response and its checked attestation.
+#[derive(Debug, Clone)]
+pub struct VerifiedAnswer {
+    /// The response as received.
+    pub response: pb::VerifyResponse,
+    /// The decoded attestation body, checked against the request.
+    pub attestation: AttestationBody,
+}
+
+/// A connection to the service with a credential and a per-call deadline.
+pub struct Client {
+    inner: VerificationServiceClient<Channel>,
+    api_key: Option<MetadataValue<tonic::metadata::Ascii>>,
+    timeout: Duration,
+    /// Public keys by key id, fetched from ListSigningKeys on demand.
+    keys: Mutex<HashMap<String, [u8; 32]>>,
+}
+
+impl Client {
+    /// Connects to `endpoint` (e.g. `http://127.0.0.1:50051`).
+    pub async fn connect(
+        endpoint: &str,
+        api_key: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let connect_err = |source| ClientError::Connect {
+            endpoint: endpoint.to_string(),
+            source,
+        };
+        let channel = Endpoint::from_shared(endpoint.to_string())
+            .map_err(connect_err)?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(connect_err)?;
+        let api_key = api_key
+            .map(|k| {
+                format!("Bearer {k}")
+                    .parse()
+                    .map_err(|_| ClientError::BadApiKey)
+            })
+            .transpose()?;
+        Ok(Client {
+            inner: VerificationServiceClient::new(channel),
+            api_key,
+            timeout,
+            keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        req.set_timeout(self.timeout);
+        if let Some(k) = &self.api_key {
+            req.metadata_mut().insert("authorization", k.clone());
+        }
+        req
+    }
+
+    /// Calls Verify and returns the raw response, without checking the
+    /// attestation.
+    pub async fn verify_unchecked(
+        &self,
+        request: pb::VerifyRequest,
+    ) -> Result<pb::VerifyResponse, tonic::Status> {
+        let mut inner = self.inner.clone();
+        Ok(inner.verify(self.request(request)).await?.into_inner())
+    }
+
+    /// Calls Verify and checks the attestation before returning.
+    pub async fn verify(&self, request: pb::VerifyRequest) -> Result<VerifiedAnswer, ClientError> {
+        let response = self.verify_unchecked(request.clone()).await?;
+        let key_id = response
+            .attestation
+            .as_ref()
+            .map(|a| a.key_id.clone())
+            .ok_or_else(|| ClientError::Attestation("response has no attestation".into()))?;
+        let public_key = self.public_key(&key_id).await?;
+        let attestation = check_attestation(&request, &response, &public_key)?;
+        Ok(VerifiedAnswer {
+            response,
+            attestation,
+        })
+    }
+
+    /// The published signing keys.
+    pub async fn signing_keys(&self) -> Result<Vec<pb::SigningKey>, ClientError> {
+        let mut inner = self.inner.clone();
+        let mut req = tonic::Request::new(pb::ListSigningKeysRequest {});
+        req.set_timeout(self.timeout);
+        Ok(inner.list_signing_keys(req).await?.into_inner().keys)
+    }
+
+    async fn public_key(&self, key_id: &str) -> Result<[u8; 32], ClientError> {
+        if let Some(k) = self.cached_key(key_id) {
+            return Ok(k);
+        }
+        let keys = self.signing_keys().await?;
+        {
+            let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            for k in keys {
+                if let Ok(bytes) = <[u8; 32]>::try_from(k.public_key.as_slice()) {
+                    cache.insert(k.key_id, bytes);
+                }
+            }
+        }
+        self.cached_key(key_id).ok_or_else(|| {
+            ClientError::Attestation(format!("signing key {key_id} is not published"))
+        })
+    }
+
+    fn cached_key(&self, key_id: &str) -> Option<[u8; 32]> {
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_id)
+            .copied()
+    }
+}
+
+/// The claims of a request as `(field, value as sent)` pairs, in field order.
+pub fn claim_pairs(c: &pb::Claims) -> Vec<(Field, &str)> {
+    c.present()
+        .into_iter()
+        .filter_map(|(f, v)| {
+            u8::try_from(f as i32)
+                .ok()
+                .and_then(Field::from_code)
+                .map(|f| (f, v))
+        })
+        .collect()
+}
+
+/// Checks that `response` carries a valid signature by `public_key` over a
+/// payload that matches both the response and the caller's own request.
+pub fn check_attestation(
+    request: &pb::VerifyRequest,
+    response: &pb::VerifyResponse,
+    public_key: &[u8; 32],
+) -> Result<AttestationBody, ClientError> {
+    let fail = |m: &str| ClientError::Attestation(m.to_string());
+    let att = response
+        .attestation
+        .as_ref()
+        .ok_or_else(|| fail("response has no attestation"))?;
+    let body = attestation::verify(public_key, &att.payload, &att.signature)
+        .map_err(|e| ClientError::Attestation(e.to_string()))?;
+    let claims = request.claims.clone().unwrap_or_default();
+    let digest = claims_digest(&request.id_number, &claim_pairs(&claims))
+        .map_err(|e| ClientError::Attestation(e.to_string()))?;
+    if body.key_id != att.key_id {
+        return Err(fail("key id differs from the signed one"));
+    }
+    if body.claims_digest != digest {
+        return Err(fail("claims digest differs from the request sent"));
+    }
+    if body.request_id != request.request_id
+        || body.purpose_code != request.purpose_code
+        || body.consent_digest != consent_digest(&request.consent_reference)
+    {
+        return Err(fail(
+            "request id, purpose or consent differ from the request sent",
+        ));
+    }
+    if body.transaction_id != response.transaction_id
+        || body.registry_version != response.registry_version
+        || body.decision != (response.decision == pb::Decision::Yes as i32)
+    {
+        return Err(fail(
+            "transaction, registry version or decision differ from the response",
+        ));
+    }
+    let signed: Vec<(i32, i32, Option<u32>)> = body
+        .results
+        .iter()
+        .map(|r| {
+            (
+                i32::from(r.field.code()),
+                result_code(r.result),
+                r.score.map(u32::from),
+            )
+        })
+        .collect();
+    let shown: Vec<(i32, i32, Option<u32>)> = response
+        .results
+        .iter()
+        .map(|r| (r.field, r.result, r.score))
+        .collect();
+    if signed != shown {
+        return Err(fail("field results differ from the signed ones"));
+    }
+    Ok(body)
+}
+
+fn result_code(r: MatchResult) -> i32 {
+    i32::from(r.code())
+}
+
+/// Human name of a field code.
+pub fn field_name(code: i32) -> String {
+    u8::try_from(code)
+        .ok()
+        .and_then(Field::from_code)
+        .map_or_else(|| format!("field_{code}"), |f| f.name().to_string())
+}
+
+/// Human name of a result code (`MATCH`, `MATCH_FOLDED`, ...).
+pub fn result_name(code: i32) -> &'static str {
+    match pb::MatchResult::try_from(code) {
+        Ok(pb::MatchResult::Match) => "MATCH",
+        Ok(pb::MatchResult::MatchFolded) => "MATCH_FOLDED",
+        Ok(pb::MatchResult::NoMatch) => "NO_MATCH",
+        Ok(pb::MatchResult::NotAvailable) => "NOT_AVAILABLE",
+        _ => "UNSPECIFIED",
+    }
+}

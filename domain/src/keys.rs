@@ -1,0 +1,377 @@
+//! Key derivation: from a citizen ID to the per-subject key `K`, its locator
+//! and field tags (SPEC section 5).
+//!
+//! ```text
+//! id         = normalize_id(id_number)                       (ASCII digits)
+//! salt       = HMAC-SHA256(P_v, "salt" || id)[..16]
+//! K          = Argon2id v1.3 (password = id, salt, secret = P_v, m, t, p, 32-byte output)
+//! locator    = HMAC-SHA256(K, "locator")
+//! tag(l, x)  = HMAC-SHA256(K, l || 0x00 || x)[..16]
+//! ```
+//!
+//! `l` is the field's label: its snake_case name for the exact form
+//! (`"full_name"`), with `".folded"` appended for the folded form and
+//! `".token"` for a token of a token-scored field. Labels keep the forms in
+//! separate namespaces, so equal exact and folded strings give unrelated tags.
+//!
+//! Without the pepper `P_v` nothing here can be recomputed; with it, every
+//! guess of an ID still costs one Argon2id evaluation, because the locator
+//! and all tags hang off `K`.
+
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use zeroize::Zeroize;
+
+use crate::Field;
+use crate::normalize::IdNumber;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// A versioned pepper: 32 secret bytes held outside the database.
+#[derive(Clone)]
+pub struct Pepper {
+    version: u32,
+    bytes: [u8; 32],
+}
+
+impl Drop for Pepper {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl Pepper {
+    /// Wraps 32 secret bytes as pepper version `version`.
+    pub fn new(version: u32, bytes: [u8; 32]) -> Self {
+        Pepper { version, bytes }
+    }
+
+    /// The version recorded with every record derived under this pepper.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The secret bytes; only for persisting the pepper to its key file.
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+}
+
+impl std::fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pepper(v{}, <redacted>)", self.version)
+    }
+}
+
+/// A named Argon2id parameter set. The id is stored with every record so the
+/// cost can be raised later without invalidating what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Stable id of this parameter set, recorded per record.
+    pub id: u32,
+    /// Memory cost in KiB.
+    pub m_kib: u32,
+    /// Number of passes.
+    pub t: u32,
+    /// Degree of parallelism (lanes).
+    pub p: u32,
+}
+
+impl KdfParams {
+    /// The production default: OWASP's Argon2id recommendation
+    /// (19 MiB, 2 passes, 1 lane): about 20-30 ms on one current core.
+    pub const DEFAULT: KdfParams = KdfParams {
+        id: 1,
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
+
+    /// The cheapest parameters Argon2id accepts; only for tests and for
+    /// measuring what everything but hashing costs.
+    pub const MINIMUM: KdfParams = KdfParams {
+        id: 0,
+        m_kib: 8,
+        t: 1,
+        p: 1,
+    };
+
+    fn argon2_params(&self) -> Result<Params, KdfError> {
+        Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|_| KdfError::InvalidParams)
+    }
+
+    /// Validates the parameters (what Argon2id accepts).
+    pub fn validate(&self) -> Result<(), KdfError> {
+        self.argon2_params().map(|_| ())
+    }
+
+    /// Memory one evaluation needs, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.m_kib as usize * 1024
+    }
+}
+
+/// Why a key could not be derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KdfError {
+    /// The Argon2 parameters are outside what Argon2id accepts.
+    #[error("argon2 parameters are invalid (m_kib >= 8 * p, t >= 1, 1 <= p <= 2^24-1)")]
+    InvalidParams,
+}
+
+/// The per-subject key `K`. Zeroised on drop; `Debug` never shows it.
+#[derive(Clone)]
+pub struct SubjectKey([u8; 32]);
+
+impl Drop for SubjectKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubjectKey(<redacted>)")
+    }
+}
+
+/// A 16-byte field tag.
+pub type Tag = [u8; 16];
+
+/// The 32-byte record locator.
+pub type Locator = [u8; 32];
+
+/// Reusable Argon2 working memory, one per hashing thread, so a worker does
+/// not allocate and fault in `m_kib` of memory on every evaluation.
+pub struct KdfMemory {
+    blocks: Vec<Block>,
+}
+
+impl KdfMemory {
+    /// Memory for evaluations with `params`.
+    pub fn new(params: &KdfParams) -> Self {
+        KdfMemory {
+            blocks: vec![Block::new(); params.m_kib as usize],
+        }
+    }
+}
+
+/// `HMAC-SHA256(P_v, "salt" || id)[..16]`.
+pub fn derive_salt(pepper: &Pepper, id: &IdNumber) -> [u8; 16] {
+    let mut mac = hmac_with(&pepper.bytes);
+    mac.update(b"salt");
+    mac.update(id.as_str().as_bytes());
+    let full = mac.finalize().into_bytes();
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&full[..16]);
+    salt
+}
+
+/// Derives `K`: one Argon2id evaluation, the expensive step every Verify pays.
+pub fn derive_key(
+    pepper: &Pepper,
+    params: &KdfParams,
+    id: &IdNumber,
+    memory: &mut KdfMemory,
+) -> Result<SubjectKey, KdfError> {
+    let argon2 = Argon2::new_with_secret(
+        &pepper.bytes,
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params.argon2_params()?,
+    )
+    .map_err(|_| KdfError::InvalidParams)?;
+    let salt = derive_salt(pepper, id);
+    let needed = params.m_kib as usize;
+    if memory.blocks.len() < needed {
+        memory.blocks.resize(needed, Block::new());
+    }
+    let mut out = [0u8; 32];
+    argon2
+        .hash_password_into_with_memory(
+            id.as_str().as_bytes(),
+            &salt,
+            &mut out,
+            &mut memory.blocks[..needed],
+        )
+        .map_err(|_| KdfError::InvalidParams)?;
+    Ok(SubjectKey(out))
+}
+
+/// Which form of a field a tag is computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// The exact canonical form (and, for dates, its coarser forms).
+    Exact,
+    /// The diacritic- and case-insensitive form.
+    Folded,
+    /// One token of a token-scored field.
+    Token,
+}
+
+impl SubjectKey {
+    /// `HMAC-SHA256(K, "locator")`: the record's key in the store.
+    pub fn locator(&self) -> Locator {
+        let mut mac = hmac_with(&self.0);
+        mac.update(b"locator");
+        mac.finalize().into_bytes().into()
+    }
+
+    /// `HMAC-SHA256(K, label || 0x00 || value)[..16]`.
+    pub fn tag(&self, field: Field, form: Form, value: &str) -> Tag {
+        let mut mac = hmac_with(&self.0);
+        mac.update(field.name().as_bytes());
+        match form {
+            Form::Exact => {}
+            Form::Folded => mac.update(b".folded"),
+            Form::Token => mac.update(b".token"),
+        }
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&full[..16]);
+        tag
+    }
+
+    /// A key with fixed bytes, for tests of the layers above.
+    #[doc(hidden)]
+    pub fn from_bytes_for_tests(bytes: [u8; 32]) -> Self {
+        SubjectKey(bytes)
+    }
+}
+
+fn hmac_with(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail.
+    <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::normalize_id;
+
+    fn pepper() -> Pepper {
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        Pepper::new(1, bytes)
+    }
+
+    const TEST_PARAMS: KdfParams = KdfParams {
+        id: 9,
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+
+    /// Known-answer vectors. The same values come out of the reference C
+    /// Argon2 (scripts/hashing_kat.py, run by the test suite) and are
+    /// published in docs/hashing.md. Changing them is a breaking change of
+    /// every stored registry.
+    #[test]
+    fn known_answer_vectors() {
+        let id = normalize_id("079085001234").expect("valid id");
+        let p = pepper();
+        assert_eq!(
+            hex::encode(derive_salt(&p, &id)),
+            "f97d255bcfa3c738d76dd97a569f8674"
+        );
+        let k =
+            derive_key(&p, &TEST_PARAMS, &id, &mut KdfMemory::new(&TEST_PARAMS)).expect("derive");
+        assert_eq!(
+            hex::encode(k.locator()),
+            "a19be1a2eb5fbf40b9bb9b33974fbf54f8a387d15b889916bbca69af281d6724"
+        );
+        assert_eq!(
+            hex::encode(k.tag(Field::FullName, Form::Exact, "nguyễn văn an")),
+            "ed8132f345180919aff978438fab10a5"
+        );
+        assert_eq!(
+            hex::encode(k.tag(Field::FullName, Form::Folded, "nguyen van an")),
+            "05a02a77549cd13624d7171fe35eb1d2"
+        );
+        let k_default = derive_key(
+            &p,
+            &KdfParams::DEFAULT,
+            &id,
+            &mut KdfMemory::new(&KdfParams::DEFAULT),
+        )
+        .expect("derive");
+        assert_eq!(
+            hex::encode(k_default.locator()),
+            "52470e9b36baf4c33d0374ec2b80fa317918b551c7f881ebfec56528a2a482b4"
+        );
+    }
+
+    #[test]
+    fn memory_reuse_does_not_change_the_key() {
+        let id = normalize_id("079085001234").expect("valid id");
+        let p = pepper();
+        let mut mem = KdfMemory::new(&TEST_PARAMS);
+        let a = derive_key(&p, &TEST_PARAMS, &id, &mut mem).expect("derive");
+        let b = derive_key(&p, &TEST_PARAMS, &id, &mut mem).expect("derive");
+        assert_eq!(a.locator(), b.locator());
+    }
+
+    #[test]
+    fn pepper_params_and_id_all_change_the_key() {
+        let id = normalize_id("079085001234").expect("valid id");
+        let other_id = normalize_id("079085001235").expect("valid id");
+        let p = pepper();
+        let mut mem = KdfMemory::new(&TEST_PARAMS);
+        let base = derive_key(&p, &TEST_PARAMS, &id, &mut mem)
+            .expect("derive")
+            .locator();
+        let p2 = Pepper::new(2, [7u8; 32]);
+        assert_ne!(
+            base,
+            derive_key(&p2, &TEST_PARAMS, &id, &mut mem)
+                .expect("derive")
+                .locator()
+        );
+        assert_ne!(
+            base,
+            derive_key(&p, &TEST_PARAMS, &other_id, &mut mem)
+                .expect("derive")
+                .locator()
+        );
+        let t2 = KdfParams {
+            t: 2,
+            ..TEST_PARAMS
+        };
+        assert_ne!(
+            base,
+            derive_key(&p, &t2, &id, &mut mem)
+                .expect("derive")
+                .locator()
+        );
+    }
+
+    #[test]
+    fn forms_are_separate_namespaces() {
+        let k = SubjectKey::from_bytes_for_tests([3; 32]);
+        let exact = k.tag(Field::FullName, Form::Exact, "an");
+        assert_ne!(exact, k.tag(Field::FullName, Form::Folded, "an"));
+        assert_ne!(exact, k.tag(Field::FullName, Form::Token, "an"));
+        assert_ne!(exact, k.tag(Field::PlaceOfOrigin, Form::Exact, "an"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let k = SubjectKey::from_bytes_for_tests([0xAB; 32]);
+        assert!(!format!("{k:?}").contains("171"));
+        assert!(!format!("{:?}", pepper()).contains("31"));
+        assert_eq!(KdfParams::DEFAULT.validate(), Ok(()));
+        assert_eq!(
+            KdfParams {
+                m_kib: 1,
+                ..KdfParams::DEFAULT
+            }
+            .validate(),
+            Err(KdfError::InvalidParams)
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! API keys: issuing, parsing and authenticating.
+//!
+//! A key reads `ekyc_<env>_<key id>_<secret>`: `env` is `live` or `test`,
+//! the key id is 16 hex digits (public, the lookup key) and the secret is
+//! 64 hex digits (32 random bytes). Only SHA-256 of the secret is stored,
+//! compared in constant time; the whole key is shown once, when issued.
+//! The tenant always comes from the key, never from a request.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::{ServiceError, reason};
+use crate::secrets::{SecretError, random_bytes};
+use crate::store::{ApiKeyRecord, Role, Store, Tenant, TenantStatus};
+
+/// Prefix of every key, so secret scanners can find leaked ones.
+pub const KEY_PREFIX: &str = "ekyc_";
+
+/// Who is calling, as established from the credential.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The tenant the key belongs to.
+    pub tenant: Tenant,
+    /// The key's public id (safe to log).
+    pub key_id: String,
+    /// The key's role.
+    pub role: Role,
+}
+
+/// A freshly issued key: `token` is shown once and never stored.
+pub struct IssuedKey {
+    /// The full key to hand to the tenant.
+    pub token: String,
+    /// What is stored.
+    pub record: ApiKeyRecord,
+}
+
+/// Creates a new key for `tenant_id`; the caller stores `record`.
+pub fn issue(
+    tenant_id: &str,
+    role: Role,
+    live: bool,
+    now_ms: i64,
+    expires_at_ms: Option<i64>,
+) -> Result<IssuedKey, SecretError> {
+    let key_id = hex::encode(random_bytes::<8>()?);
+    let secret = random_bytes::<32>()?;
+    let env = if live { "live" } else { "test" };
+    Ok(IssuedKey {
+        token: format!("{KEY_PREFIX}{env}_{key_id}_{}", hex::encode(secret)),
+        record: ApiKeyRecord {
+            key_id,
+            tenant_id: tenant_id.to_string(),
+            role,
+            secret_sha256: Sha256::digest(secret).into(),
+            created_at_ms: now_ms,
+            expires_at_ms,
+            revoked_at_ms: None,
+        },
+    })
+}
+
+/// Splits a key into its public id and secret bytes.
+pub fn parse(token: &str) -> Result<(String, [u8; 32]), ServiceError> {
+    let malformed = || ServiceError::Unauthenticated {
+        reason: reason::API_KEY_MALFORMED,
+        message: "api key is malformed (expected ekyc_<env>_<16 hex>_<64 hex>)",
+    };
+    let rest = token.strip_prefix(KEY_PREFIX).ok_or_else(malformed)?;
+    let mut parts = rest.split('_');
+    let (Some(env), Some(key_id), Some(secret), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let lower_hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !matches!(env, "live" | "test") || !lower_hex(key_id, 16) || !lower_hex(secret, 64) {
+        return Err(malformed());
+    }
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(secret, &mut bytes).map_err(|_| malformed())?;
+    Ok((key_id.to_string(), bytes))
+}
+
+/// Establishes the caller from the presented key (if any).
+pub async fn authenticate(
+    store: &Store,
+    token: Option<&str>,
+    now_ms: i64,
+) -> Result<Caller, ServiceError> {
+    let token = token.ok_or(ServiceError::Unauthenticated {
+        reason: reason::API_KEY_MISSING,
+        message: "an api key is required in the authorization (Bearer) or x-api-key metadata",
+    })?;
+    let (key_id, secret) = parse(token)?;
+    let invalid = || ServiceError::Unauthenticated {
+        reason: reason::API_KEY_INVALID,
+        message: "api key is not valid",
+    };
+    let record = store
+        .get_api_key(&key_id)
+        .await
+        .map_err(ServiceError::internal)?;
+    let digest: [u8; 32] = Sha256::digest(secret).into();
+    let Some(record) = record else {
+        // Same work as a known key, so a probe cannot time which ids exist.
+        let _ = digest.ct_eq(&[0u8; 32]);
+        return Err(invalid());
+    };
+    if !bool::from(digest.ct_eq(&record.secret_sha256)) {
+        return Err(invalid());
+    }
+    if record.revoked_at_ms.is_some() {
+        return Err(ServiceError::Unauthenticated {
+            reason: reason::API_KEY_REVOKED,
+            message: "api key has been revoked",
+        });
+    }
+    if record.expires_at_ms.is_some_and(|t| t <= now_ms) {
+        return Err(ServiceError::Unauthenticated {
+            reason: reason::API_KEY_EXPIRED,
+            message: "api key has expired",
+        });
+    }
+    let tenant = store
+        .get_tenant(&record.tenant_id)
+        .await
+        .map_err(ServiceError::internal)?
+        .ok_or_else(invalid)?;
+    if tenant.status == TenantStatus::Suspended {
+        return Err(ServiceError::PermissionDenied {
+            reason: reason::TENANT_SUSPENDED,
+            message: "tenant is suspended".into(),
+        });
+    }
+    Ok(Caller {
+        tenant,
+        key_id: record.key_id,
+        role: record.role,
+    })
+}
+
+/// Refuses a caller whose role may not call `method`.
+pub fn require_role(caller: &Caller, role: Role, method: &str) -> Result<(), ServiceError> {
+    if caller.role == role {
+        return Ok(());
+    }
+    Err(ServiceError::PermissionDenied {
+        reason: reason::ROLE_NOT_ALLOWED,
+        message: format!("role {} may not call {method}", caller.role.as_str()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_keys_parse_back() {
+        let k = issue("t1", Role::Verifier, true, 0, None).expect("issue");
+        assert!(k.token.starts_with("ekyc_live_"));
+        let (id, secret) = parse(&k.token).expect("parse");
+        assert_eq!(id, k.record.key_id);
+        let digest: [u8; 32] = Sha256::digest(secret).into();
+        assert_eq!(digest, k.record.secret_sha256);
+        assert!(!format!("{:?}", k.record).contains(&k.token[27..]));
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        for bad in [
+            "",
+            "ekyc_",
+            "ekyc_live_0123456789abcdef",
+            "ekyc_prod_0123456789abcdef_00",
+            "sk_live_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000",
+            "ekyc_live_0123456789ABCDEF_0000000000000000000000000000000000000000000000000000000000000000",
+            "ekyc_live_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000_x",
+        ] {
+            assert!(
+                matches!(
+                    parse(bad),
+                    Err(ServiceError::Unauthenticated {
+                        reason: reason::API_KEY_MALFORMED,
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

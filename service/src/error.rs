@@ -1,0 +1,230 @@
+//! The service's error type and the one place that turns it into a gRPC
+//! status with `google.rpc` details.
+//!
+//! Every message here is lowercase, names the field and the rule, and never
+//! carries a request value: callers build errors from rules, not from input.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ekyc_domain::normalize::Violation;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "ekyc.v1";
+
+/// Stable `ErrorInfo.reason` strings clients may switch on.
+pub mod reason {
+    /// One or more request fields are invalid (see `BadRequest`).
+    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
+    /// No API key in the request metadata.
+    pub const API_KEY_MISSING: &str = "API_KEY_MISSING";
+    /// The API key is not shaped like one of ours.
+    pub const API_KEY_MALFORMED: &str = "API_KEY_MALFORMED";
+    /// The API key is unknown or its secret is wrong.
+    pub const API_KEY_INVALID: &str = "API_KEY_INVALID";
+    /// The API key was revoked.
+    pub const API_KEY_REVOKED: &str = "API_KEY_REVOKED";
+    /// The API key has expired.
+    pub const API_KEY_EXPIRED: &str = "API_KEY_EXPIRED";
+    /// The tenant is suspended.
+    pub const TENANT_SUSPENDED: &str = "TENANT_SUSPENDED";
+    /// The credential's role may not call this method.
+    pub const ROLE_NOT_ALLOWED: &str = "ROLE_NOT_ALLOWED";
+    /// Every hashing worker is busy and the queue is full.
+    pub const HASHING_OVERLOADED: &str = "HASHING_OVERLOADED";
+    /// The call's deadline passed before it could be answered.
+    pub const DEADLINE_PASSED: &str = "DEADLINE_PASSED";
+    /// The server is shutting down.
+    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
+    /// An internal failure; details are in the server log, not here.
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+/// Everything that can go wrong while answering a call.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is invalid; one violation per bad field.
+    #[error("invalid request: {}", describe(.0))]
+    InvalidArgument(Vec<Violation>),
+    /// No valid credential.
+    #[error("{message}")]
+    Unauthenticated {
+        /// Stable reason.
+        reason: &'static str,
+        /// Lowercase explanation.
+        message: &'static str,
+    },
+    /// Authenticated, but not allowed.
+    #[error("{message}")]
+    PermissionDenied {
+        /// Stable reason.
+        reason: &'static str,
+        /// Lowercase explanation.
+        message: String,
+    },
+    /// The hashing pool is saturated; retry after the given delay.
+    #[error("hashing capacity is exhausted, retry later")]
+    Overloaded {
+        /// Suggested delay before retrying.
+        retry_after: Duration,
+    },
+    /// The deadline passed before the expensive work started.
+    #[error("the call's deadline passed before it could be answered")]
+    DeadlineExceeded,
+    /// The service is going away.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// A bug or a backing store failure. The message goes to the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| v.description.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ServiceError {
+    /// One violation of a request field.
+    pub fn invalid(
+        field: &'static str,
+        rule: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        ServiceError::InvalidArgument(vec![Violation {
+            field,
+            rule,
+            description: description.into(),
+        }])
+    }
+
+    /// Wraps any displayable internal failure.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ServiceError::Internal(e.to_string())
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(err: ServiceError) -> Status {
+        let info = |reason: &str| {
+            let mut d = ErrorDetails::new();
+            d.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            d
+        };
+        match err {
+            ServiceError::InvalidArgument(violations) => {
+                let mut d = info(reason::INVALID_REQUEST);
+                let message = format!("invalid request: {}", describe(&violations));
+                d.set_bad_request(
+                    violations
+                        .into_iter()
+                        .map(|v| {
+                            let mut fv = FieldViolation::new(field_path(v.field), v.description);
+                            fv.reason = v.rule.to_ascii_uppercase();
+                            fv
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                Status::with_error_details(Code::InvalidArgument, message, d)
+            }
+            ServiceError::Unauthenticated { reason, message } => {
+                Status::with_error_details(Code::Unauthenticated, message, info(reason))
+            }
+            ServiceError::PermissionDenied { reason, message } => {
+                Status::with_error_details(Code::PermissionDenied, message, info(reason))
+            }
+            ServiceError::Overloaded { retry_after } => {
+                let mut d = info(reason::HASHING_OVERLOADED);
+                d.set_retry_info(Some(retry_after));
+                let mut status = Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "hashing capacity is exhausted, retry later",
+                    d,
+                );
+                // gRPC clients with retry policies read this header
+                // (gRFC A6) instead of the RetryInfo detail.
+                if let Ok(v) = retry_after.as_millis().to_string().parse() {
+                    status.metadata_mut().insert("grpc-retry-pushback-ms", v);
+                }
+                status
+            }
+            ServiceError::DeadlineExceeded => Status::with_error_details(
+                Code::DeadlineExceeded,
+                "the call's deadline passed before it could be answered",
+                info(reason::DEADLINE_PASSED),
+            ),
+            ServiceError::ShuttingDown => {
+                let mut d = info(reason::SHUTTING_DOWN);
+                d.set_retry_info(Some(Duration::from_secs(1)));
+                Status::with_error_details(Code::Unavailable, "the server is shutting down", d)
+            }
+            ServiceError::Internal(detail) => {
+                // The detail may name a file or a database error; it goes to
+                // the log, never to the client.
+                tracing::error!(error = %detail, "internal error");
+                Status::with_error_details(Code::Internal, "internal error", info(reason::INTERNAL))
+            }
+        }
+    }
+}
+
+/// Proto field path of a domain field name.
+fn field_path(field: &str) -> String {
+    match field {
+        "id_number" | "request_id" | "purpose_code" | "consent_reference" | "claims" => {
+            field.to_string()
+        }
+        other => format!("claims.{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_field_violations() {
+        let status = Status::from(ServiceError::invalid(
+            "date_of_birth",
+            "impossible_date",
+            "date_of_birth must be a real calendar date",
+        ));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("bad request detail");
+        assert_eq!(bad.field_violations[0].field, "claims.date_of_birth");
+        assert_eq!(bad.field_violations[0].reason, "IMPOSSIBLE_DATE");
+        assert_eq!(
+            details.error_info().expect("error info").reason,
+            reason::INVALID_REQUEST
+        );
+    }
+
+    #[test]
+    fn internal_errors_hide_their_detail() {
+        let status = Status::from(ServiceError::internal("disk /secret/path failed"));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"));
+    }
+
+    #[test]
+    fn overload_carries_retry_info_and_pushback() {
+        let status = Status::from(ServiceError::Overloaded {
+            retry_after: Duration::from_millis(250),
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.get_error_details().retry_info().is_some());
+        assert_eq!(
+            status
+                .metadata()
+                .get("grpc-retry-pushback-ms")
+                .and_then(|v| v.to_str().ok()),
+            Some("250")
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! The gRPC surface: thin adapters from tonic to [`App`], and the server.
+//!
+//! Handlers only pull the credential and deadline out of the metadata,
+//! call the request path and convert its error with `Status::from`, the one
+//! place errors become statuses (`error.rs`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ekyc_proto::v1 as pb;
+use ekyc_proto::v1::verification_service_server::{VerificationService, VerificationServiceServer};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::App;
+use crate::clock;
+use crate::error::ServiceError;
+
+/// The `VerificationService` implementation.
+pub struct VerificationApi {
+    app: Arc<App>,
+}
+
+#[tonic::async_trait]
+impl VerificationService for VerificationApi {
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let credential = credential(request.metadata());
+        let deadline = deadline(request.metadata());
+        let response = self
+            .app
+            .verify(credential.as_deref(), request.get_ref(), deadline)
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn list_signing_keys(
+        &self,
+        _request: Request<pb::ListSigningKeysRequest>,
+    ) -> Result<Response<pb::ListSigningKeysResponse>, Status> {
+        let keys = self
+            .app
+            .store
+            .list_signing_keys()
+            .await
+            .map_err(ServiceError::internal)?;
+        Ok(Response::new(pb::ListSigningKeysResponse {
+            keys: keys
+                .into_iter()
+                .map(|k| pb::SigningKey {
+                    key_id: k.key_id,
+                    algorithm: "Ed25519".into(),
+                    public_key: k.public_key.to_vec(),
+                    not_before: Some(clock::timestamp(k.not_before_ms)),
+                    not_after: k
+                        .retired_at_ms
+                        .map(|t| clock::timestamp(t + self.app.attestation_validity_ms)),
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// The API key from `authorization: Bearer <key>` or `x-api-key: <key>`.
+fn credential(md: &tonic::metadata::MetadataMap) -> Option<String> {
+    if let Some(v) = md.get("authorization").and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+    }
+    md.get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+}
+
+/// The caller's deadline from the `grpc-timeout` header (gRPC over HTTP/2
+/// spec: up to 8 digits and a unit H, M, S, m, u or n).
+fn deadline(md: &tonic::metadata::MetadataMap) -> Option<Instant> {
+    let raw = md.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    Instant::now().checked_add(timeout)
+}
+
+/// The server failed to start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed.
+    #[error("grpc transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built from the descriptors.
+    #[error("grpc reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then reports
+/// NOT_SERVING, stops accepting, and lets in-flight calls drain for at most
+/// the configured grace period.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<VerificationServiceServer<VerificationApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ekyc_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let api = VerificationApi {
+        app: Arc::clone(&app),
+    };
+    let grace = app.shutdown_grace;
+
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: reporting NOT_SERVING and draining");
+        health
+            .set_not_serving::<VerificationServiceServer<VerificationApi>>()
+            .await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        let _ = stopping_tx.send(());
+    };
+
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(VerificationServiceServer::new(api))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+
+    // Bound the drain: once shutdown starts, in-flight calls get `grace`.
+    let drain_limit = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result?,
+        () = drain_limit => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight calls did not drain in time; stopping anyway");
+        }
+    }
+    app.pool.close();
+    app.store.close().await;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::metadata::MetadataMap;
+
+    #[test]
+    fn credential_from_either_header() {
+        let mut md = MetadataMap::new();
+        md.insert("authorization", "Bearer ekyc_x".parse().expect("value"));
+        assert_eq!(credential(&md).as_deref(), Some("ekyc_x"));
+        let mut md = MetadataMap::new();
+        md.insert("x-api-key", "ekyc_y".parse().expect("value"));
+        assert_eq!(credential(&md).as_deref(), Some("ekyc_y"));
+        assert_eq!(credential(&MetadataMap::new()), None);
+    }
+
+    #[test]
+    fn grpc_timeout_parses() {
+        let mut md = MetadataMap::new();
+        md.insert("grpc-timeout", "250m".parse().expect("value"));
+        let d = deadline(&md).expect("deadline");
+        let left = d - Instant::now();
+        assert!(left <= Duration::from_millis(250) && left > Duration::from_millis(200));
+        md.insert("grpc-timeout", "bogus".parse().expect("value"));
+        assert!(deadline(&md).is_none());
+    }
+}

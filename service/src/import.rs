@@ -1,0 +1,611 @@
+//! Registry import for the agency: CSV or JSON Lines in, hashed records out.
+//!
+//! Columns (CSV header names, or JSON keys; all values are strings, an empty
+//! value means "the registry has no value"): `id_number` (required),
+//! `full_name`, `date_of_birth`, `gender`, `nationality`, `place_of_origin`,
+//! `place_of_residence`, `id_issue_date`, `id_expiry_date`, `phone_number`.
+//!
+//! Every row is validated on its own. A bad row is skipped and reported in
+//! the reject report (`line,field,rule,description`, never the value); the
+//! good rows are hashed on all cores and written in batched transactions,
+//! so a row is either wholly stored or wholly rejected. Importing the same
+//! file twice changes nothing (unchanged records are detected by their
+//! tags); a changed record replaces the old one; a delete list (one ID
+//! number per line) removes records. The registry version goes up by one
+//! for an import that changed anything.
+//!
+//! Raw values exist only in this process's memory while a row is hashed.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ekyc_domain::Field;
+use ekyc_domain::normalize::{
+    IdNumber, NORMALIZATION_VERSION, Normalized, Violation, normalize_field, normalize_id,
+};
+use ekyc_domain::record::RecordTags;
+use tokio::task::JoinSet;
+
+use crate::hashing::{HashError, HashPool};
+use crate::store::{META_REGISTRY_VERSION, Store, StoreError, StoredRecord, Upserted};
+
+/// Input file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl Format {
+    /// Guesses the format from a file extension.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressStyle {
+    /// A progress bar on a terminal, periodic lines otherwise.
+    Auto,
+    /// Nothing.
+    Quiet,
+}
+
+/// One raw input row: values by column, exactly as read.
+pub struct RawRow {
+    /// 1-based line (CSV: record line including the header).
+    pub line: u64,
+    /// `(column, value)` pairs.
+    pub values: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for RawRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawRow(line {}, <redacted>)", self.line)
+    }
+}
+
+/// One rejected row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Line in the input file.
+    pub line: u64,
+    /// Column or field name.
+    pub field: String,
+    /// Stable rule name.
+    pub rule: String,
+    /// Explanation without the value.
+    pub description: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    /// Rows read.
+    pub rows: u64,
+    /// Rows rejected (see the reject report).
+    pub rejected: u64,
+    /// New records.
+    pub inserted: u64,
+    /// Records replaced.
+    pub updated: u64,
+    /// Records already identical.
+    pub unchanged: u64,
+    /// Records removed by the delete list.
+    pub deleted: u64,
+    /// IDs in the delete list that were not in the registry.
+    pub delete_not_found: u64,
+    /// Registry version after the import.
+    pub registry_version: u64,
+}
+
+impl ImportReport {
+    /// Whether the import changed the registry.
+    pub fn changed(&self) -> bool {
+        self.inserted + self.updated + self.deleted > 0
+    }
+}
+
+/// The import could not run (as opposed to rows being rejected).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CSV header names an unknown column or lacks `id_number`.
+    #[error("{path}: {message}")]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The format could not be guessed from the file name.
+    #[error("{0}: cannot tell the format from the extension; pass --format csv|jsonl")]
+    UnknownFormat(PathBuf),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing failed.
+    #[error("hashing failed: {0}")]
+    Hash(#[from] HashError),
+}
+
+const BATCH: usize = 500;
+
+/// Reads all rows of a CSV or JSONL file. Malformed lines become rejects;
+/// a bad header stops the import before anything is written.
+pub fn read_rows(path: &Path, format: Format) -> Result<(Vec<RawRow>, Vec<Reject>), ImportError> {
+    let io = |source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    match format {
+        Format::Csv => read_csv(path, file),
+        Format::Jsonl => read_jsonl(BufReader::new(file)).map_err(io),
+    }
+}
+
+fn known_column(c: &str) -> bool {
+    c == "id_number" || Field::from_name(c).is_some()
+}
+
+fn read_csv(path: &Path, file: impl Read) -> Result<(Vec<RawRow>, Vec<Reject>), ImportError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| ImportError::Header {
+            path: path.to_path_buf(),
+            message: format!("cannot read the header row: {e}"),
+        })?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if let Some(bad) = headers.iter().find(|h| !known_column(h)) {
+        return Err(ImportError::Header {
+            path: path.to_path_buf(),
+            message: format!(
+                "unknown column {bad:?} (columns are id_number and the claim field names)"
+            ),
+        });
+    }
+    if !headers.iter().any(|h| h == "id_number") {
+        return Err(ImportError::Header {
+            path: path.to_path_buf(),
+            message: "the header has no id_number column".into(),
+        });
+    }
+    let mut rows = Vec::new();
+    let mut rejects = Vec::new();
+    for record in reader.records() {
+        match record {
+            Ok(r) => rows.push(RawRow {
+                line: r.position().map_or(0, |p| p.line()),
+                values: headers
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().map(str::to_string))
+                    .collect(),
+            }),
+            Err(e) => rejects.push(Reject {
+                line: e.position().map_or(0, |p| p.line()),
+                field: "row".into(),
+                rule: "malformed_csv".into(),
+                // The csv error text can quote field bytes: use a fixed text.
+                description: "row is not valid csv or has the wrong number of columns".into(),
+            }),
+        }
+    }
+    Ok((rows, rejects))
+}
+
+fn read_jsonl(reader: impl BufRead) -> std::io::Result<(Vec<RawRow>, Vec<Reject>)> {
+    let mut rows = Vec::new();
+    let mut rejects = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line_no = i as u64 + 1;
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reject = |rule: &str, description: &str| Reject {
+            line: line_no,
+            field: "row".into(),
+            rule: rule.into(),
+            description: description.into(),
+        };
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&line)
+        else {
+            rejects.push(reject("malformed_json", "line is not a json object"));
+            continue;
+        };
+        let mut values = Vec::with_capacity(map.len());
+        let mut bad = None;
+        for (k, v) in map {
+            if !known_column(&k) {
+                bad = Some(Reject {
+                    line: line_no,
+                    field: k.chars().take(40).collect(),
+                    rule: "unknown_column".into(),
+                    description: "key is not id_number or a claim field name".into(),
+                });
+                break;
+            }
+            match v {
+                serde_json::Value::String(s) => values.push((k, s)),
+                serde_json::Value::Null => {}
+                _ => {
+                    bad = Some(Reject {
+                        line: line_no,
+                        field: k,
+                        rule: "not_a_string".into(),
+                        description: "every value must be a json string".into(),
+                    });
+                    break;
+                }
+            }
+        }
+        match bad {
+            Some(r) => rejects.push(r),
+            None => rows.push(RawRow {
+                line: line_no,
+                values,
+            }),
+        }
+    }
+    Ok((rows, rejects))
+}
+
+/// A validated row, ready to hash. `Debug` shows no values: both field
+/// types redact themselves.
+#[derive(Debug)]
+struct ValidRow {
+    id: IdNumber,
+    fields: Vec<(Field, Normalized)>,
+}
+
+fn validate_row(row: &RawRow) -> Result<ValidRow, Vec<Violation>> {
+    let mut violations = Vec::new();
+    let mut id = None;
+    let mut fields = Vec::new();
+    for (col, value) in &row.values {
+        if col == "id_number" {
+            match normalize_id(value) {
+                Ok(v) => id = Some(v),
+                Err(v) => violations.push(v),
+            }
+            continue;
+        }
+        let Some(field) = Field::from_name(col) else {
+            continue;
+        };
+        if value.trim().is_empty() {
+            continue;
+        }
+        match normalize_field(field, value) {
+            Ok(n) => fields.push((field, n)),
+            Err(v) => violations.push(v),
+        }
+    }
+    if id.is_none() && violations.iter().all(|v| v.field != "id_number") {
+        violations.push(Violation {
+            field: "id_number",
+            rule: "required",
+            description: "id_number is required".into(),
+        });
+    }
+    if fields.is_empty() && violations.is_empty() {
+        violations.push(Violation {
+            field: "row",
+            rule: "no_fields",
+            description: "a record needs at least one field besides id_number".into(),
+        });
+    }
+    match id {
+        Some(id) if violations.is_empty() => Ok(ValidRow { id, fields }),
+        _ => Err(violations),
+    }
+}
+
+/// Imports rows (and deletes) into the store, hashing on `pool`.
+pub async fn import_rows(
+    store: &Store,
+    pool: Arc<HashPool>,
+    rows: Vec<RawRow>,
+    deletes: Vec<RawRow>,
+    mut rejects: Vec<Reject>,
+    progress: ProgressStyle,
+) -> Result<(ImportReport, Vec<Reject>), ImportError> {
+    let mut report = ImportReport {
+        rows: rows.len() as u64,
+        ..ImportReport::default()
+    };
+    let new_version = store.registry_version().await? + 1;
+    let total = (rows.len() + deletes.len()) as u64;
+    let mut meter = Progress::new(total, progress);
+
+    // Validate everything first: cheap, and it sizes the hashing work.
+    let mut seen = HashSet::new();
+    let mut valid = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match validate_row(row) {
+            Ok(v) => {
+                if seen.insert(v.id.as_str().to_string()) {
+                    valid.push(v);
+                } else {
+                    rejects.push(Reject {
+                        line: row.line,
+                        field: "id_number".into(),
+                        rule: "duplicate_id".into(),
+                        description: "the same id_number appears on an earlier line".into(),
+                    });
+                    meter.inc();
+                }
+            }
+            Err(vs) => {
+                rejects.extend(vs.into_iter().map(|v| Reject {
+                    line: row.line,
+                    field: v.field.to_string(),
+                    rule: v.rule.to_string(),
+                    description: v.description,
+                }));
+                meter.inc();
+            }
+        }
+    }
+    drop(seen);
+
+    // Hash on every pool thread; keep the queue full but never overfull.
+    let window = pool.threads() * 2;
+    let mut in_flight = JoinSet::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    let (pepper_version, params_id) = (pool.pepper_version(), pool.params().id);
+    let mut pending = valid.into_iter();
+    loop {
+        while in_flight.len() < window {
+            let Some(row) = pending.next() else { break };
+            let pool = Arc::clone(&pool);
+            in_flight.spawn(async move {
+                let key = pool.derive(row.id, None).await?;
+                Ok::<_, HashError>(StoredRecord {
+                    locator: key.locator(),
+                    pepper_version,
+                    kdf_params_id: params_id,
+                    normalization_version: NORMALIZATION_VERSION,
+                    registry_version: new_version,
+                    tags: RecordTags::compute(&key, &row.fields),
+                })
+            });
+        }
+        let Some(done) = in_flight.join_next().await else {
+            break;
+        };
+        let record = done.map_err(|e| ImportError::Hash(HashError::Kdf(e.to_string())))??;
+        batch.push(record);
+        meter.inc();
+        if batch.len() >= BATCH {
+            tally(&mut report, &store.upsert_records(&batch).await?);
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        tally(&mut report, &store.upsert_records(&batch).await?);
+    }
+
+    // Deletes: each ID costs one derivation to find its locator.
+    let mut locators = Vec::new();
+    for row in &deletes {
+        let raw = row.values.first().map(|(_, v)| v.as_str()).unwrap_or("");
+        match normalize_id(raw) {
+            Ok(id) => locators.push(pool.derive(id, None).await?.locator()),
+            Err(v) => rejects.push(Reject {
+                line: row.line,
+                field: "delete.id_number".into(),
+                rule: v.rule.to_string(),
+                description: v.description,
+            }),
+        }
+        meter.inc();
+    }
+    if !locators.is_empty() {
+        report.deleted = store.delete_records(&locators).await?;
+        report.delete_not_found = locators.len() as u64 - report.deleted;
+    }
+
+    report.rejected = rejects.iter().map(|r| r.line).collect::<HashSet<_>>().len() as u64;
+    if report.changed() {
+        store
+            .set_meta(META_REGISTRY_VERSION, &new_version.to_string())
+            .await?;
+        report.registry_version = new_version;
+    } else {
+        report.registry_version = new_version - 1;
+    }
+    meter.finish();
+    rejects.sort_by_key(|r| r.line);
+    Ok((report, rejects))
+}
+
+fn tally(report: &mut ImportReport, outcomes: &[Upserted]) {
+    for o in outcomes {
+        match o {
+            Upserted::Inserted => report.inserted += 1,
+            Upserted::Updated => report.updated += 1,
+            Upserted::Unchanged => report.unchanged += 1,
+        }
+    }
+}
+
+/// Reads a delete list: one ID number per line; blank lines and lines
+/// starting with `#` are skipped.
+pub fn read_delete_list(path: &Path) -> Result<Vec<RawRow>, ImportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(i, l)| RawRow {
+            line: i as u64 + 1,
+            values: vec![("id_number".into(), l.trim().to_string())],
+        })
+        .collect())
+}
+
+/// Writes the reject report as CSV: `line,field,rule,description`.
+pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), ImportError> {
+    let io = |source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut w = csv::Writer::from_writer(std::fs::File::create(path).map_err(io)?);
+    let csv_err = |e: csv::Error| io(std::io::Error::other(e.to_string()));
+    w.write_record(["line", "field", "rule", "description"])
+        .map_err(csv_err)?;
+    for r in rejects {
+        w.write_record([
+            r.line.to_string().as_str(),
+            &r.field,
+            &r.rule,
+            &r.description,
+        ])
+        .map_err(csv_err)?;
+    }
+    w.flush().map_err(io)
+}
+
+/// Progress: a bar on a terminal, a line every few seconds otherwise (so
+/// logs of unattended imports still show rate and ETA).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: u64,
+    done: u64,
+    started: Instant,
+    last_line: Instant,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(total: u64, style: ProgressStyle) -> Progress {
+        let quiet = style == ProgressStyle::Quiet;
+        let bar = (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            if let Ok(s) = indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} records {per_sec} eta {eta}",
+            ) {
+                bar.set_style(s);
+            }
+            bar
+        });
+        Progress {
+            bar,
+            total,
+            done: 0,
+            started: Instant::now(),
+            last_line: Instant::now(),
+            quiet,
+        }
+    }
+
+    fn inc(&mut self) {
+        self.done += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        } else if !self.quiet && self.last_line.elapsed() >= Duration::from_secs(2) {
+            self.last_line = Instant::now();
+            self.print_line();
+        }
+    }
+
+    fn print_line(&self) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = self.done as f64 / secs;
+        let eta = if rate > 0.0 {
+            (self.total.saturating_sub(self.done)) as f64 / rate
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "import: {}/{} records ({rate:.0} records/s, eta {eta:.0}s)",
+            self.done,
+            self.total
+        );
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        } else if !self.quiet {
+            self.print_line();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_header_must_be_known() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.csv");
+        std::fs::write(&p, "id_number,surname\n001085000001,Nguyen\n").expect("write");
+        let err = read_rows(&p, Format::Csv).expect_err("unknown column");
+        assert!(err.to_string().contains("surname"), "{err}");
+        std::fs::write(&p, "full_name\nAn\n").expect("write");
+        assert!(read_rows(&p, Format::Csv).is_err());
+    }
+
+    #[test]
+    fn row_violations_name_field_and_rule_without_values() {
+        let row = RawRow {
+            line: 7,
+            values: vec![
+                ("id_number".into(), "12345".into()),
+                ("date_of_birth".into(), "1990-02-30".into()),
+                ("full_name".into(), "Trần Thị Bình".into()),
+            ],
+        };
+        let v = validate_row(&row).expect_err("invalid");
+        let fields: Vec<_> = v.iter().map(|v| v.field).collect();
+        assert!(fields.contains(&"id_number") && fields.contains(&"date_of_birth"));
+        for v in &v {
+            assert!(!v.description.contains("1990") && !v.description.contains("12345"));
+        }
+    }
+
+    #[test]
+    fn jsonl_rejects_bad_lines_and_keeps_good_ones() {
+        let input = "{\"id_number\":\"001085000001\",\"full_name\":\"An\"}\nnot json\n\n{\"id_number\":\"1\",\"shoe_size\":\"42\"}\n{\"id_number\":\"1\",\"gender\":3}\n";
+        let (rows, rejects) = read_jsonl(input.as_bytes()).expect("read");
+        assert_eq!(rows.len(), 1);
+        let rules: Vec<_> = rejects.iter().map(|r| (r.line, r.rule.as_str())).collect();
+        assert_eq!(
+            rules,
+            vec![
+                (2, "malformed_json"),
+                (4, "unknown_column"),
+                (5, "not_a_string")
+            ]
+        );
+    }
+}

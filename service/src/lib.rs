@@ -1,0 +1,107 @@
+//! The eKYC verification server, `ekycd`, as a library.
+//!
+//! It wires the pure domain (`ekyc-domain`) to storage, the bounded Argon2
+//! pool, attestation signing and gRPC. [`grpc::run`] serves a listener
+//! until a shutdown future completes, so tests start a real server on
+//! `127.0.0.1:0` and stop it deterministically.
+//!
+//! Architecture invariant: no raw citizen data (ID numbers, names, dates,
+//! addresses, phones) is written to the store, a log line or an error
+//! message. Raw values live only in the memory of the call that carries
+//! them.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod grpc;
+pub mod hashing;
+pub mod import;
+pub mod secrets;
+pub mod store;
+pub mod tenants;
+mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::Config;
+pub use verify::claim_pairs;
+
+use crate::hashing::HashPool;
+use crate::secrets::{SecretError, Signer};
+use crate::store::{Store, StoreError};
+
+/// How long attestations signed by a retired key stay verifiable: retired
+/// public keys are published with `not_after = retired + this`.
+pub const ATTESTATION_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Everything a running server shares between calls.
+pub struct App {
+    /// Registry, tenants, keys.
+    pub store: Store,
+    /// The bounded Argon2 pool.
+    pub pool: Arc<HashPool>,
+    /// The attestation signing key.
+    pub signer: Signer,
+    /// How long in-flight calls may drain at shutdown.
+    pub shutdown_grace: Duration,
+    /// How long after retirement a signing key is still published as valid.
+    pub attestation_validity_ms: i64,
+}
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store failed to open or migrate.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A secret file is missing or malformed.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+impl App {
+    /// Opens the store, loads (or, for development, generates) the pepper
+    /// and signing key, publishes the signing key and starts the pool.
+    pub async fn open(config: &Config) -> Result<App, StartError> {
+        let store = Store::open(&config.database_url()).await?;
+        let params = config.kdf_params();
+        store.register_kdf_params(&params).await?;
+        let pepper = secrets::load_pepper(
+            &config.pepper_file(),
+            config.pepper.version,
+            config.pepper.generate_if_missing,
+        )?;
+        let signer = secrets::load_signer(
+            &config.signing_key_file(),
+            config.signing.generate_if_missing,
+        )?;
+        store
+            .publish_signing_key(signer.key_id(), &signer.public_key(), clock::now_ms())
+            .await?;
+        let pool = Arc::new(HashPool::start(
+            pepper,
+            params,
+            config.pool_threads(),
+            config.queue_capacity(),
+        ));
+        tracing::info!(
+            signing_key = signer.key_id(),
+            pepper_version = config.pepper.version,
+            kdf_params_id = params.id,
+            hashing_threads = pool.threads(),
+            queue_capacity = config.queue_capacity(),
+            "service state opened"
+        );
+        Ok(App {
+            store,
+            pool,
+            signer,
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            attestation_validity_ms: ATTESTATION_VALIDITY.as_millis() as i64,
+        })
+    }
+}

@@ -1,0 +1,322 @@
+//! `ekycd`: the eKYC verification server and its operator commands.
+//!
+//! With no configuration at all, `ekycd` serves on 127.0.0.1:50051 from
+//! `./ekyc-data` (SQLite, generated development keys). `ekycd demo` adds a
+//! synthetic registry and a demo tenant first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ekyc_service::config::{Config, LogFormat};
+use ekyc_service::import::{self, Format, ProgressStyle};
+use ekyc_service::store::Role;
+use ekyc_service::{App, demo, grpc, tenants};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "ekycd", version, about = "eKYC identity verification server")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args)]
+struct GlobalArgs {
+    /// TOML configuration file (lowest precedence; then EKYCD_* variables, then flags).
+    #[arg(long, global = true, env = "EKYCD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Directory for the embedded database and development keys [default: ./ekyc-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gRPC API (the default).
+    Serve,
+    /// Load a synthetic registry and a demo tenant, write a demo API key and
+    /// sample claims, then serve.
+    Demo {
+        /// Synthetic citizens to load.
+        #[arg(long, default_value_t = 1000)]
+        citizens: u64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where to write the API key and sample claims (outside the store).
+        #[arg(long, default_value = "ekyc-demo")]
+        out: PathBuf,
+        /// Prepare and exit instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Import a registry export (CSV or JSON Lines) and/or a delete list.
+    Import {
+        /// The export to import.
+        input: Option<PathBuf>,
+        /// Input format [default: from the extension].
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// A file of ID numbers (one per line) to delete.
+        #[arg(long)]
+        delete: Option<PathBuf>,
+        /// Where to write the reject report [default: <input>.rejects.csv].
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Write a synthetic registry export (never real data).
+    Synth {
+        /// Number of citizens.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output file; the format follows the extension (.csv or .jsonl).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create a tenant if needed and issue it a verifier API key (printed once).
+    IssueKey {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// Issue an `ekyc_live_` key instead of `ekyc_test_`.
+        #[arg(long)]
+        live: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let config = load_config(&cli.global)?;
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config))
+}
+
+fn load_config(g: &GlobalArgs) -> Result<Config> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut overrides = Vec::new();
+    if let Some(l) = &g.listen {
+        overrides.push(("listen", toml::Value::String(l.clone())));
+    }
+    if let Some(d) = &g.data_dir {
+        overrides.push(("data_dir", toml::Value::String(d.display().to_string())));
+    }
+    if let Some(f) = &g.log_format {
+        overrides.push(("log.format", toml::Value::String(f.clone())));
+    }
+    Ok(Config::load(g.config.as_deref(), &env, &overrides)?)
+}
+
+fn init_logging(config: &Config) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
+        .with_context(|| format!("invalid configuration: log.filter {:?}", config.log.filter))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+async fn run(command: Command, config: Config) -> Result<()> {
+    match command {
+        Command::Serve => serve(config, None).await,
+        Command::Demo {
+            citizens,
+            seed,
+            out,
+            no_serve,
+        } => {
+            let app = App::open(&config).await?;
+            let info = demo::prepare(
+                &app,
+                &demo::DemoOptions {
+                    citizens,
+                    seed,
+                    out_dir: out.clone(),
+                    progress: ProgressStyle::Auto,
+                },
+            )
+            .await?;
+            let banner = format!(
+                "demo ready: tenant {}, API key in {}, sample claims in {}\n\
+                 try:  export EKYC_API_KEY=$(cat {})\n      \
+                 cargo run -q -p ekyc-client -- verify --samples {} --sample 0",
+                demo::DEMO_TENANT,
+                info.api_key_file.display(),
+                info.samples_file.display(),
+                info.api_key_file.display(),
+                info.samples_file.display(),
+            );
+            if no_serve {
+                println!("{banner}");
+                app.pool.close();
+                app.store.close().await;
+                return Ok(());
+            }
+            serve(config, Some((app, banner))).await
+        }
+        Command::Import {
+            input,
+            format,
+            delete,
+            rejects,
+            quiet,
+        } => import_command(config, input, format, delete, rejects, quiet).await,
+        Command::Synth { count, seed, out } => {
+            let format = Format::from_path(&out)
+                .with_context(|| format!("{}: use a .csv or .jsonl file name", out.display()))?;
+            let file = std::io::BufWriter::new(
+                std::fs::File::create(&out)
+                    .with_context(|| format!("cannot create {}", out.display()))?,
+            );
+            let citizens = ekyc_synth::citizens(seed, count);
+            match format {
+                Format::Csv => ekyc_synth::write_csv(file, citizens)?,
+                Format::Jsonl => ekyc_synth::write_jsonl(file, citizens)?,
+            }
+            println!("wrote {count} synthetic citizens to {}", out.display());
+            Ok(())
+        }
+        Command::IssueKey { tenant, live } => {
+            let app = App::open(&config).await?;
+            let t = tenants::ensure_tenant(&app.store, &tenant).await?;
+            let issued = tenants::issue_key(&app.store, &t, Role::Verifier, live).await?;
+            println!("tenant {} ({})", t.name, t.id);
+            println!("api key (shown once, store it now): {}", issued.token);
+            app.store.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config, prepared: Option<(App, String)>) -> Result<()> {
+    let (app, banner) = match prepared {
+        Some((app, banner)) => (app, Some(banner)),
+        None => (App::open(&config).await?, None),
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
+    // A machine-readable line on stdout, so scripts and tests can find the
+    // port when listening on port 0.
+    println!("ekycd listening on {addr}");
+    if let Some(b) = banner {
+        println!("{b}");
+    }
+    grpc::run(listener, Arc::new(app), shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn import_command(
+    config: Config,
+    input: Option<PathBuf>,
+    format: Option<Format>,
+    delete: Option<PathBuf>,
+    rejects_path: Option<PathBuf>,
+    quiet: bool,
+) -> Result<()> {
+    anyhow::ensure!(
+        input.is_some() || delete.is_some(),
+        "nothing to do: give an input file and/or --delete FILE"
+    );
+    let (rows, rejects) = match &input {
+        Some(path) => {
+            let format = format
+                .or_else(|| Format::from_path(path))
+                .ok_or_else(|| import::ImportError::UnknownFormat(path.clone()))?;
+            import::read_rows(path, format)?
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let deletes = match &delete {
+        Some(p) => import::read_delete_list(p)?,
+        None => Vec::new(),
+    };
+    let app = App::open(&config).await?;
+    let style = if quiet {
+        ProgressStyle::Quiet
+    } else {
+        ProgressStyle::Auto
+    };
+    let (report, rejects) = import::import_rows(
+        &app.store,
+        Arc::clone(&app.pool),
+        rows,
+        deletes,
+        rejects,
+        style,
+    )
+    .await?;
+    let report_path =
+        rejects_path.unwrap_or_else(|| default_rejects_path(input.as_deref(), delete.as_deref()));
+    import::write_rejects(&report_path, &rejects)?;
+    println!("{}", serde_json::to_string(&report)?);
+    println!(
+        "{} rows, {} rejected (see {}), {} inserted, {} updated, {} unchanged, {} deleted; registry version {}",
+        report.rows,
+        report.rejected,
+        report_path.display(),
+        report.inserted,
+        report.updated,
+        report.unchanged,
+        report.deleted,
+        report.registry_version
+    );
+    app.pool.close();
+    app.store.close().await;
+    Ok(())
+}
+
+fn default_rejects_path(input: Option<&Path>, delete: Option<&Path>) -> PathBuf {
+    let base = input.or(delete).unwrap_or(Path::new("import"));
+    let mut name = base.as_os_str().to_owned();
+    name.push(".rejects.csv");
+    PathBuf::from(name)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,358 @@
+//! Persistent state: the hashed registry, tenants and API keys, published
+//! signing keys.
+//!
+//! [`Store`] is the only type the rest of the service sees. It dispatches to
+//! a backend chosen by the database URL; SQLite is embedded and the default.
+//! A PostgreSQL backend is a new variant of `Backend` and a new file beside
+//! `sqlite.rs`, with the same methods: nothing above this module changes.
+//!
+//! Architecture invariant: nothing written here holds a citizen's raw data.
+//! Records are a locator and opaque tags; see `ekyc_domain::record`.
+
+mod sqlite;
+
+use ekyc_domain::keys::{KdfParams, Locator};
+use ekyc_domain::record::RecordTags;
+use serde::{Deserialize, Serialize};
+
+/// A storage failure. Messages may name tables, never hold row values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no supported backend.
+    #[error("unsupported database url scheme (expected sqlite://...)")]
+    UnsupportedUrl,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Schema migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored bytes are corrupt.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// A KDF parameter id is already registered with different costs.
+    #[error(
+        "argon2.params_id {0} is already registered with different costs; choose a new params_id for new costs"
+    )]
+    ParamsConflict(u32),
+}
+
+/// Result alias of this module.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One hashed citizen record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// `HMAC(K, "locator")`.
+    pub locator: Locator,
+    /// Pepper version the record was derived under.
+    pub pepper_version: u32,
+    /// Argon2 parameter set id.
+    pub kdf_params_id: u32,
+    /// Normalisation rules version.
+    pub normalization_version: u16,
+    /// Registry version of the import that last changed it.
+    pub registry_version: u64,
+    /// The field tags.
+    pub tags: RecordTags,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    /// A new record.
+    Inserted,
+    /// An existing record whose tags or versions changed.
+    Updated,
+    /// An identical record was already there; nothing written.
+    Unchanged,
+}
+
+/// Tenant state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    /// May call.
+    Active,
+    /// Refused on every call.
+    Suspended,
+}
+
+/// What a tenant may ask and how answers are computed for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantPolicy {
+    /// Whether a folded (diacritic-insensitive) match counts as a match.
+    pub accept_folded: bool,
+    /// Whether token-overlap scores are computed and reported.
+    pub fuzzy: bool,
+    /// Score threshold for fuzzy matches (0-100).
+    pub fuzzy_threshold: u8,
+    /// Whether "not in the registry" is disclosed.
+    pub disclose_not_found: bool,
+}
+
+impl Default for TenantPolicy {
+    fn default() -> Self {
+        let d = ekyc_domain::matching::MatchPolicy::default();
+        TenantPolicy {
+            accept_folded: d.accept_folded,
+            fuzzy: d.fuzzy,
+            fuzzy_threshold: d.fuzzy_threshold,
+            disclose_not_found: d.disclose_not_found,
+        }
+    }
+}
+
+impl TenantPolicy {
+    /// The matching policy the domain applies.
+    pub fn match_policy(&self) -> ekyc_domain::matching::MatchPolicy {
+        ekyc_domain::matching::MatchPolicy {
+            accept_folded: self.accept_folded,
+            fuzzy: self.fuzzy,
+            fuzzy_threshold: self.fuzzy_threshold,
+            disclose_not_found: self.disclose_not_found,
+        }
+    }
+}
+
+/// A tenant (a relying party organisation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Stable id, bound into attestations.
+    pub id: String,
+    /// Unique display name.
+    pub name: String,
+    /// Active or suspended.
+    pub status: TenantStatus,
+    /// Matching policy.
+    pub policy: TenantPolicy,
+}
+
+/// What a credential may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Calls Verify.
+    Verifier,
+    /// Manages tenants (the agency).
+    AgencyAdmin,
+    /// Reads usage and invoices.
+    Finance,
+    /// Imports and deletes registry records.
+    RegistryOperator,
+}
+
+impl Role {
+    /// Stable lowercase name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Verifier => "verifier",
+            Role::AgencyAdmin => "agency_admin",
+            Role::Finance => "finance",
+            Role::RegistryOperator => "registry_operator",
+        }
+    }
+
+    /// The role with this stored name.
+    pub fn parse(s: &str) -> Option<Role> {
+        [
+            Role::Verifier,
+            Role::AgencyAdmin,
+            Role::Finance,
+            Role::RegistryOperator,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// A stored API key: only a digest of its secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Public id (the part of the key before the secret).
+    pub key_id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// What it may do.
+    pub role: Role,
+    /// SHA-256 of the secret.
+    pub secret_sha256: [u8; 32],
+    /// Creation time.
+    pub created_at_ms: i64,
+    /// Expiry, if any.
+    pub expires_at_ms: Option<i64>,
+    /// Revocation time, if revoked.
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for ApiKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyRecord")
+            .field("key_id", &self.key_id)
+            .field("tenant_id", &self.tenant_id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A published signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// Key id.
+    pub key_id: String,
+    /// Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// When it started signing.
+    pub not_before_ms: i64,
+    /// When it stopped signing, if retired.
+    pub retired_at_ms: Option<i64>,
+}
+
+/// The storage handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `url`.
+    pub async fn open(url: &str) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            let s = sqlite::SqliteStore::open(url).await?;
+            return Ok(Store {
+                backend: Backend::Sqlite(s),
+            });
+        }
+        Err(StoreError::UnsupportedUrl)
+    }
+
+    /// Records a KDF parameter set, refusing an id reused with other costs.
+    pub async fn register_kdf_params(&self, params: &KdfParams) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.register_kdf_params(params).await,
+        }
+    }
+
+    /// The record at `locator`, if any.
+    pub async fn get_record(&self, locator: &Locator) -> Result<Option<StoredRecord>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_record(locator).await,
+        }
+    }
+
+    /// Writes a batch of records in one transaction; `registry_version` is
+    /// stamped on those that are new or changed.
+    pub async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.upsert_records(batch).await,
+        }
+    }
+
+    /// Deletes the records at these locators; returns how many existed.
+    pub async fn delete_records(&self, locators: &[Locator]) -> Result<u64> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.delete_records(locators).await,
+        }
+    }
+
+    /// Number of records.
+    pub async fn count_records(&self) -> Result<u64> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.count_records().await,
+        }
+    }
+
+    /// A metadata value.
+    pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_meta(key).await,
+        }
+    }
+
+    /// Sets a metadata value.
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.set_meta(key, value).await,
+        }
+    }
+
+    /// The current registry version (0 before the first import).
+    pub async fn registry_version(&self) -> Result<u64> {
+        Ok(self
+            .get_meta(META_REGISTRY_VERSION)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Creates a tenant; fails if the id or name exists.
+    pub async fn insert_tenant(&self, tenant: &Tenant, now_ms: i64) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.insert_tenant(tenant, now_ms).await,
+        }
+    }
+
+    /// The tenant with this id.
+    pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_tenant(id).await,
+        }
+    }
+
+    /// The tenant with this name.
+    pub async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.find_tenant_by_name(name).await,
+        }
+    }
+
+    /// Stores a new API key.
+    pub async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.insert_api_key(key).await,
+        }
+    }
+
+    /// The API key with this public id.
+    pub async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_api_key(key_id).await,
+        }
+    }
+
+    /// Publishes a signing key if it is not yet known, and retires every
+    /// other current key as of `now_ms`.
+    pub async fn publish_signing_key(
+        &self,
+        key_id: &str,
+        public_key: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.publish_signing_key(key_id, public_key, now_ms).await,
+        }
+    }
+
+    /// All published signing keys, current first.
+    pub async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_signing_keys().await,
+        }
+    }
+
+    /// Flushes and closes connections.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(s) => s.close().await,
+        }
+    }
+}
+
+/// Metadata key of the registry version.
+pub const META_REGISTRY_VERSION: &str = "registry_version";

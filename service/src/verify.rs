@@ -1,0 +1,255 @@
+//! The Verify request path, as one chain:
+//! authenticate, authorise, validate, hash, look up, match, sign, respond.
+//!
+//! Everything before hashing is cheap and rejects early: a request that
+//! fails authentication or validation never costs an Argon2 evaluation.
+//! Every request that passes costs exactly one, whether or not the subject
+//! exists, so existence does not leak through timing.
+
+use std::time::Instant;
+
+use ekyc_domain::Field;
+use ekyc_domain::attestation::{AttestationBody, claims_digest, consent_digest};
+use ekyc_domain::matching::{MatchResult, match_claims};
+use ekyc_domain::normalize::{IdNumber, Normalized, Violation, normalize_field, normalize_id};
+use ekyc_proto::v1 as pb;
+
+use crate::App;
+use crate::auth::{self, Caller};
+use crate::clock;
+use crate::error::ServiceError;
+use crate::hashing::HashError;
+use crate::secrets::random_bytes;
+use crate::store::Role;
+
+/// A request that passed validation.
+struct ValidRequest<'a> {
+    id: IdNumber,
+    claims: Vec<(Field, Normalized)>,
+    /// The claims exactly as sent, for the attestation's claims digest.
+    raw_claims: Vec<(Field, &'a str)>,
+}
+
+impl App {
+    /// Answers one Verify call. `credential` is the API key from the call's
+    /// metadata; `deadline` the caller's deadline, if it sent one.
+    pub async fn verify(
+        &self,
+        credential: Option<&str>,
+        req: &pb::VerifyRequest,
+        deadline: Option<Instant>,
+    ) -> Result<pb::VerifyResponse, ServiceError> {
+        let started = Instant::now();
+        let now_ms = clock::now_ms();
+
+        // 1. Authenticate: the tenant comes from the key, never the request.
+        let caller: Caller = auth::authenticate(&self.store, credential, now_ms).await?;
+        // 2. Authorise.
+        auth::require_role(&caller, Role::Verifier, "Verify")?;
+        // 3. Validate and normalise every field; all violations at once.
+        let valid = validate(req)?;
+        // Rate limits, quotas and the per-subject guard slot in here,
+        // before hashing (see ARCHITECTURE.md).
+
+        // 4. Hash: the one expensive step, on the bounded pool.
+        let key = self
+            .pool
+            .derive(valid.id, deadline)
+            .await
+            .map_err(|e| match e {
+                HashError::Saturated => ServiceError::Overloaded {
+                    retry_after: self.pool.retry_hint(),
+                },
+                HashError::DeadlinePassed => ServiceError::DeadlineExceeded,
+                HashError::Closed => ServiceError::ShuttingDown,
+                HashError::Kdf(e) => ServiceError::internal(e),
+            })?;
+        // 5. Look up. Records live at the locator of the current pepper and
+        // parameters; a record under an older pepper is not found until it
+        // is re-imported.
+        let record = self
+            .store
+            .get_record(&key.locator())
+            .await
+            .map_err(ServiceError::internal)?;
+        let registry_version = self
+            .store
+            .registry_version()
+            .await
+            .map_err(ServiceError::internal)?;
+        // 6. Match under the tenant's policy.
+        let policy = caller.tenant.policy.match_policy();
+        let outcome = match_claims(
+            &key,
+            &valid.claims,
+            record.as_ref().map(|r| &r.tags),
+            &policy,
+        );
+
+        // 7. Sign.
+        let transaction_id = format!(
+            "tx_{}",
+            hex::encode(random_bytes::<16>().map_err(ServiceError::internal)?)
+        );
+        let body = AttestationBody {
+            key_id: self.signer.key_id().to_string(),
+            tenant_id: caller.tenant.id.clone(),
+            request_id: req.request_id.clone(),
+            transaction_id: transaction_id.clone(),
+            issued_at_ms: now_ms,
+            registry_version,
+            claims_digest: claims_digest(&req.id_number, &valid.raw_claims)
+                .map_err(ServiceError::internal)?,
+            purpose_code: req.purpose_code.clone(),
+            consent_digest: consent_digest(&req.consent_reference),
+            subject_found: outcome.subject_found,
+            results: outcome.fields.clone(),
+            decision: outcome.decision,
+        };
+        let payload = body.encode().map_err(ServiceError::internal)?;
+        let signature = self.signer.sign(&payload);
+
+        // 8. Respond. The log line names the tenant, key and transaction,
+        // never the subject or any claimed value.
+        tracing::info!(
+            tenant = %caller.tenant.id,
+            key_id = %caller.key_id,
+            transaction_id = %transaction_id,
+            fields = outcome.fields.len(),
+            decision = outcome.decision,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "verify answered"
+        );
+        Ok(pb::VerifyResponse {
+            transaction_id,
+            decision: if outcome.decision {
+                pb::Decision::Yes
+            } else {
+                pb::Decision::No
+            } as i32,
+            results: outcome
+                .fields
+                .iter()
+                .map(|f| pb::FieldResult {
+                    field: i32::from(f.field.code()),
+                    result: match f.result {
+                        MatchResult::Match => pb::MatchResult::Match,
+                        MatchResult::MatchFolded => pb::MatchResult::MatchFolded,
+                        MatchResult::NoMatch => pb::MatchResult::NoMatch,
+                        MatchResult::NotAvailable => pb::MatchResult::NotAvailable,
+                    } as i32,
+                    score: f.score.map(u32::from),
+                })
+                .collect(),
+            registry_version,
+            verified_at: Some(clock::timestamp(now_ms)),
+            subject_status: match outcome.subject_found {
+                None => pb::SubjectStatus::Unspecified,
+                Some(true) => pb::SubjectStatus::Found,
+                Some(false) => pb::SubjectStatus::NotFound,
+            } as i32,
+            attestation: Some(pb::Attestation {
+                key_id: self.signer.key_id().to_string(),
+                payload,
+                signature: signature.to_vec(),
+            }),
+        })
+    }
+}
+
+/// The claims of a request as `(field, value as sent)` pairs, in field order.
+pub fn claim_pairs(c: &pb::Claims) -> Vec<(Field, &str)> {
+    c.present()
+        .into_iter()
+        .filter_map(|(f, v)| {
+            u8::try_from(f as i32)
+                .ok()
+                .and_then(Field::from_code)
+                .map(|f| (f, v))
+        })
+        .collect()
+}
+
+fn validate(req: &pb::VerifyRequest) -> Result<ValidRequest<'_>, ServiceError> {
+    let mut violations = Vec::new();
+    check_token(
+        &mut violations,
+        "request_id",
+        &req.request_id,
+        64,
+        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
+        "request_id must be 1 to 64 characters from A-Z a-z 0-9 . _ : -",
+    );
+    check_token(
+        &mut violations,
+        "purpose_code",
+        &req.purpose_code,
+        64,
+        |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_',
+        "purpose_code must be 1 to 64 characters from A-Z 0-9 _",
+    );
+    check_token(
+        &mut violations,
+        "consent_reference",
+        &req.consent_reference,
+        128,
+        |c| !c.is_control(),
+        "consent_reference must be 1 to 128 characters without control characters",
+    );
+    let id = match normalize_id(&req.id_number) {
+        Ok(id) => Some(id),
+        Err(v) => {
+            violations.push(v);
+            None
+        }
+    };
+    let raw_claims = req.claims.as_ref().map(claim_pairs).unwrap_or_default();
+    if raw_claims.is_empty() {
+        violations.push(Violation {
+            field: "claims",
+            rule: "required",
+            description: "claims must hold at least one field besides id_number".into(),
+        });
+    }
+    let mut claims = Vec::with_capacity(raw_claims.len());
+    for (field, raw) in &raw_claims {
+        match normalize_field(*field, raw) {
+            Ok(n) => claims.push((*field, n)),
+            Err(v) => violations.push(v),
+        }
+    }
+    match id {
+        Some(id) if violations.is_empty() => Ok(ValidRequest {
+            id,
+            claims,
+            raw_claims,
+        }),
+        _ => Err(ServiceError::InvalidArgument(violations)),
+    }
+}
+
+fn check_token(
+    violations: &mut Vec<Violation>,
+    field: &'static str,
+    value: &str,
+    max_chars: usize,
+    allowed: impl Fn(char) -> bool,
+    description: &'static str,
+) {
+    let rule = if value.is_empty() {
+        Some("required")
+    } else if value.chars().count() > max_chars {
+        Some("too_long")
+    } else if !value.chars().all(allowed) {
+        Some("invalid_format")
+    } else {
+        None
+    };
+    if let Some(rule) = rule {
+        violations.push(Violation {
+            field,
+            rule,
+            description: description.into(),
+        });
+    }
+}
