@@ -7,7 +7,9 @@
 //!   equals the stored exact tag;
 //! - `MatchFolded`: otherwise, the folded tags are equal;
 //! - `NoMatch`: otherwise;
-//! - `NotAvailable`: the registry holds no value for the field.
+//! - `NotAvailable`: the registry holds no value for the field; reported
+//!   only when the policy discloses whether the subject exists (otherwise
+//!   it would reveal exactly that), and `NoMatch` under the uniform policy.
 //!
 //! When the subject is not in the registry, the same tags are computed and
 //! compared against an empty record, and (under the default uniform policy)
@@ -130,20 +132,21 @@ pub fn match_claims(
         // The tags are computed even when there is nothing to compare with,
         // so an unknown subject costs the same as a known one.
         let claim_tags = ClaimTags::compute(key, *field, claim);
+        let uniform_no_match = FieldOutcome {
+            field: *field,
+            result: MatchResult::NoMatch,
+            score: (policy.fuzzy && field.is_token_scored()).then_some(0),
+        };
         let outcome = match (record, stored.fields.get(field)) {
-            (None, _) => FieldOutcome {
-                field: *field,
-                result: MatchResult::NoMatch,
-                score: policy
-                    .fuzzy
-                    .then_some(0)
-                    .filter(|_| field.is_token_scored()),
-            },
-            (Some(_), None) => FieldOutcome {
+            (None, _) => uniform_no_match,
+            // "The registry has no value" reveals that the subject exists,
+            // so it is only said to tenants allowed to learn that.
+            (Some(_), None) if policy.disclose_not_found => FieldOutcome {
                 field: *field,
                 result: MatchResult::NotAvailable,
                 score: None,
             },
+            (Some(_), None) => uniform_no_match,
             (Some(_), Some(stored)) => claim_tags.compare(*field, stored, policy),
         };
         fields.push(outcome);
@@ -324,12 +327,15 @@ mod tests {
         );
         assert!(!wrong.decision);
 
-        let na = match_claims(
-            &key(),
-            &norm(&[(Field::PhoneNumber, "0912345678")]),
-            Some(&rec),
-            &policy,
-        );
+        let phone = norm(&[(Field::PhoneNumber, "0912345678")]);
+        let uniform = match_claims(&key(), &phone, Some(&rec), &policy);
+        assert_eq!(results(&uniform), vec![MatchResult::NoMatch]);
+        assert_eq!(uniform, match_claims(&key(), &phone, None, &policy));
+        let disclose = MatchPolicy {
+            disclose_not_found: true,
+            ..policy
+        };
+        let na = match_claims(&key(), &phone, Some(&rec), &disclose);
         assert_eq!(results(&na), vec![MatchResult::NotAvailable]);
         assert!(!na.decision);
     }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ekyc_domain::Field;
+use ekyc_domain::keys::SubjectKey;
 use ekyc_domain::normalize::{
     IdNumber, NORMALIZATION_VERSION, Normalized, Violation, normalize_field, normalize_id,
 };
@@ -382,7 +383,7 @@ pub async fn import_rows(
             let Some(row) = pending.next() else { break };
             let pool = Arc::clone(&pool);
             in_flight.spawn(async move {
-                let key = pool.derive(row.id, None).await?;
+                let key = derive_patiently(&pool, row.id).await?;
                 Ok::<_, HashError>(StoredRecord {
                     locator: key.locator(),
                     pepper_version,
@@ -413,7 +414,7 @@ pub async fn import_rows(
     for row in &deletes {
         let raw = row.values.first().map(|(_, v)| v.as_str()).unwrap_or("");
         match normalize_id(raw) {
-            Ok(id) => locators.push(pool.derive(id, None).await?.locator()),
+            Ok(id) => locators.push(derive_patiently(&pool, id).await?.locator()),
             Err(v) => rejects.push(Reject {
                 line: row.line,
                 field: "delete.id_number".into(),
@@ -440,6 +441,18 @@ pub async fn import_rows(
     meter.finish();
     rejects.sort_by_key(|r| r.line);
     Ok((report, rejects))
+}
+
+/// An import is a batch job: when the pool is saturated (a server sharing
+/// it is busy, or the queue is momentarily full) it waits its turn instead
+/// of failing.
+async fn derive_patiently(pool: &HashPool, id: IdNumber) -> Result<SubjectKey, HashError> {
+    loop {
+        match pool.derive(id.clone(), None).await {
+            Err(HashError::Saturated) => tokio::time::sleep(Duration::from_millis(5)).await,
+            other => return other,
+        }
+    }
 }
 
 fn tally(report: &mut ImportReport, outcomes: &[Upserted]) {

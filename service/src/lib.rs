@@ -22,6 +22,7 @@ pub mod import;
 pub mod secrets;
 pub mod store;
 pub mod tenants;
+pub mod test_support;
 mod verify;
 
 use std::sync::Arc;
