@@ -42,7 +42,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Verify one subject's claimed identity.
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// List the service's attestation signing keys.
     Keys {
         /// Print JSON instead of a table.
@@ -199,7 +199,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify(args) => verify(&client, args).await,
+        Command::Verify(args) => verify(&client, *args).await,
     }
 }
 
