@@ -166,12 +166,7 @@ impl Client {
 pub fn claim_pairs(c: &pb::Claims) -> Vec<(Field, &str)> {
     c.present()
         .into_iter()
-        .filter_map(|(f, v)| {
-            u8::try_from(f as i32)
-                .ok()
-                .and_then(Field::from_code)
-                .map(|f| (f, v))
-        })
+        .filter_map(|(f, v)| Field::from_code(f as u8).map(|f| (f, v)))
         .collect()
 }
 

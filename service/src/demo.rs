@@ -86,16 +86,8 @@ pub async fn prepare(app: &App, opts: &DemoOptions) -> Result<DemoInfo, DemoErro
             citizens = opts.citizens,
             "loading the synthetic demo registry"
         );
-        let rows = rows_from_citizens(ekyc_synth::citizens(opts.seed, opts.citizens));
-        let (report, rejects) = import::import_rows(
-            &app.store,
-            Arc::clone(&app.pool),
-            rows,
-            Vec::new(),
-            Vec::new(),
-            opts.progress,
-        )
-        .await?;
+        let (report, rejects) =
+            load_synthetic_registry(app, opts.seed, opts.citizens, opts.progress).await?;
         if !rejects.is_empty() {
             tracing::warn!(
                 rejected = rejects.len(),
@@ -139,6 +131,25 @@ pub async fn prepare(app: &App, opts: &DemoOptions) -> Result<DemoInfo, DemoErro
         samples_file,
         import,
     })
+}
+
+/// Imports `count` synthetic citizens of `seed` into the app's registry.
+pub async fn load_synthetic_registry(
+    app: &App,
+    seed: u64,
+    count: u64,
+    progress: ProgressStyle,
+) -> Result<(ImportReport, Vec<import::Reject>), import::ImportError> {
+    let rows = rows_from_citizens(ekyc_synth::citizens(seed, count));
+    import::import_rows(
+        &app.store,
+        Arc::clone(&app.pool),
+        rows,
+        Vec::new(),
+        Vec::new(),
+        progress,
+    )
+    .await
 }
 
 /// Import rows for synthetic citizens.
@@ -207,7 +218,9 @@ pub fn samples(seed: u64, count: u64) -> Vec<Sample> {
     out
 }
 
-fn strip_diacritics(s: &str) -> String {
+/// Removes Vietnamese diacritics (and maps đ to d): how a customer types a
+/// name on a keyboard without Vietnamese input. Used by samples and tests.
+pub fn strip_diacritics(s: &str) -> String {
     // Vietnamese letters only: enough for synthetic names.
     const FROM: &str = "àáảãạăằắẳẵặâầấẩẫậèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵđÀÁẢÃẠĂẰẮẲẴẶÂẦẤẨẪẬÈÉẺẼẸÊỀẾỂỄỆÌÍỈĨỊÒÓỎÕỌÔỒỐỔỖỘƠỜỚỞỠỢÙÚỦŨỤƯỪỨỬỮỰỲÝỶỸỴĐ";
     const TO: &str = "aaaaaaaaaaaaaaaaaeeeeeeeeeeeiiiiiooooooooooooooooouuuuuuuuuuuyyyyydAAAAAAAAAAAAAAAAAEEEEEEEEEEEIIIIIOOOOOOOOOOOOOOOOOUUUUUUUUUUUYYYYYD";

@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::Config;
-pub use verify::claim_pairs;
 
 use crate::hashing::HashPool;
 use crate::secrets::{SecretError, Signer};

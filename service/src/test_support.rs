@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::import::{self, ImportReport, ProgressStyle};
+use crate::import::{ImportReport, ProgressStyle};
 use crate::store::Role;
 use crate::{App, demo, tenants};
 
@@ -68,17 +68,10 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = test_config(dir.path(), &opts);
         let app = Arc::new(App::open(&config).await.expect("open app"));
-        let rows = demo::rows_from_citizens(ekyc_synth::citizens(opts.seed, opts.citizens));
-        let (report, rejects) = import::import_rows(
-            &app.store,
-            Arc::clone(&app.pool),
-            rows,
-            Vec::new(),
-            Vec::new(),
-            ProgressStyle::Quiet,
-        )
-        .await
-        .expect("import");
+        let (report, rejects) =
+            demo::load_synthetic_registry(&app, opts.seed, opts.citizens, ProgressStyle::Quiet)
+                .await
+                .expect("import");
         assert!(
             rejects.is_empty(),
             "synthetic rows were rejected: {rejects:?}"

@@ -157,19 +157,6 @@ impl App {
     }
 }
 
-/// The claims of a request as `(field, value as sent)` pairs, in field order.
-pub fn claim_pairs(c: &pb::Claims) -> Vec<(Field, &str)> {
-    c.present()
-        .into_iter()
-        .filter_map(|(f, v)| {
-            u8::try_from(f as i32)
-                .ok()
-                .and_then(Field::from_code)
-                .map(|f| (f, v))
-        })
-        .collect()
-}
-
 fn validate(req: &pb::VerifyRequest) -> Result<ValidRequest<'_>, ServiceError> {
     let mut violations = Vec::new();
     check_token(
@@ -203,7 +190,15 @@ fn validate(req: &pb::VerifyRequest) -> Result<ValidRequest<'_>, ServiceError> {
             None
         }
     };
-    let raw_claims = req.claims.as_ref().map(claim_pairs).unwrap_or_default();
+    // Values as sent, for the attestation's claims digest.
+    let raw_claims: Vec<(Field, &str)> = req
+        .claims
+        .as_ref()
+        .map(|c| c.present())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(f, v)| Field::from_code(f as u8).map(|f| (f, v)))
+        .collect();
     if raw_claims.is_empty() {
         violations.push(Violation {
             field: "claims",

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ekyc_client::{Client, v1 as pb};
+use ekyc_service::demo::strip_diacritics;
 
 /// Runs `ekycd` in `dir` with cheap Argon2 parameters and debug logging,
 /// isolated from any EKYCD_* variables of the caller.
@@ -100,25 +101,6 @@ fn import_is_validated_idempotent_and_reports_progress() {
     // Bad rows are reported by line, field and rule; good rows still land.
     let c0 = ekyc_synth::citizen(5, 0);
     let c1 = ekyc_synth::citizen(5, 1);
-    let header = ekyc_synth::CSV_COLUMNS.join(",");
-    let row = |c: &ekyc_synth::Citizen| {
-        [
-            &c.id_number,
-            &c.full_name,
-            &c.date_of_birth,
-            &c.gender,
-            &c.nationality,
-            &c.place_of_origin,
-            &c.place_of_residence,
-            &c.id_issue_date,
-            &c.id_expiry_date,
-            &c.phone_number,
-        ]
-        .iter()
-        .map(|v| format!("\"{v}\""))
-        .collect::<Vec<_>>()
-        .join(",")
-    };
     let renamed = ekyc_synth::Citizen {
         full_name: "Trần Thị Kim Oanh".into(),
         ..c0.clone()
@@ -135,16 +117,16 @@ fn import_is_validated_idempotent_and_reports_progress() {
         gender: "robot".into(),
         ..c1.clone()
     };
-    let lines = [
-        header,
-        row(&renamed),                          // line 2: changed record
-        row(&bad_id),                           // line 3
-        row(&bad_date),                         // line 4
-        row(&bad_gender),                       // line 5
-        "\"001085000001\",\"only two\"".into(), // line 6: wrong column count
-        row(&renamed),                          // line 7: duplicate of line 2
-    ];
-    std::fs::write(dir.join("update.csv"), lines.join("\n") + "\n").expect("write");
+    // Lines 2-6: a changed record, three bad rows, a duplicate of line 2;
+    // line 7: the wrong number of columns.
+    let mut update = Vec::new();
+    ekyc_synth::write_csv(
+        &mut update,
+        [renamed.clone(), bad_id, bad_date, bad_gender, renamed],
+    )
+    .expect("csv");
+    update.extend_from_slice(b"\"001085000001\",\"only two\"\n");
+    std::fs::write(dir.join("update.csv"), update).expect("write");
     let upd = report(&run_ok(ekycd(dir).args([
         "import",
         "update.csv",
@@ -174,8 +156,8 @@ fn import_is_validated_idempotent_and_reports_progress() {
         ("3", "id_number", "invalid_length"),
         ("4", "date_of_birth", "impossible_date"),
         ("5", "gender", "unknown_value"),
-        ("6", "row", "malformed_csv"),
-        ("7", "id_number", "duplicate_id"),
+        ("6", "id_number", "duplicate_id"),
+        ("7", "row", "malformed_csv"),
     ];
     let want: Vec<(String, String, String)> = want
         .iter()
@@ -246,18 +228,6 @@ fn wait_for_listen(child: &mut Child) -> String {
     });
     rx.recv_timeout(Duration::from_secs(60))
         .expect("ekycd did not start listening")
-}
-
-fn strip_diacritics(s: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    s.nfd()
-        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
-        .map(|c| match c {
-            'đ' => 'd',
-            'Đ' => 'D',
-            c => c,
-        })
-        .collect()
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ekyc_client::{Client, ClientError, v1 as pb};
+use ekyc_service::demo::strip_diacritics;
 use ekyc_service::test_support::{TestOptions, TestServer};
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -75,7 +76,7 @@ async fn answers_match_folded_mismatch_and_unknown() {
 
     // The same name without diacritics.
     let folded = pb::Claims {
-        full_name: Some(strip(&citizen.full_name)),
+        full_name: Some(strip_diacritics(&citizen.full_name)),
         date_of_birth: Some(citizen.date_of_birth.clone()),
         ..Default::default()
     };
@@ -445,17 +446,4 @@ async fn signing_keys_health_and_graceful_shutdown() {
             .await
             .is_err()
     );
-}
-
-/// Vietnamese diacritics off, for the folded-name case.
-fn strip(s: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    s.nfd()
-        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
-        .map(|c| match c {
-            'đ' => 'd',
-            'Đ' => 'D',
-            c => c,
-        })
-        .collect()
 }
