@@ -79,6 +79,8 @@ def parse(payload):
         "claims_digest": r.take(32), "purpose_code": r.str(),
         "consent_digest": r.take(32), "subject_status": r.u8(),
     }
+    if body["subject_status"] not in (0, 1, 2):
+        raise ValueError("invalid subject status")
     results = []
     for _ in range(r.u8()):
         field, result, score = r.u8(), r.u8(), r.u8()

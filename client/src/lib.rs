@@ -201,6 +201,14 @@ pub fn check_attestation(
             "request id, purpose or consent differ from the request sent",
         ));
     }
+    let signed_status = match body.subject_found {
+        None => pb::SubjectStatus::Unspecified,
+        Some(true) => pb::SubjectStatus::Found,
+        Some(false) => pb::SubjectStatus::NotFound,
+    };
+    if signed_status as i32 != response.subject_status {
+        return Err(fail("subject status differs from the signed one"));
+    }
     if body.transaction_id != response.transaction_id
         || body.registry_version != response.registry_version
         || body.decision != (response.decision == pb::Decision::Yes as i32)

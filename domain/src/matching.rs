@@ -82,7 +82,9 @@ pub struct MatchPolicy {
 impl Default for MatchPolicy {
     fn default() -> Self {
         MatchPolicy {
-            accept_folded: true,
+            // A name without diacritics may be another person's: the
+            // registry owner's safe default is that only exact counts.
+            accept_folded: false,
             fuzzy: false,
             fuzzy_threshold: 85,
             disclose_not_found: false,
@@ -297,17 +299,17 @@ mod tests {
             &policy,
         );
         assert_eq!(results(&folded), vec![MatchResult::MatchFolded]);
-        assert!(folded.decision);
-        let strict = MatchPolicy {
-            accept_folded: false,
+        assert!(!folded.decision, "folded matches do not count by default");
+        let lenient = MatchPolicy {
+            accept_folded: true,
             ..policy
         };
         assert!(
-            !match_claims(
+            match_claims(
                 &key(),
                 &norm(&[(Field::FullName, "Nguyen Van An")]),
                 Some(&rec),
-                &strict
+                &lenient
             )
             .decision
         );

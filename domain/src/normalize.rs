@@ -571,7 +571,7 @@ fn date(field: &'static str, text: &str) -> Result<Normalized, Violation> {
         Violation::new(
             field,
             "impossible_date",
-            "must be a real calendar date (YYYY-MM-DD, YYYY-MM or YYYY)",
+            "must be a real calendar date (YYYY-MM-DD, YYYY-MM, YYYY or DD/MM/YYYY)",
         )
     };
     let year_s = format!("{year:04}");
@@ -1069,7 +1069,7 @@ mod tests {
                 field: "date_of_birth",
                 rule: "impossible_date",
                 description:
-                    "date_of_birth must be a real calendar date (YYYY-MM-DD, YYYY-MM or YYYY)"
+                    "date_of_birth must be a real calendar date (YYYY-MM-DD, YYYY-MM, YYYY or DD/MM/YYYY)"
                         .into(),
             }
         );

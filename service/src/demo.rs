@@ -196,7 +196,7 @@ pub fn samples(seed: u64, count: u64) -> Vec<Sample> {
     if count > 0 {
         let c = ekyc_synth::citizen(seed, 0);
         out.push(Sample {
-            note: "citizen #0 with the name typed without diacritics: MATCH_FOLDED".into(),
+            note: "citizen #0 with the name typed without diacritics: MATCH_FOLDED (decision NO unless the tenant accepts folded matches)".into(),
             claims: Citizen {
                 full_name: strip_diacritics(&c.full_name),
                 ..c.clone()

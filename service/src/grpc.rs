@@ -48,9 +48,14 @@ impl VerificationService for VerificationApi {
             .list_signing_keys()
             .await
             .map_err(ServiceError::internal)?;
+        let now = clock::now_ms();
+        let validity = self.app.attestation_validity_ms;
         Ok(Response::new(pb::ListSigningKeysResponse {
             keys: keys
                 .into_iter()
+                // Keys retired longer ago than attestations stay valid are
+                // no longer published.
+                .filter(|k| k.retired_at_ms.is_none_or(|t| t + validity > now))
                 .map(|k| pb::SigningKey {
                     key_id: k.key_id,
                     algorithm: "Ed25519".into(),
@@ -67,13 +72,20 @@ impl VerificationService for VerificationApi {
 
 /// The API key from `authorization: Bearer <key>` or `x-api-key: <key>`.
 fn credential(md: &tonic::metadata::MetadataMap) -> Option<String> {
-    if let Some(v) = md.get("authorization").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
-    }
-    md.get("x-api-key")
+    let bearer = md
+        .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string())
+        .map(|v| v.trim())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
+    let header = md
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    // An empty header is no credential at all, not a malformed one.
+    bearer
+        .filter(|v| !v.is_empty())
+        .or(header.filter(|v| !v.is_empty()))
+        .map(str::to_string)
 }
 
 /// The caller's deadline from the `grpc-timeout` header (gRPC over HTTP/2
