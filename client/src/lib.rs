@@ -14,6 +14,7 @@ use ekyc_domain::Field;
 use ekyc_domain::attestation::{self, AttestationBody, claims_digest, consent_digest};
 use ekyc_domain::matching::MatchResult;
 use ekyc_proto::v1 as pb;
+use ekyc_proto::v1::tenant_admin_service_client::TenantAdminServiceClient;
 use ekyc_proto::v1::verification_service_client::VerificationServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -54,6 +55,7 @@ pub struct VerifiedAnswer {
 /// A connection to the service with a credential and a per-call deadline.
 pub struct Client {
     inner: VerificationServiceClient<Channel>,
+    channel: Channel,
     api_key: Option<MetadataValue<tonic::metadata::Ascii>>,
     timeout: Duration,
     /// Public keys by key id, fetched from ListSigningKeys on demand.
@@ -85,14 +87,23 @@ impl Client {
             })
             .transpose()?;
         Ok(Client {
-            inner: VerificationServiceClient::new(channel),
+            inner: VerificationServiceClient::new(channel.clone()),
+            channel,
             api_key,
             timeout,
             keys: Mutex::new(HashMap::new()),
         })
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// A stub for the agency's `TenantAdminService` on the same connection;
+    /// send requests built with [`Client::request`] so they carry the key
+    /// and the deadline.
+    pub fn admin(&self) -> TenantAdminServiceClient<Channel> {
+        TenantAdminServiceClient::new(self.channel.clone())
+    }
+
+    /// Wraps a message with this client's API key and deadline.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);
         req.set_timeout(self.timeout);
         if let Some(k) = &self.api_key {

@@ -13,6 +13,9 @@ use crate::error::{ServiceError, reason};
 use crate::secrets::{SecretError, random_bytes};
 use crate::store::{ApiKeyRecord, Role, Store, Tenant, TenantStatus};
 
+/// How stale a key's last-used time may get before a call refreshes it.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
 /// Prefix of every key, so secret scanners can find leaked ones.
 pub const KEY_PREFIX: &str = "ekyc_";
 
@@ -56,6 +59,8 @@ pub fn issue(
             created_at_ms: now_ms,
             expires_at_ms,
             revoked_at_ms: None,
+            last_used_at_ms: None,
+            live,
         },
     })
 }
@@ -136,6 +141,15 @@ pub async fn authenticate(
             reason: reason::TENANT_SUSPENDED,
             message: "tenant is suspended".into(),
         });
+    }
+    // Last-used time, to within a minute: one write per key per minute at
+    // most, so busy keys do not turn every call into a write.
+    if record
+        .last_used_at_ms
+        .is_none_or(|t| now_ms - t >= LAST_USED_RESOLUTION_MS)
+        && let Err(e) = store.touch_api_key(&record.key_id, now_ms).await
+    {
+        tracing::warn!(key_id = %record.key_id, error = %e, "cannot record key use");
     }
     Ok(Caller {
         tenant,

@@ -104,7 +104,8 @@ pub async fn prepare(app: &App, opts: &DemoOptions) -> Result<DemoInfo, DemoErro
     };
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
     let api_key_file = opts.out_dir.join("api-key");
-    let tenant = tenants::ensure_tenant(&app.store, DEMO_TENANT).await?;
+    let actor = tenants::Actor::local("demo");
+    let tenant = tenants::ensure_tenant(&app.store, DEMO_TENANT, &actor).await?;
     // Reuse the key on disk if it still authenticates; otherwise issue one.
     let existing = std::fs::read_to_string(&api_key_file).ok();
     let still_valid = match existing.as_deref() {
@@ -114,7 +115,8 @@ pub async fn prepare(app: &App, opts: &DemoOptions) -> Result<DemoInfo, DemoErro
         None => false,
     };
     if !still_valid {
-        let issued = tenants::issue_key(&app.store, &tenant, Role::Verifier, false).await?;
+        let issued =
+            tenants::issue_key(&app.store, &tenant, Role::Verifier, false, None, &actor).await?;
         let _ = std::fs::remove_file(&api_key_file);
         write_new_secret(&api_key_file, &issued.token).map_err(io(&api_key_file))?;
     }

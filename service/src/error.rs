@@ -40,6 +40,20 @@ pub mod reason {
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
     /// An internal failure; details are in the server log, not here.
     pub const INTERNAL: &str = "INTERNAL";
+    /// The tenant's policy does not allow a requested claim field.
+    pub const FIELD_NOT_ALLOWED: &str = "FIELD_NOT_ALLOWED";
+    /// The tenant's policy does not allow the declared purpose.
+    pub const PURPOSE_NOT_ALLOWED: &str = "PURPOSE_NOT_ALLOWED";
+    /// The credential may not see or change this tenant.
+    pub const TENANT_NOT_ACCESSIBLE: &str = "TENANT_NOT_ACCESSIBLE";
+    /// No such tenant.
+    pub const TENANT_NOT_FOUND: &str = "TENANT_NOT_FOUND";
+    /// No such API key.
+    pub const API_KEY_NOT_FOUND: &str = "API_KEY_NOT_FOUND";
+    /// An admin may not suspend the tenant its own credential belongs to.
+    pub const CANNOT_SUSPEND_OWN_TENANT: &str = "CANNOT_SUSPEND_OWN_TENANT";
+    /// A client certificate was presented but maps to no tenant.
+    pub const CLIENT_CERT_UNKNOWN: &str = "CLIENT_CERT_UNKNOWN";
 }
 
 /// Everything that can go wrong while answering a call.
@@ -63,6 +77,22 @@ pub enum ServiceError {
         reason: &'static str,
         /// Lowercase explanation.
         message: String,
+    },
+    /// The named object does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// Stable reason.
+        reason: &'static str,
+        /// Lowercase explanation.
+        message: &'static str,
+    },
+    /// The request is valid but the system's state does not allow it.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Stable reason.
+        reason: &'static str,
+        /// Lowercase explanation.
+        message: &'static str,
     },
     /// The hashing pool is saturated; retry after the given delay.
     #[error("hashing capacity is exhausted, retry later")]
@@ -138,6 +168,12 @@ impl From<ServiceError> for Status {
             ServiceError::PermissionDenied { reason, message } => {
                 Status::with_error_details(Code::PermissionDenied, message, info(reason))
             }
+            ServiceError::NotFound { reason, message } => {
+                Status::with_error_details(Code::NotFound, message, info(reason))
+            }
+            ServiceError::FailedPrecondition { reason, message } => {
+                Status::with_error_details(Code::FailedPrecondition, message, info(reason))
+            }
             ServiceError::Overloaded { retry_after } => {
                 let mut d = info(reason::HASHING_OVERLOADED);
                 d.set_retry_info(Some(retry_after));
@@ -173,13 +209,13 @@ impl From<ServiceError> for Status {
     }
 }
 
-/// Proto field path of a domain field name.
+/// Proto field path of a violation: claim fields live under `claims.`;
+/// every other path is already a full path.
 fn field_path(field: &str) -> String {
-    match field {
-        "id_number" | "request_id" | "purpose_code" | "consent_reference" | "claims" => {
-            field.to_string()
-        }
-        other => format!("claims.{other}"),
+    if ekyc_domain::Field::from_name(field).is_some() {
+        format!("claims.{field}")
+    } else {
+        field.to_string()
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ekyc_proto::v1 as pb;
+use ekyc_proto::v1::tenant_admin_service_server::{TenantAdminService, TenantAdminServiceServer};
 use ekyc_proto::v1::verification_service_server::{VerificationService, VerificationServiceServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -17,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::App;
 use crate::clock;
 use crate::error::ServiceError;
+use crate::store::TenantStatus;
 
 /// The `VerificationService` implementation.
 pub struct VerificationApi {
@@ -67,6 +69,163 @@ impl VerificationService for VerificationApi {
                 })
                 .collect(),
         }))
+    }
+}
+
+/// The `TenantAdminService` implementation.
+pub struct TenantAdminApi {
+    app: Arc<App>,
+}
+
+/// Runs an admin method with the call's credential and wraps its answer.
+macro_rules! admin_call {
+    ($self:ident, $request:ident, |$app:ident, $cred:ident, $msg:ident| $body:expr, $wrap:expr) => {{
+        let credential = credential($request.metadata());
+        let $app = &$self.app;
+        let $cred = credential.as_deref();
+        let $msg = $request.get_ref();
+        let out = $body.await?;
+        Ok(Response::new($wrap(out)))
+    }};
+}
+
+#[tonic::async_trait]
+impl TenantAdminService for TenantAdminApi {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::CreateTenantResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.create_tenant(cred, msg),
+            |t| { pb::CreateTenantResponse { tenant: Some(t) } }
+        )
+    }
+
+    async fn get_tenant(
+        &self,
+        request: Request<pb::GetTenantRequest>,
+    ) -> Result<Response<pb::GetTenantResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.get_tenant(cred, msg),
+            |t| { pb::GetTenantResponse { tenant: Some(t) } }
+        )
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.list_tenants(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn update_tenant(
+        &self,
+        request: Request<pb::UpdateTenantRequest>,
+    ) -> Result<Response<pb::UpdateTenantResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.update_tenant(cred, msg),
+            |t| { pb::UpdateTenantResponse { tenant: Some(t) } }
+        )
+    }
+
+    async fn suspend_tenant(
+        &self,
+        request: Request<pb::SuspendTenantRequest>,
+    ) -> Result<Response<pb::SuspendTenantResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.set_tenant_status(
+                cred,
+                &msg.tenant_id,
+                TenantStatus::Suspended,
+                &msg.reason
+            ),
+            |t| pb::SuspendTenantResponse { tenant: Some(t) }
+        )
+    }
+
+    async fn resume_tenant(
+        &self,
+        request: Request<pb::ResumeTenantRequest>,
+    ) -> Result<Response<pb::ResumeTenantResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.set_tenant_status(cred, &msg.tenant_id, TenantStatus::Active, ""),
+            |t| pb::ResumeTenantResponse { tenant: Some(t) }
+        )
+    }
+
+    async fn issue_api_key(
+        &self,
+        request: Request<pb::IssueApiKeyRequest>,
+    ) -> Result<Response<pb::IssueApiKeyResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.issue_api_key(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.list_api_keys(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn rotate_api_key(
+        &self,
+        request: Request<pb::RotateApiKeyRequest>,
+    ) -> Result<Response<pb::RotateApiKeyResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.rotate_api_key(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.revoke_api_key(cred, msg),
+            |k| { pb::RevokeApiKeyResponse { api_key: Some(k) } }
+        )
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.list_audit_events(cred, msg),
+            |r| r
+        )
     }
 }
 
@@ -136,6 +295,12 @@ pub async fn run(
     let api = VerificationApi {
         app: Arc::clone(&app),
     };
+    let admin = TenantAdminApi {
+        app: Arc::clone(&app),
+    };
+    health
+        .set_serving::<TenantAdminServiceServer<TenantAdminApi>>()
+        .await;
     let grace = app.shutdown_grace;
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -144,6 +309,9 @@ pub async fn run(
         tracing::info!("shutdown requested: reporting NOT_SERVING and draining");
         health
             .set_not_serving::<VerificationServiceServer<VerificationApi>>()
+            .await;
+        health
+            .set_not_serving::<TenantAdminServiceServer<TenantAdminApi>>()
             .await;
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -155,6 +323,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(VerificationServiceServer::new(api))
+        .add_service(TenantAdminServiceServer::new(admin))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
 
     // Bound the drain: once shutdown starts, in-flight calls get `grace`.

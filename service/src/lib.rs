@@ -11,6 +11,7 @@
 //! them.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -90,6 +90,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Agency administration run on the server's machine.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Create a tenant if needed and issue it a verifier API key (printed once).
     IssueKey {
         /// Tenant name.
@@ -98,6 +103,17 @@ enum Command {
         /// Issue an `ekyc_live_` key instead of `ekyc_test_`.
         #[arg(long)]
         live: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create the agency tenant and its first agency-admin key (printed once).
+    /// Refuses if an agency-admin key already exists, unless --force.
+    Bootstrap {
+        /// Issue another agency-admin key even if one exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -200,10 +216,26 @@ async fn run(command: Command, config: Config) -> Result<()> {
             println!("wrote {count} synthetic citizens to {}", out.display());
             Ok(())
         }
+        Command::Admin {
+            command: AdminCommand::Bootstrap { force },
+        } => {
+            let app = App::open(&config).await?;
+            let result = tenants::bootstrap(&app.store, force).await;
+            app.store.close().await;
+            let (tenant, key) = result?;
+            println!("agency tenant {} ({})", tenant.name, tenant.id);
+            println!(
+                "agency admin api key (shown once, store it now): {}",
+                key.token
+            );
+            Ok(())
+        }
         Command::IssueKey { tenant, live } => {
             let app = App::open(&config).await?;
-            let t = tenants::ensure_tenant(&app.store, &tenant).await?;
-            let issued = tenants::issue_key(&app.store, &t, Role::Verifier, live).await?;
+            let actor = tenants::Actor::local("issue-key");
+            let t = tenants::ensure_tenant(&app.store, &tenant, &actor).await?;
+            let issued =
+                tenants::issue_key(&app.store, &t, Role::Verifier, live, None, &actor).await?;
             println!("tenant {} ({})", t.name, t.id);
             println!("api key (shown once, store it now): {}", issued.token);
             app.store.close().await;

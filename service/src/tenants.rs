@@ -1,10 +1,11 @@
-//! Minimal tenant onboarding: a tenant and its first verifier key. The full
-//! admin API (policies, rotation, suspension) builds on this.
+//! Tenant and key operations shared by the admin API and the operator
+//! commands of `ekycd` (demo, issue-key, admin bootstrap). Every change
+//! is written together with its audit entries.
 
 use crate::auth::{self, IssuedKey};
 use crate::clock;
 use crate::secrets::{SecretError, random_bytes};
-use crate::store::{Role, Store, StoreError, Tenant, TenantPolicy, TenantStatus};
+use crate::store::{AuditEntry, Role, Store, StoreError, Tenant, TenantPolicy, TenantStatus};
 
 /// Onboarding failed.
 #[derive(Debug, thiserror::Error)]
@@ -16,28 +17,136 @@ pub enum TenantError {
     #[error(transparent)]
     Secret(#[from] SecretError),
     /// The name is empty or too long.
-    #[error("tenant name must be 1 to 100 printable characters")]
+    #[error("tenant name must be 1 to 100 characters without control characters")]
     InvalidName,
+    /// `admin bootstrap` already ran.
+    #[error(
+        "an agency admin key already exists; pass --force to issue another (the existing keys stay valid)"
+    )]
+    AlreadyBootstrapped,
+}
+
+/// Who makes a change, as recorded in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The credential's key id, or `local:<command>` for operator commands
+    /// run on the server's own machine.
+    pub key_id: String,
+    /// The credential's tenant; empty for local operator commands.
+    pub tenant_id: String,
+}
+
+impl Actor {
+    /// An operator command of `ekycd` run against the store directly.
+    pub fn local(command: &str) -> Actor {
+        Actor {
+            key_id: format!("local:{command}"),
+            tenant_id: String::new(),
+        }
+    }
+
+    /// An audit entry by this actor about `tenant_id`.
+    pub fn entry(
+        &self,
+        action: &str,
+        tenant_id: &str,
+        field: &str,
+        old_value: String,
+        new_value: String,
+    ) -> AuditEntry {
+        AuditEntry {
+            at_ms: clock::now_ms(),
+            actor_key_id: self.key_id.clone(),
+            actor_tenant_id: self.tenant_id.clone(),
+            action: action.to_string(),
+            tenant_id: tenant_id.to_string(),
+            field: field.to_string(),
+            old_value,
+            new_value,
+        }
+    }
+}
+
+/// Checks a tenant name: 1 to 100 characters, no control characters.
+pub fn valid_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=100).contains(&n) && !name.chars().any(char::is_control) && name.trim() == name
+}
+
+/// A new active tenant (not yet stored).
+pub fn new_tenant(
+    name: &str,
+    policy: TenantPolicy,
+    mtls_subject: Option<String>,
+) -> Result<Tenant, TenantError> {
+    let now = clock::now_ms();
+    Ok(Tenant {
+        id: format!("tn_{}", hex::encode(random_bytes::<8>()?)),
+        name: name.to_string(),
+        status: TenantStatus::Active,
+        policy,
+        mtls_subject,
+        created_at_ms: now,
+        updated_at_ms: now,
+    })
+}
+
+/// JSON of a tenant for the audit trail (everything but timestamps).
+pub fn audit_json(tenant: &Tenant) -> String {
+    serde_json::json!({
+        "name": tenant.name,
+        "status": tenant.status,
+        "policy": tenant.policy,
+        "mtls_subject": tenant.mtls_subject,
+    })
+    .to_string()
+}
+
+/// Stores a new tenant with its audit entry.
+pub async fn create_tenant(
+    store: &Store,
+    tenant: &Tenant,
+    actor: &Actor,
+) -> Result<(), TenantError> {
+    let entry = actor.entry(
+        "tenant.create",
+        &tenant.id,
+        "tenant",
+        String::new(),
+        audit_json(tenant),
+    );
+    store.insert_tenant(tenant, &[entry]).await?;
+    Ok(())
 }
 
 /// Returns the tenant named `name`, creating it (active, default policy) if
 /// it does not exist.
-pub async fn ensure_tenant(store: &Store, name: &str) -> Result<Tenant, TenantError> {
+pub async fn ensure_tenant(
+    store: &Store,
+    name: &str,
+    actor: &Actor,
+) -> Result<Tenant, TenantError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if !valid_name(name) {
         return Err(TenantError::InvalidName);
     }
     if let Some(t) = store.find_tenant_by_name(name).await? {
         return Ok(t);
     }
-    let tenant = Tenant {
-        id: format!("tn_{}", hex::encode(random_bytes::<8>()?)),
-        name: name.to_string(),
-        status: TenantStatus::Active,
-        policy: TenantPolicy::default(),
-    };
-    store.insert_tenant(&tenant, clock::now_ms()).await?;
+    let tenant = new_tenant(name, TenantPolicy::default(), None)?;
+    create_tenant(store, &tenant, actor).await?;
     Ok(tenant)
+}
+
+/// JSON of a key for the audit trail: never the secret or its digest.
+pub fn key_audit_json(k: &crate::store::ApiKeyRecord) -> String {
+    serde_json::json!({
+        "key_id": k.key_id,
+        "role": k.role,
+        "expires_at_ms": k.expires_at_ms,
+        "revoked_at_ms": k.revoked_at_ms,
+    })
+    .to_string()
 }
 
 /// Issues and stores a new key for `tenant`; the token is returned once.
@@ -46,8 +155,39 @@ pub async fn issue_key(
     tenant: &Tenant,
     role: Role,
     live: bool,
+    expires_at_ms: Option<i64>,
+    actor: &Actor,
 ) -> Result<IssuedKey, TenantError> {
-    let issued = auth::issue(&tenant.id, role, live, clock::now_ms(), None)?;
-    store.insert_api_key(&issued.record).await?;
+    let issued = auth::issue(&tenant.id, role, live, clock::now_ms(), expires_at_ms)?;
+    let entry = actor.entry(
+        "api_key.issue",
+        &tenant.id,
+        &format!("api_key:{}", issued.record.key_id),
+        String::new(),
+        key_audit_json(&issued.record),
+    );
+    store
+        .write_api_keys(&[(&issued.record, true)], &[entry])
+        .await?;
     Ok(issued)
+}
+
+/// Name of the tenant that holds the agency's own credentials.
+pub const AGENCY_TENANT: &str = "agency";
+
+/// Creates the agency tenant (if needed) and an agency-admin key. Refuses
+/// when a usable agency-admin key exists, unless `force`.
+pub async fn bootstrap(store: &Store, force: bool) -> Result<(Tenant, IssuedKey), TenantError> {
+    let actor = Actor::local("admin-bootstrap");
+    if !force
+        && store
+            .count_usable_keys_with_role(Role::AgencyAdmin, clock::now_ms())
+            .await?
+            > 0
+    {
+        return Err(TenantError::AlreadyBootstrapped);
+    }
+    let tenant = ensure_tenant(store, AGENCY_TENANT, &actor).await?;
+    let key = issue_key(store, &tenant, Role::AgencyAdmin, true, None, &actor).await?;
+    Ok((tenant, key))
 }

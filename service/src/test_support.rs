@@ -76,10 +76,11 @@ impl TestServer {
             rejects.is_empty(),
             "synthetic rows were rejected: {rejects:?}"
         );
-        let tenant = tenants::ensure_tenant(&app.store, "test-bank")
+        let actor = tenants::Actor::local("test");
+        let tenant = tenants::ensure_tenant(&app.store, "test-bank", &actor)
             .await
             .expect("tenant");
-        let key = tenants::issue_key(&app.store, &tenant, Role::Verifier, false)
+        let key = tenants::issue_key(&app.store, &tenant, Role::Verifier, false, None, &actor)
             .await
             .expect("key");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -1,5 +1,5 @@
-//! The Verify request path, as one chain:
-//! authenticate, authorise, validate, hash, look up, match, sign, respond.
+//! The Verify request path, as one chain: authenticate, authorise,
+//! validate, apply the tenant's policy, hash, look up, match, sign, respond.
 //!
 //! Everything before hashing is cheap and rejects early: a request that
 //! fails authentication or validation never costs an Argon2 evaluation.
@@ -17,10 +17,10 @@ use ekyc_proto::v1 as pb;
 use crate::App;
 use crate::auth::{self, Caller};
 use crate::clock;
-use crate::error::ServiceError;
+use crate::error::{ServiceError, reason};
 use crate::hashing::HashError;
 use crate::secrets::random_bytes;
-use crate::store::Role;
+use crate::store::{Role, TenantPolicy};
 
 /// A request that passed validation.
 struct ValidRequest<'a> {
@@ -48,10 +48,12 @@ impl App {
         auth::require_role(&caller, Role::Verifier, "Verify")?;
         // 3. Validate and normalise every field; all violations at once.
         let valid = validate(req)?;
+        // 4. The tenant's policy: which fields and purposes it may ask about.
+        check_policy(&caller.tenant.policy, &valid.claims, &req.purpose_code)?;
         // Rate limits, quotas and the per-subject guard slot in here,
         // before hashing (see ARCHITECTURE.md).
 
-        // 4. Hash: the one expensive step, on the bounded pool.
+        // 5. Hash: the one expensive step, on the bounded pool.
         let key = self
             .pool
             .derive(valid.id, deadline)
@@ -64,7 +66,7 @@ impl App {
                 HashError::Closed => ServiceError::ShuttingDown,
                 HashError::Kdf(e) => ServiceError::internal(e),
             })?;
-        // 5. Look up. Records live at the locator of the current pepper and
+        // 6. Look up. Records live at the locator of the current pepper and
         // parameters; a record under an older pepper is not found until it
         // is re-imported.
         let record = self
@@ -77,7 +79,7 @@ impl App {
             .registry_version()
             .await
             .map_err(ServiceError::internal)?;
-        // 6. Match under the tenant's policy.
+        // 7. Match under the tenant's policy.
         let policy = caller.tenant.policy.match_policy();
         let outcome = match_claims(
             &key,
@@ -86,7 +88,7 @@ impl App {
             &policy,
         );
 
-        // 7. Sign.
+        // 8. Sign.
         let transaction_id = format!(
             "tx_{}",
             hex::encode(random_bytes::<16>().map_err(ServiceError::internal)?)
@@ -109,7 +111,7 @@ impl App {
         let payload = body.encode().map_err(ServiceError::internal)?;
         let signature = self.signer.sign(&payload);
 
-        // 8. Respond. The log line names the tenant, key and transaction,
+        // 9. Respond. The log line names the tenant, key and transaction,
         // never the subject or any claimed value.
         tracing::info!(
             tenant = %caller.tenant.id,
@@ -221,6 +223,38 @@ fn validate(req: &pb::VerifyRequest) -> Result<ValidRequest<'_>, ServiceError> {
         }),
         _ => Err(ServiceError::InvalidArgument(violations)),
     }
+}
+
+/// Refuses fields and purposes the tenant's policy excludes, naming them.
+fn check_policy(
+    policy: &TenantPolicy,
+    claims: &[(Field, Normalized)],
+    purpose: &str,
+) -> Result<(), ServiceError> {
+    if !policy.allowed_fields.is_empty() {
+        let refused: Vec<&str> = claims
+            .iter()
+            .map(|(f, _)| f.name())
+            .filter(|f| !policy.allowed_fields.iter().any(|a| a == f))
+            .collect();
+        if !refused.is_empty() {
+            return Err(ServiceError::PermissionDenied {
+                reason: reason::FIELD_NOT_ALLOWED,
+                message: format!(
+                    "the tenant's policy does not allow asking about {}",
+                    refused.join(", ")
+                ),
+            });
+        }
+    }
+    if !policy.allowed_purposes.is_empty() && !policy.allowed_purposes.iter().any(|p| p == purpose)
+    {
+        return Err(ServiceError::PermissionDenied {
+            reason: reason::PURPOSE_NOT_ALLOWED,
+            message: "the tenant's policy does not allow this purpose_code".into(),
+        });
+    }
+    Ok(())
 }
 
 fn check_token(

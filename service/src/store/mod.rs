@@ -30,6 +30,9 @@ pub enum StoreError {
     /// Stored bytes are corrupt.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A unique value is taken (e.g. a tenant name); names the column.
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
     /// A KDF parameter id is already registered with different costs.
     #[error(
         "argon2.params_id {0} is already registered with different costs; choose a new params_id for new costs"
@@ -78,10 +81,28 @@ pub enum TenantStatus {
     Suspended,
 }
 
+/// Rate limits and quotas; 0 means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Sustained requests per second.
+    pub requests_per_second: u64,
+    /// Burst above the sustained rate.
+    pub burst: u64,
+    /// Billable units per day.
+    pub daily_quota_units: u64,
+    /// Billable units per billing month.
+    pub monthly_quota_units: u64,
+}
+
 /// What a tenant may ask and how answers are computed for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantPolicy {
+    /// Claim fields it may ask about (snake_case names); empty: all.
+    pub allowed_fields: Vec<String>,
+    /// Purpose codes it may declare; empty: any.
+    pub allowed_purposes: Vec<String>,
     /// Whether a folded (diacritic-insensitive) match counts as a match.
     pub accept_folded: bool,
     /// Whether token-overlap scores are computed and reported.
@@ -90,12 +111,20 @@ pub struct TenantPolicy {
     pub fuzzy_threshold: u8,
     /// Whether "not in the registry" is disclosed.
     pub disclose_not_found: bool,
+    /// Rate limits and quotas (enforced by the limits layer).
+    pub limits: Limits,
+    /// Price plan id (used by billing); empty: none assigned.
+    pub price_plan: String,
 }
 
 impl Default for TenantPolicy {
     fn default() -> Self {
         let d = ekyc_domain::matching::MatchPolicy::default();
         TenantPolicy {
+            allowed_fields: Vec::new(),
+            allowed_purposes: Vec::new(),
+            limits: Limits::default(),
+            price_plan: String::new(),
             accept_folded: d.accept_folded,
             fuzzy: d.fuzzy,
             fuzzy_threshold: d.fuzzy_threshold,
@@ -127,6 +156,12 @@ pub struct Tenant {
     pub status: TenantStatus,
     /// Matching policy.
     pub policy: TenantPolicy,
+    /// Client-certificate subject CN that authenticates as this tenant.
+    pub mtls_subject: Option<String>,
+    /// Creation time.
+    pub created_at_ms: i64,
+    /// Last change.
+    pub updated_at_ms: i64,
 }
 
 /// What a credential may do.
@@ -184,6 +219,60 @@ pub struct ApiKeyRecord {
     pub expires_at_ms: Option<i64>,
     /// Revocation time, if revoked.
     pub revoked_at_ms: Option<i64>,
+    /// Last successful use (to within a minute), if ever used.
+    pub last_used_at_ms: Option<i64>,
+    /// Whether the key reads `ekyc_live_` (else `ekyc_test_`).
+    pub live: bool,
+}
+
+impl ApiKeyRecord {
+    /// Whether the key authenticates at `now_ms`.
+    pub fn usable_at(&self, now_ms: i64) -> bool {
+        self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|t| t > now_ms)
+    }
+}
+
+/// One administrative change, as written to the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at_ms: i64,
+    /// Credential that made the change.
+    pub actor_key_id: String,
+    /// Tenant of that credential.
+    pub actor_tenant_id: String,
+    /// What was done, e.g. `tenant.update`.
+    pub action: String,
+    /// Tenant changed.
+    pub tenant_id: String,
+    /// Field or object changed.
+    pub field: String,
+    /// JSON before; empty if none. Never a secret.
+    pub old_value: String,
+    /// JSON after; empty if none. Never a secret.
+    pub new_value: String,
+}
+
+/// A stored audit entry with its position in the hash chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Gapless sequence number.
+    pub sequence: i64,
+    /// The change.
+    pub entry: AuditEntry,
+    /// SHA-256(previous chain hash || canonical JSON of `entry`).
+    pub chain_hash: [u8; 32],
+}
+
+/// The chain hash of `entry` after `previous` (32 zero bytes for the first).
+pub fn audit_chain_hash(previous: &[u8; 32], entry: &AuditEntry) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    // Struct field order makes this JSON canonical.
+    let json = serde_json::to_vec(entry).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(previous);
+    h.update(&json);
+    h.finalize().into()
 }
 
 impl std::fmt::Debug for ApiKeyRecord {
@@ -291,10 +380,79 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Creates a tenant; fails if the id or name exists.
-    pub async fn insert_tenant(&self, tenant: &Tenant, now_ms: i64) -> Result<()> {
+    /// Creates a tenant and records `audit` in the same transaction;
+    /// fails with `Conflict` if the name or mTLS subject is taken.
+    pub async fn insert_tenant(&self, tenant: &Tenant, audit: &[AuditEntry]) -> Result<()> {
         match &self.backend {
-            Backend::Sqlite(s) => s.insert_tenant(tenant, now_ms).await,
+            Backend::Sqlite(s) => s.write_tenant(tenant, true, audit).await,
+        }
+    }
+
+    /// Replaces a tenant's name, status, policy and mTLS subject, recording
+    /// `audit` in the same transaction.
+    pub async fn update_tenant(&self, tenant: &Tenant, audit: &[AuditEntry]) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.write_tenant(tenant, false, audit).await,
+        }
+    }
+
+    /// Up to `limit` tenants with ids after `after`, by id.
+    pub async fn list_tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<Tenant>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_tenants(after, limit).await,
+        }
+    }
+
+    /// The tenant whose client certificates carry this subject CN.
+    pub async fn find_tenant_by_mtls_subject(&self, subject: &str) -> Result<Option<Tenant>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.find_tenant_by_mtls_subject(subject).await,
+        }
+    }
+
+    /// Writes keys (new ones inserted, others updated) and `audit` in one
+    /// transaction, so a rotation never leaves half a change.
+    pub async fn write_api_keys(
+        &self,
+        keys: &[(&ApiKeyRecord, bool)],
+        audit: &[AuditEntry],
+    ) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.write_api_keys(keys, audit).await,
+        }
+    }
+
+    /// A tenant's keys, newest first.
+    pub async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_api_keys(tenant_id).await,
+        }
+    }
+
+    /// Records a successful use of a key.
+    pub async fn touch_api_key(&self, key_id: &str, now_ms: i64) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.touch_api_key(key_id, now_ms).await,
+        }
+    }
+
+    /// How many usable keys have this role.
+    pub async fn count_usable_keys_with_role(&self, role: Role, now_ms: i64) -> Result<u64> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.count_usable_keys_with_role(role, now_ms).await,
+        }
+    }
+
+    /// Audit events, newest first, optionally for one tenant, with
+    /// sequence below `before`.
+    pub async fn list_audit(
+        &self,
+        tenant_id: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_audit(tenant_id, before, limit).await,
         }
     }
 
@@ -309,13 +467,6 @@ impl Store {
     pub async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
         match &self.backend {
             Backend::Sqlite(s) => s.find_tenant_by_name(name).await,
-        }
-    }
-
-    /// Stores a new API key.
-    pub async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.insert_api_key(key).await,
         }
     }
 

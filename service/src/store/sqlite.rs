@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ApiKeyRecord, Result, Role, SigningKeyRecord, StoreError, StoredRecord, Tenant, TenantPolicy,
-    TenantStatus, Upserted,
+    ApiKeyRecord, AuditEntry, AuditEvent, Result, Role, SigningKeyRecord, StoreError, StoredRecord,
+    Tenant, TenantPolicy, TenantStatus, Upserted, audit_chain_hash,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -179,24 +179,40 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn insert_tenant(&self, t: &Tenant, now_ms: i64) -> Result<()> {
+    pub(super) async fn write_tenant(
+        &self,
+        t: &Tenant,
+        insert: bool,
+        audit: &[AuditEntry],
+    ) -> Result<()> {
         let policy = serde_json::to_string(&t.policy)
             .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?;
-        sqlx::query(
-            "INSERT INTO tenants (id, name, status, policy, created_at_ms) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&t.id)
-        .bind(&t.name)
-        .bind(status_str(t.status))
-        .bind(policy)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        let query = if insert {
+            "INSERT INTO tenants (name, status, policy, mtls_subject, created_at_ms, updated_at_ms, id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)"
+        } else {
+            "UPDATE tenants SET name = ?, status = ?, policy = ?, mtls_subject = ?, \
+             created_at_ms = ?, updated_at_ms = ? WHERE id = ?"
+        };
+        sqlx::query(query)
+            .bind(&t.name)
+            .bind(status_str(t.status))
+            .bind(policy)
+            .bind(&t.mtls_subject)
+            .bind(t.created_at_ms)
+            .bind(t.updated_at_ms)
+            .bind(&t.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict)?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub(super) async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        sqlx::query("SELECT id, name, status, policy FROM tenants WHERE id = ?")
+        sqlx::query(concat!(tenant_select!(), " WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -205,7 +221,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        sqlx::query("SELECT id, name, status, policy FROM tenants WHERE name = ?")
+        sqlx::query(concat!(tenant_select!(), " WHERE name = ?"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
@@ -213,44 +229,155 @@ impl SqliteStore {
             .transpose()
     }
 
-    pub(super) async fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO api_keys (key_id, tenant_id, role, secret_sha256, created_at_ms, expires_at_ms, revoked_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&k.key_id)
-        .bind(&k.tenant_id)
-        .bind(k.role.as_str())
-        .bind(k.secret_sha256.as_slice())
-        .bind(k.created_at_ms)
-        .bind(k.expires_at_ms)
-        .bind(k.revoked_at_ms)
-        .execute(&self.pool)
-        .await?;
+    pub(super) async fn find_tenant_by_mtls_subject(
+        &self,
+        subject: &str,
+    ) -> Result<Option<Tenant>> {
+        sqlx::query(concat!(tenant_select!(), " WHERE mtls_subject = ?"))
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| tenant_from_row(&r))
+            .transpose()
+    }
+
+    pub(super) async fn list_tenants(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Tenant>> {
+        sqlx::query(concat!(
+            tenant_select!(),
+            " WHERE id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(tenant_from_row)
+        .collect()
+    }
+
+    pub(super) async fn write_api_keys(
+        &self,
+        keys: &[(&ApiKeyRecord, bool)],
+        audit: &[AuditEntry],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (k, insert) in keys {
+            if *insert {
+                sqlx::query(
+                    "INSERT INTO api_keys (key_id, tenant_id, role, secret_sha256, created_at_ms, \
+                     expires_at_ms, revoked_at_ms, last_used_at_ms, label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&k.key_id)
+                .bind(&k.tenant_id)
+                .bind(k.role.as_str())
+                .bind(k.secret_sha256.as_slice())
+                .bind(k.created_at_ms)
+                .bind(k.expires_at_ms)
+                .bind(k.revoked_at_ms)
+                .bind(k.last_used_at_ms)
+                .bind(if k.live { "live" } else { "test" })
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict)?;
+            } else {
+                // Only the lifecycle changes; id, tenant, role and secret never do.
+                sqlx::query(
+                    "UPDATE api_keys SET expires_at_ms = ?, revoked_at_ms = ? WHERE key_id = ?",
+                )
+                .bind(k.expires_at_ms)
+                .bind(k.revoked_at_ms)
+                .bind(&k.key_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub(super) async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
-        let Some(r) = sqlx::query(
-            "SELECT key_id, tenant_id, role, secret_sha256, created_at_ms, expires_at_ms, revoked_at_ms \
-             FROM api_keys WHERE key_id = ?",
-        )
-        .bind(key_id)
-        .fetch_optional(&self.pool)
+        sqlx::query(concat!(key_select!(), " WHERE key_id = ?"))
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| key_from_row(&r))
+            .transpose()
+    }
+
+    pub(super) async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        sqlx::query(concat!(
+            key_select!(),
+            " WHERE tenant_id = ? ORDER BY created_at_ms DESC, key_id"
+        ))
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
         .await?
-        else {
-            return Ok(None);
-        };
-        let role: String = r.try_get(2)?;
-        Ok(Some(ApiKeyRecord {
-            key_id: r.try_get(0)?,
-            tenant_id: r.try_get(1)?,
-            role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt("unknown role".into()))?,
-            secret_sha256: fixed(&r.try_get::<Vec<u8>, _>(3)?, "api key digest")?,
-            created_at_ms: r.try_get(4)?,
-            expires_at_ms: r.try_get(5)?,
-            revoked_at_ms: r.try_get(6)?,
-        }))
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    pub(super) async fn touch_api_key(&self, key_id: &str, now_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at_ms = ? WHERE key_id = ?")
+            .bind(now_ms)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn count_usable_keys_with_role(&self, role: Role, now_ms: i64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys WHERE role = ? AND revoked_at_ms IS NULL \
+             AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
+        )
+        .bind(role.as_str())
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
+    pub(super) async fn list_audit(
+        &self,
+        tenant_id: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT sequence, at_ms, actor_key_id, actor_tenant_id, action, tenant_id, field, \
+             old_value, new_value, chain_hash FROM admin_audit \
+             WHERE (? IS NULL OR tenant_id = ?) AND sequence < ? ORDER BY sequence DESC LIMIT ?",
+        )
+        .bind(tenant_id)
+        .bind(tenant_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    sequence: r.try_get(0)?,
+                    entry: AuditEntry {
+                        at_ms: r.try_get(1)?,
+                        actor_key_id: r.try_get(2)?,
+                        actor_tenant_id: r.try_get(3)?,
+                        action: r.try_get(4)?,
+                        tenant_id: r.try_get(5)?,
+                        field: r.try_get(6)?,
+                        old_value: r.try_get(7)?,
+                        new_value: r.try_get(8)?,
+                    },
+                    chain_hash: fixed(&r.try_get::<Vec<u8>, _>(9)?, "audit chain hash")?,
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn publish_signing_key(
@@ -320,6 +447,23 @@ fn record_from_row(r: &SqliteRow) -> Result<StoredRecord> {
     })
 }
 
+/// Columns of a tenant row, in `tenant_from_row` order.
+macro_rules! tenant_select {
+    () => {
+        "SELECT id, name, status, policy, mtls_subject, created_at_ms, updated_at_ms FROM tenants"
+    };
+}
+use tenant_select;
+
+/// Columns of a key row, in `key_from_row` order.
+macro_rules! key_select {
+    () => {
+        "SELECT key_id, tenant_id, role, secret_sha256, created_at_ms, expires_at_ms, \
+         revoked_at_ms, last_used_at_ms, label FROM api_keys"
+    };
+}
+use key_select;
+
 fn tenant_from_row(r: &SqliteRow) -> Result<Tenant> {
     let status: String = r.try_get(2)?;
     let policy: String = r.try_get(3)?;
@@ -333,7 +477,86 @@ fn tenant_from_row(r: &SqliteRow) -> Result<Tenant> {
         },
         policy: serde_json::from_str::<TenantPolicy>(&policy)
             .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?,
+        mtls_subject: r.try_get(4)?,
+        created_at_ms: r.try_get(5)?,
+        updated_at_ms: r.try_get(6)?,
     })
+}
+
+fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord> {
+    let role: String = r.try_get(2)?;
+    Ok(ApiKeyRecord {
+        key_id: r.try_get(0)?,
+        tenant_id: r.try_get(1)?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt("unknown role".into()))?,
+        secret_sha256: fixed(&r.try_get::<Vec<u8>, _>(3)?, "api key digest")?,
+        created_at_ms: r.try_get(4)?,
+        expires_at_ms: r.try_get(5)?,
+        revoked_at_ms: r.try_get(6)?,
+        last_used_at_ms: r.try_get(7)?,
+        live: r.try_get::<String, _>(8)? == "live",
+    })
+}
+
+/// Appends entries to the audit chain inside the caller's transaction:
+/// sequence numbers and hashes continue from the last row, so they stay
+/// gapless and chained even when writers race (SQLite serialises them).
+async fn append_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    entries: &[AuditEntry],
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let last =
+        sqlx::query("SELECT sequence, chain_hash FROM admin_audit ORDER BY sequence DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    let (mut sequence, mut previous) = match last {
+        Some(r) => (
+            r.try_get::<i64, _>(0)?,
+            fixed::<32>(&r.try_get::<Vec<u8>, _>(1)?, "audit chain hash")?,
+        ),
+        None => (0, [0u8; 32]),
+    };
+    for e in entries {
+        sequence += 1;
+        previous = audit_chain_hash(&previous, e);
+        sqlx::query(
+            "INSERT INTO admin_audit (sequence, at_ms, actor_key_id, actor_tenant_id, action, tenant_id, \
+             field, old_value, new_value, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(sequence)
+        .bind(e.at_ms)
+        .bind(&e.actor_key_id)
+        .bind(&e.actor_tenant_id)
+        .bind(&e.action)
+        .bind(&e.tenant_id)
+        .bind(&e.field)
+        .bind(&e.old_value)
+        .bind(&e.new_value)
+        .bind(previous.as_slice())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Turns a unique-constraint failure into `Conflict` naming the column.
+fn conflict(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        let msg = db.message();
+        return StoreError::Conflict(if msg.contains("tenants.name") {
+            "name"
+        } else if msg.contains("mtls_subject") {
+            "mtls_subject"
+        } else {
+            "id"
+        });
+    }
+    StoreError::Database(e)
 }
 
 fn status_str(s: TenantStatus) -> &'static str {

@@ -1,0 +1,841 @@
+//! The agency's administration path (`TenantAdminService`): every method
+//! authenticates, authorises by role and tenant, validates all input before
+//! changing anything, and writes the change together with its audit
+//! entries in one transaction.
+//!
+//! Who may do what:
+//! - agency admins: everything, for every tenant;
+//! - a tenant's finance keys: read their own tenant and keys;
+//! - everyone else: nothing here.
+
+use ekyc_domain::Field;
+use ekyc_domain::normalize::Violation;
+use ekyc_proto::v1 as pb;
+
+use crate::App;
+use crate::auth::{self, Caller};
+use crate::clock;
+use crate::error::{ServiceError, reason};
+use crate::store::{
+    ApiKeyRecord, AuditEvent, Limits, Role, StoreError, Tenant, TenantPolicy, TenantStatus,
+};
+use crate::tenants::{self, Actor};
+
+/// Largest value a limit or quota may take.
+const MAX_LIMIT: i64 = 1_000_000_000_000;
+
+impl App {
+    async fn admin_caller(
+        &self,
+        credential: Option<&str>,
+    ) -> Result<(Caller, Actor), ServiceError> {
+        let caller = auth::authenticate(&self.store, credential, clock::now_ms()).await?;
+        let actor = Actor {
+            key_id: caller.key_id.clone(),
+            tenant_id: caller.tenant.id.clone(),
+        };
+        Ok((caller, actor))
+    }
+
+    async fn load_tenant(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
+        self.store
+            .get_tenant(tenant_id)
+            .await
+            .map_err(ServiceError::internal)?
+            .ok_or(ServiceError::NotFound {
+                reason: reason::TENANT_NOT_FOUND,
+                message: "tenant not found",
+            })
+    }
+
+    async fn load_key(&self, key_id: &str) -> Result<ApiKeyRecord, ServiceError> {
+        self.store
+            .get_api_key(key_id)
+            .await
+            .map_err(ServiceError::internal)?
+            .ok_or(ServiceError::NotFound {
+                reason: reason::API_KEY_NOT_FOUND,
+                message: "api key not found",
+            })
+    }
+
+    /// CreateTenant.
+    pub async fn create_tenant(
+        &self,
+        credential: Option<&str>,
+        req: &pb::CreateTenantRequest,
+    ) -> Result<pb::Tenant, ServiceError> {
+        let (caller, actor) = self.admin_caller(credential).await?;
+        auth::require_role(&caller, Role::AgencyAdmin, "CreateTenant")?;
+        let input = req.tenant.clone().unwrap_or_default();
+        let mut violations = Vec::new();
+        check_name(&input.name, &mut violations);
+        let policy = policy_from_proto(input.policy.as_ref(), &mut violations);
+        let mtls = mtls_subject(&input.mtls_subject, &mut violations);
+        if !violations.is_empty() {
+            return Err(ServiceError::InvalidArgument(violations));
+        }
+        let tenant =
+            tenants::new_tenant(&input.name, policy, mtls).map_err(ServiceError::internal)?;
+        tenants::create_tenant(&self.store, &tenant, &actor)
+            .await
+            .map_err(|e| match e {
+                tenants::TenantError::Store(StoreError::Conflict(col)) => taken(col),
+                e => ServiceError::internal(e),
+            })?;
+        tracing::info!(actor = %actor.key_id, tenant = %tenant.id, "tenant created");
+        Ok(tenant_to_proto(&tenant))
+    }
+
+    /// GetTenant.
+    pub async fn get_tenant(
+        &self,
+        credential: Option<&str>,
+        req: &pb::GetTenantRequest,
+    ) -> Result<pb::Tenant, ServiceError> {
+        let (caller, _) = self.admin_caller(credential).await?;
+        authorize_read(&caller, &req.tenant_id, "GetTenant")?;
+        Ok(tenant_to_proto(&self.load_tenant(&req.tenant_id).await?))
+    }
+
+    /// ListTenants.
+    pub async fn list_tenants(
+        &self,
+        credential: Option<&str>,
+        req: &pb::ListTenantsRequest,
+    ) -> Result<pb::ListTenantsResponse, ServiceError> {
+        let (caller, _) = self.admin_caller(credential).await?;
+        auth::require_role(&caller, Role::AgencyAdmin, "ListTenants")?;
+        let size = page_size(req.page_size, 50, 500)?;
+        let after = decode_token(&req.page_token)?;
+        let mut page = self
+            .store
+            .list_tenants(after.as_deref(), size + 1)
+            .await
+            .map_err(ServiceError::internal)?;
+        let next = if page.len() > size as usize {
+            page.truncate(size as usize);
+            page.last().map(|t| hex::encode(&t.id)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::ListTenantsResponse {
+            tenants: page.iter().map(tenant_to_proto).collect(),
+            next_page_token: next,
+        })
+    }
+
+    /// UpdateTenant: applies the fields named in the mask.
+    pub async fn update_tenant(
+        &self,
+        credential: Option<&str>,
+        req: &pb::UpdateTenantRequest,
+    ) -> Result<pb::Tenant, ServiceError> {
+        let (caller, actor) = self.admin_caller(credential).await?;
+        auth::require_role(&caller, Role::AgencyAdmin, "UpdateTenant")?;
+        let input = req.tenant.clone().unwrap_or_default();
+        let paths = req
+            .update_mask
+            .as_ref()
+            .map(|m| m.paths.clone())
+            .unwrap_or_default();
+        if paths.is_empty() {
+            return Err(ServiceError::invalid(
+                "update_mask",
+                "required",
+                "update_mask must name at least one field to change",
+            ));
+        }
+        let old = self.load_tenant(&input.tenant_id).await?;
+        let mut new = old.clone();
+        let mut violations = Vec::new();
+        let proposed = policy_from_proto(input.policy.as_ref(), &mut violations);
+        // Only violations in fields the mask names count.
+        violations.retain(|v| {
+            paths
+                .iter()
+                .any(|p| v.field.starts_with(&format!("tenant.{p}")) || p == "policy")
+        });
+        for path in &paths {
+            let p = &mut new.policy;
+            let limits = &proposed.limits;
+            match path.as_str() {
+                "name" => {
+                    check_name(&input.name, &mut violations);
+                    new.name = input.name.clone();
+                }
+                "mtls_subject" => {
+                    new.mtls_subject = mtls_subject(&input.mtls_subject, &mut violations)
+                }
+                "policy" => *p = proposed.clone(),
+                "policy.allowed_fields" => p.allowed_fields = proposed.allowed_fields.clone(),
+                "policy.allowed_purposes" => p.allowed_purposes = proposed.allowed_purposes.clone(),
+                "policy.fuzzy_matching" => p.fuzzy = proposed.fuzzy,
+                "policy.fuzzy_threshold" => p.fuzzy_threshold = proposed.fuzzy_threshold,
+                "policy.disclose_not_found" => p.disclose_not_found = proposed.disclose_not_found,
+                "policy.accept_folded" => p.accept_folded = proposed.accept_folded,
+                "policy.price_plan" => p.price_plan = proposed.price_plan.clone(),
+                "policy.limits" => p.limits = limits.clone(),
+                "policy.limits.requests_per_second" => {
+                    p.limits.requests_per_second = limits.requests_per_second
+                }
+                "policy.limits.burst" => p.limits.burst = limits.burst,
+                "policy.limits.daily_quota_units" => {
+                    p.limits.daily_quota_units = limits.daily_quota_units
+                }
+                "policy.limits.monthly_quota_units" => {
+                    p.limits.monthly_quota_units = limits.monthly_quota_units
+                }
+                _ => violations.push(Violation {
+                    field: "update_mask",
+                    rule: "unknown_path",
+                    description:
+                        "update_mask names a field that does not exist or cannot be changed".into(),
+                }),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(ServiceError::InvalidArgument(violations));
+        }
+        let changes = diff(&old, &new);
+        if changes.is_empty() {
+            return Ok(tenant_to_proto(&old));
+        }
+        new.updated_at_ms = clock::now_ms();
+        let audit: Vec<_> = changes
+            .into_iter()
+            .map(|(field, before, after)| {
+                actor.entry("tenant.update", &new.id, &field, before, after)
+            })
+            .collect();
+        self.store
+            .update_tenant(&new, &audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(col) => taken(col),
+                e => ServiceError::internal(e),
+            })?;
+        tracing::info!(actor = %actor.key_id, tenant = %new.id, changes = audit.len(), "tenant updated");
+        Ok(tenant_to_proto(&new))
+    }
+
+    /// SuspendTenant and ResumeTenant.
+    pub async fn set_tenant_status(
+        &self,
+        credential: Option<&str>,
+        tenant_id: &str,
+        status: TenantStatus,
+        why: &str,
+    ) -> Result<pb::Tenant, ServiceError> {
+        let (caller, actor) = self.admin_caller(credential).await?;
+        let method = if status == TenantStatus::Suspended {
+            "SuspendTenant"
+        } else {
+            "ResumeTenant"
+        };
+        auth::require_role(&caller, Role::AgencyAdmin, method)?;
+        if why.chars().count() > 500 || why.chars().any(char::is_control) {
+            return Err(ServiceError::invalid(
+                "reason",
+                "invalid_format",
+                "reason must be at most 500 characters without control characters",
+            ));
+        }
+        if status == TenantStatus::Suspended && tenant_id == caller.tenant.id {
+            // Suspending the agency's own tenant would lock every admin out.
+            return Err(ServiceError::FailedPrecondition {
+                reason: reason::CANNOT_SUSPEND_OWN_TENANT,
+                message: "an admin cannot suspend the tenant its own credential belongs to",
+            });
+        }
+        let old = self.load_tenant(tenant_id).await?;
+        if old.status == status {
+            return Ok(tenant_to_proto(&old));
+        }
+        let mut new = old.clone();
+        new.status = status;
+        new.updated_at_ms = clock::now_ms();
+        let action = if status == TenantStatus::Suspended {
+            "tenant.suspend"
+        } else {
+            "tenant.resume"
+        };
+        let mut entry = actor.entry(
+            action,
+            tenant_id,
+            "status",
+            json(&old.status),
+            json(&new.status),
+        );
+        if !why.is_empty() {
+            entry.new_value = serde_json::json!({"status": new.status, "reason": why}).to_string();
+        }
+        self.store
+            .update_tenant(&new, &[entry])
+            .await
+            .map_err(ServiceError::internal)?;
+        tracing::info!(actor = %actor.key_id, tenant = %tenant_id, action, "tenant status changed");
+        Ok(tenant_to_proto(&new))
+    }
+
+    /// IssueApiKey: returns the key's description and its whole secret.
+    pub async fn issue_api_key(
+        &self,
+        credential: Option<&str>,
+        req: &pb::IssueApiKeyRequest,
+    ) -> Result<pb::IssueApiKeyResponse, ServiceError> {
+        let (caller, actor) = self.admin_caller(credential).await?;
+        auth::require_role(&caller, Role::AgencyAdmin, "IssueApiKey")?;
+        let mut violations = Vec::new();
+        let role = role_from_proto(req.role);
+        if role.is_none() {
+            violations.push(Violation {
+                field: "role",
+                rule: "required",
+                description:
+                    "role must be one of verifier, agency_admin, finance, registry_operator".into(),
+            });
+        }
+        if !(0..=10 * 365 * 24 * 3600).contains(&req.ttl_seconds) {
+            violations.push(Violation {
+                field: "ttl_seconds",
+                rule: "out_of_range",
+                description: "ttl_seconds must be between 0 (no expiry) and ten years".into(),
+            });
+        }
+        let (Some(role), true) = (role, violations.is_empty()) else {
+            return Err(ServiceError::InvalidArgument(violations));
+        };
+        let tenant = self.load_tenant(&req.tenant_id).await?;
+        let expires = (req.ttl_seconds > 0).then(|| clock::now_ms() + req.ttl_seconds * 1000);
+        let issued = tenants::issue_key(&self.store, &tenant, role, req.live, expires, &actor)
+            .await
+            .map_err(ServiceError::internal)?;
+        tracing::info!(actor = %actor.key_id, tenant = %tenant.id, key_id = %issued.record.key_id, "api key issued");
+        Ok(pb::IssueApiKeyResponse {
+            api_key: Some(key_to_proto(&issued.record)),
+            secret: issued.token,
+        })
+    }
+
+    /// ListApiKeys.
+    pub async fn list_api_keys(
+        &self,
+        credential: Option<&str>,
+        req: &pb::ListApiKeysRequest,
+    ) -> Result<pb::ListApiKeysResponse, ServiceError> {
+        let (caller, _) = self.admin_caller(credential).await?;
+        authorize_read(&caller, &req.tenant_id, "ListApiKeys")?;
+        self.load_tenant(&req.tenant_id).await?;
+        let keys = self
+            .store
+            .list_api_keys(&req.tenant_id)
+            .await
+            .map_err(ServiceError::internal)?;
+        Ok(pb::ListApiKeysResponse {
+            api_keys: keys.iter().map(key_to_proto).collect(),
+        })
+    }
+
+    /// RotateApiKey: a new key with the same tenant, role and label; the old
+    /// one expires after the grace period. Both in one transaction.
+    pub async fn rotate_api_key(
+        &self,
+        credential: Option<&str>,
+        req: &pb::RotateApiKeyRequest,
+    ) -> Result<pb::RotateApiKeyResponse, ServiceError> {
+        let (caller, actor) = self.admin_caller(credential).await?;
+        auth::require_role(&caller, Role::AgencyAdmin, "RotateApiKey")?;
+        if !(0..=30 * 24 * 3600).contains(&req.grace_seconds) {
+            return Err(ServiceError::invalid(
+                "grace_seconds",
+                "out_of_range",
+                "grace_seconds must be between 0 and 30 days",
+            ));
+        }
+        let now = clock::now_ms();
+        let old = self.load_key(&req.key_id).await?;
+        if !old.usable_at(now) {
+            return Err(ServiceError::FailedPrecondition {
+                reason: reason::API_KEY_REVOKED,
+                message: "only a usable key can be rotated; issue a new one instead",
+            });
+        }
+        let issued = auth::issue(&old.tenant_id, old.role, old.live, now, old.expires_at_ms)
+            .map_err(ServiceError::internal)?;
+        let mut replaced = old.clone();
+        let end = now + req.grace_seconds * 1000;
+        replaced.expires_at_ms = Some(old.expires_at_ms.map_or(end, |t| t.min(end)));
+        let audit = [
+            actor.entry(
+                "api_key.issue",
+                &old.tenant_id,
+                &format!("api_key:{}", issued.record.key_id),
+                String::new(),
+                tenants::key_audit_json(&issued.record),
+            ),
+            actor.entry(
+                "api_key.rotate",
+                &old.tenant_id,
+                &format!("api_key:{}", old.key_id),
+                tenants::key_audit_json(&old),
+                tenants::key_audit_json(&replaced),
+            ),
+        ];
+        self.store
+            .write_api_keys(&[(&issued.record, true), (&replaced, false)], &audit)
+            .await
+            .map_err(ServiceError::internal)?;
+        tracing::info!(actor = %actor.key_id, old = %old.key_id, new = %issued.record.key_id, "api key rotated");
+        Ok(pb::RotateApiKeyResponse {
+            api_key: Some(key_to_proto(&issued.record)),
+            secret: issued.token,
+            replaced: Some(key_to_proto(&replaced)),
+        })
+    }
+
+    /// RevokeApiKey: refused from the next call on.
+    pub async fn revoke_api_key(
+        &self,
+        credential: Option<&str>,
+        req: &pb::RevokeApiKeyRequest,
+    ) -> Result<pb::ApiKey, ServiceError> {
+        let (caller, actor) = self.admin_caller(credential).await?;
+        auth::require_role(&caller, Role::AgencyAdmin, "RevokeApiKey")?;
+        let old = self.load_key(&req.key_id).await?;
+        if old.revoked_at_ms.is_some() {
+            return Ok(key_to_proto(&old));
+        }
+        let mut revoked = old.clone();
+        revoked.revoked_at_ms = Some(clock::now_ms());
+        let entry = actor.entry(
+            "api_key.revoke",
+            &old.tenant_id,
+            &format!("api_key:{}", old.key_id),
+            tenants::key_audit_json(&old),
+            tenants::key_audit_json(&revoked),
+        );
+        self.store
+            .write_api_keys(&[(&revoked, false)], &[entry])
+            .await
+            .map_err(ServiceError::internal)?;
+        tracing::info!(actor = %actor.key_id, key_id = %old.key_id, "api key revoked");
+        Ok(key_to_proto(&revoked))
+    }
+
+    /// ListAuditEvents.
+    pub async fn list_audit_events(
+        &self,
+        credential: Option<&str>,
+        req: &pb::ListAuditEventsRequest,
+    ) -> Result<pb::ListAuditEventsResponse, ServiceError> {
+        let (caller, _) = self.admin_caller(credential).await?;
+        auth::require_role(&caller, Role::AgencyAdmin, "ListAuditEvents")?;
+        let size = page_size(req.page_size, 100, 1000)?;
+        let before = match decode_token(&req.page_token)? {
+            None => None,
+            Some(t) => Some(t.parse::<i64>().map_err(|_| bad_token())?),
+        };
+        let tenant = (!req.tenant_id.is_empty()).then_some(req.tenant_id.as_str());
+        let mut events = self
+            .store
+            .list_audit(tenant, before, size + 1)
+            .await
+            .map_err(ServiceError::internal)?;
+        let next = if events.len() > size as usize {
+            events.truncate(size as usize);
+            events
+                .last()
+                .map(|e| hex::encode(e.sequence.to_string()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::ListAuditEventsResponse {
+            events: events.iter().map(audit_to_proto).collect(),
+            next_page_token: next,
+        })
+    }
+}
+
+/// Agency admins read any tenant; a finance key reads its own.
+fn authorize_read(caller: &Caller, tenant_id: &str, method: &str) -> Result<(), ServiceError> {
+    match caller.role {
+        Role::AgencyAdmin => Ok(()),
+        Role::Finance if caller.tenant.id == tenant_id => Ok(()),
+        Role::Finance => Err(ServiceError::PermissionDenied {
+            reason: reason::TENANT_NOT_ACCESSIBLE,
+            message: format!("this credential may only call {method} for its own tenant"),
+        }),
+        _ => auth::require_role(caller, Role::AgencyAdmin, method),
+    }
+}
+
+fn taken(column: &'static str) -> ServiceError {
+    let (field, description) = match column {
+        "name" => (
+            "tenant.name",
+            "tenant.name is already used by another tenant",
+        ),
+        "mtls_subject" => (
+            "tenant.mtls_subject",
+            "tenant.mtls_subject is already mapped to another tenant",
+        ),
+        _ => ("tenant", "the tenant conflicts with an existing one"),
+    };
+    ServiceError::invalid(field, "already_exists", description)
+}
+
+fn check_name(name: &str, violations: &mut Vec<Violation>) {
+    if !tenants::valid_name(name) {
+        violations.push(Violation {
+            field: "tenant.name",
+            rule: if name.is_empty() { "required" } else { "invalid_format" },
+            description: "tenant.name must be 1 to 100 characters without control characters or surrounding spaces"
+                .into(),
+        });
+    }
+}
+
+fn mtls_subject(raw: &str, violations: &mut Vec<Violation>) -> Option<String> {
+    if raw.is_empty() {
+        return None;
+    }
+    if raw.chars().count() > 200 || raw.chars().any(char::is_control) || raw.trim() != raw {
+        violations.push(Violation {
+            field: "tenant.mtls_subject",
+            rule: "invalid_format",
+            description:
+                "tenant.mtls_subject must be at most 200 characters without control characters"
+                    .into(),
+        });
+        return None;
+    }
+    Some(raw.to_string())
+}
+
+/// Validates a policy from the wire; defaults where it is absent.
+fn policy_from_proto(
+    p: Option<&pb::TenantPolicy>,
+    violations: &mut Vec<Violation>,
+) -> TenantPolicy {
+    let Some(p) = p else {
+        return TenantPolicy::default();
+    };
+    let mut allowed_fields: Vec<String> = Vec::new();
+    for f in &p.allowed_fields {
+        match Field::from_name(f) {
+            Some(field) => allowed_fields.push(field.name().to_string()),
+            None => violations.push(Violation {
+                field: "tenant.policy.allowed_fields",
+                rule: "unknown_field",
+                description: "tenant.policy.allowed_fields holds a name that is not a claim field \
+                              (full_name, date_of_birth, gender, nationality, place_of_origin, \
+                              place_of_residence, id_issue_date, id_expiry_date, phone_number)"
+                    .into(),
+            }),
+        }
+    }
+    allowed_fields.sort_by_key(|f| Field::from_name(f).map(Field::code));
+    allowed_fields.dedup();
+    let mut allowed_purposes = p.allowed_purposes.clone();
+    if allowed_purposes.iter().any(|c| {
+        !valid_code(c, 64, |ch| {
+            ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_'
+        })
+    }) {
+        violations.push(Violation {
+            field: "tenant.policy.allowed_purposes",
+            rule: "invalid_format",
+            description:
+                "tenant.policy.allowed_purposes entries must be 1 to 64 characters from A-Z 0-9 _"
+                    .into(),
+        });
+    }
+    allowed_purposes.sort();
+    allowed_purposes.dedup();
+    if !(0..=100).contains(&p.fuzzy_threshold) {
+        violations.push(Violation {
+            field: "tenant.policy.fuzzy_threshold",
+            rule: "out_of_range",
+            description: "tenant.policy.fuzzy_threshold must be between 0 and 100".into(),
+        });
+    }
+    if !p.price_plan.is_empty()
+        && !valid_code(&p.price_plan, 64, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
+        })
+    {
+        violations.push(Violation {
+            field: "tenant.policy.price_plan",
+            rule: "invalid_format",
+            description: "tenant.policy.price_plan must be 1 to 64 characters from a-z 0-9 _ -"
+                .into(),
+        });
+    }
+    let l = p.limits.unwrap_or_default();
+    let mut limit = |value: i64, field: &'static str, description: &'static str| -> u64 {
+        if (0..=MAX_LIMIT).contains(&value) {
+            value as u64
+        } else {
+            violations.push(Violation {
+                field,
+                rule: if value < 0 {
+                    "negative"
+                } else {
+                    "out_of_range"
+                },
+                description: description.into(),
+            });
+            0
+        }
+    };
+    let limits = Limits {
+        requests_per_second: limit(
+            l.requests_per_second,
+            "tenant.policy.limits.requests_per_second",
+            "tenant.policy.limits.requests_per_second must be between 0 (no limit) and 10^12",
+        ),
+        burst: limit(
+            l.burst,
+            "tenant.policy.limits.burst",
+            "tenant.policy.limits.burst must be between 0 and 10^12",
+        ),
+        daily_quota_units: limit(
+            l.daily_quota_units,
+            "tenant.policy.limits.daily_quota_units",
+            "tenant.policy.limits.daily_quota_units must be between 0 (no quota) and 10^12",
+        ),
+        monthly_quota_units: limit(
+            l.monthly_quota_units,
+            "tenant.policy.limits.monthly_quota_units",
+            "tenant.policy.limits.monthly_quota_units must be between 0 (no quota) and 10^12",
+        ),
+    };
+    TenantPolicy {
+        allowed_fields,
+        allowed_purposes,
+        accept_folded: p.accept_folded,
+        fuzzy: p.fuzzy_matching,
+        fuzzy_threshold: if p.fuzzy_threshold == 0 {
+            TenantPolicy::default().fuzzy_threshold
+        } else {
+            p.fuzzy_threshold.clamp(0, 100) as u8
+        },
+        disclose_not_found: p.disclose_not_found,
+        limits,
+        price_plan: p.price_plan.clone(),
+    }
+}
+
+fn valid_code(s: &str, max: usize, allowed: impl Fn(char) -> bool) -> bool {
+    !s.is_empty() && s.chars().count() <= max && s.chars().all(allowed)
+}
+
+/// `(path, old JSON, new JSON)` for every leaf that differs.
+fn diff(old: &Tenant, new: &Tenant) -> Vec<(String, String, String)> {
+    let mut a = std::collections::BTreeMap::new();
+    let mut b = std::collections::BTreeMap::new();
+    flatten(
+        "",
+        &serde_json::from_str(&tenants::audit_json(old)).unwrap_or_default(),
+        &mut a,
+    );
+    flatten(
+        "",
+        &serde_json::from_str(&tenants::audit_json(new)).unwrap_or_default(),
+        &mut b,
+    );
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |m: &std::collections::BTreeMap<String, serde_json::Value>| {
+                m.get(k).map(|v| v.to_string()).unwrap_or_default()
+            };
+            (k.clone(), show(&a), show(&b))
+        })
+        .collect()
+}
+
+fn flatten(
+    prefix: &str,
+    v: &serde_json::Value,
+    out: &mut std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&path, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn page_size(requested: i32, default: u32, max: u32) -> Result<u32, ServiceError> {
+    match requested {
+        0 => Ok(default),
+        n if n > 0 && n as u32 <= max => Ok(n as u32),
+        _ => Err(ServiceError::invalid(
+            "page_size",
+            "out_of_range",
+            format!("page_size must be between 1 and {max} (0 for the default)"),
+        )),
+    }
+}
+
+fn bad_token() -> ServiceError {
+    ServiceError::invalid(
+        "page_token",
+        "invalid_format",
+        "page_token is not a token this service issued",
+    )
+}
+
+fn decode_token(token: &str) -> Result<Option<String>, ServiceError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bytes = hex::decode(token).map_err(|_| bad_token())?;
+    String::from_utf8(bytes).map(Some).map_err(|_| bad_token())
+}
+
+/// The store's role for a proto role value.
+pub fn role_from_proto(r: i32) -> Option<Role> {
+    match pb::Role::try_from(r).ok()? {
+        pb::Role::Verifier => Some(Role::Verifier),
+        pb::Role::AgencyAdmin => Some(Role::AgencyAdmin),
+        pb::Role::Finance => Some(Role::Finance),
+        pb::Role::RegistryOperator => Some(Role::RegistryOperator),
+        pb::Role::Unspecified => None,
+    }
+}
+
+fn role_to_proto(r: Role) -> pb::Role {
+    match r {
+        Role::Verifier => pb::Role::Verifier,
+        Role::AgencyAdmin => pb::Role::AgencyAdmin,
+        Role::Finance => pb::Role::Finance,
+        Role::RegistryOperator => pb::Role::RegistryOperator,
+    }
+}
+
+/// The wire form of a tenant.
+pub fn tenant_to_proto(t: &Tenant) -> pb::Tenant {
+    let p = &t.policy;
+    pb::Tenant {
+        tenant_id: t.id.clone(),
+        name: t.name.clone(),
+        status: match t.status {
+            TenantStatus::Active => pb::TenantStatus::Active,
+            TenantStatus::Suspended => pb::TenantStatus::Suspended,
+        } as i32,
+        policy: Some(pb::TenantPolicy {
+            allowed_fields: p.allowed_fields.clone(),
+            allowed_purposes: p.allowed_purposes.clone(),
+            fuzzy_matching: p.fuzzy,
+            fuzzy_threshold: i64::from(p.fuzzy_threshold),
+            disclose_not_found: p.disclose_not_found,
+            accept_folded: p.accept_folded,
+            limits: Some(pb::Limits {
+                requests_per_second: p.limits.requests_per_second as i64,
+                burst: p.limits.burst as i64,
+                daily_quota_units: p.limits.daily_quota_units as i64,
+                monthly_quota_units: p.limits.monthly_quota_units as i64,
+            }),
+            price_plan: p.price_plan.clone(),
+        }),
+        mtls_subject: t.mtls_subject.clone().unwrap_or_default(),
+        create_time: Some(clock::timestamp(t.created_at_ms)),
+        update_time: Some(clock::timestamp(t.updated_at_ms)),
+    }
+}
+
+fn key_to_proto(k: &ApiKeyRecord) -> pb::ApiKey {
+    pb::ApiKey {
+        key_id: k.key_id.clone(),
+        tenant_id: k.tenant_id.clone(),
+        role: role_to_proto(k.role) as i32,
+        create_time: Some(clock::timestamp(k.created_at_ms)),
+        expire_time: k.expires_at_ms.map(clock::timestamp),
+        revoke_time: k.revoked_at_ms.map(clock::timestamp),
+        last_used_time: k.last_used_at_ms.map(clock::timestamp),
+        usable: k.usable_at(clock::now_ms()),
+    }
+}
+
+fn audit_to_proto(e: &AuditEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        sequence: e.sequence,
+        time: Some(clock::timestamp(e.entry.at_ms)),
+        actor_key_id: e.entry.actor_key_id.clone(),
+        actor_tenant_id: e.entry.actor_tenant_id.clone(),
+        action: e.entry.action.clone(),
+        tenant_id: e.entry.tenant_id.clone(),
+        field: e.entry.field.clone(),
+        old_value: e.entry.old_value.clone(),
+        new_value: e.entry.new_value.clone(),
+        chain_hash: hex::encode(e.chain_hash),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_policies_are_named_field_by_field() {
+        let mut v = Vec::new();
+        let policy = pb::TenantPolicy {
+            allowed_fields: vec!["full_name".into(), "shoe_size".into()],
+            allowed_purposes: vec!["open account".into()],
+            fuzzy_threshold: 101,
+            limits: Some(pb::Limits {
+                requests_per_second: -1,
+                burst: 5,
+                daily_quota_units: -10,
+                monthly_quota_units: 0,
+            }),
+            price_plan: "Gold Plan".into(),
+            ..Default::default()
+        };
+        policy_from_proto(Some(&policy), &mut v);
+        let got: Vec<(&str, &str)> = v.iter().map(|v| (v.field, v.rule)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("tenant.policy.allowed_fields", "unknown_field"),
+                ("tenant.policy.allowed_purposes", "invalid_format"),
+                ("tenant.policy.fuzzy_threshold", "out_of_range"),
+                ("tenant.policy.price_plan", "invalid_format"),
+                ("tenant.policy.limits.requests_per_second", "negative"),
+                ("tenant.policy.limits.daily_quota_units", "negative"),
+            ]
+        );
+    }
+
+    #[test]
+    fn diff_names_each_changed_leaf() {
+        let old = tenants::new_tenant("bank", TenantPolicy::default(), None).expect("tenant");
+        let mut new = old.clone();
+        new.policy.limits.burst = 20;
+        new.name = "bank two".into();
+        let d = diff(&old, &new);
+        let paths: Vec<&str> = d.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(paths, vec!["name", "policy.limits.burst"]);
+        assert_eq!(d[1].1, "0");
+        assert_eq!(d[1].2, "20");
+    }
+}
