@@ -1,0 +1,657 @@
+//! The agency's admin API over real gRPC: roles, tenant isolation,
+//! suspension and revocation taking effect at once, policy enforcement in
+//! Verify, validation that changes nothing, and the audit trail.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ekyc_client::{Client, v1 as pb};
+use ekyc_service::store::{AuditEntry, audit_chain_hash};
+use ekyc_service::test_support::{TestOptions, TestServer};
+use prost_types::FieldMask;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+async fn client(server: &TestServer, key: &str) -> Client {
+    Client::connect(&server.endpoint(), Some(key), Duration::from_secs(10))
+        .await
+        .expect("connect")
+}
+
+fn reason(s: &Status) -> String {
+    s.get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
+
+fn violations(s: &Status) -> Vec<(String, String)> {
+    s.get_error_details()
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.reason.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Admin {
+    client: Client,
+    secret: String,
+}
+
+impl Admin {
+    async fn new(server: &TestServer) -> Admin {
+        let (_, key) = ekyc_service::tenants::bootstrap(&server.app.store, false)
+            .await
+            .expect("bootstrap");
+        Admin {
+            client: client(server, &key.token).await,
+            secret: key.token,
+        }
+    }
+
+    async fn create(&self, name: &str, policy: pb::TenantPolicy) -> Result<pb::Tenant, Status> {
+        let c = &self.client;
+        let req = pb::CreateTenantRequest {
+            tenant: Some(pb::Tenant {
+                name: name.into(),
+                policy: Some(policy),
+                ..Default::default()
+            }),
+        };
+        Ok(c.admin()
+            .create_tenant(c.request(req))
+            .await?
+            .into_inner()
+            .tenant
+            .expect("tenant"))
+    }
+
+    async fn issue(
+        &self,
+        tenant_id: &str,
+        role: pb::Role,
+        ttl_seconds: i64,
+    ) -> pb::IssueApiKeyResponse {
+        let c = &self.client;
+        c.admin()
+            .issue_api_key(c.request(pb::IssueApiKeyRequest {
+                tenant_id: tenant_id.into(),
+                role: role as i32,
+                ttl_seconds,
+                live: true,
+            }))
+            .await
+            .expect("issue")
+            .into_inner()
+    }
+
+    async fn audit(&self) -> Vec<pb::AuditEvent> {
+        let c = &self.client;
+        c.admin()
+            .list_audit_events(c.request(pb::ListAuditEventsRequest {
+                page_size: 1000,
+                ..Default::default()
+            }))
+            .await
+            .expect("audit")
+            .into_inner()
+            .events
+    }
+
+    async fn tenant_count(&self) -> usize {
+        let c = &self.client;
+        c.admin()
+            .list_tenants(c.request(pb::ListTenantsRequest {
+                page_size: 500,
+                ..Default::default()
+            }))
+            .await
+            .expect("list")
+            .into_inner()
+            .tenants
+            .len()
+    }
+}
+
+fn verify_request(c: &ekyc_synth::Citizen, purpose: &str) -> pb::VerifyRequest {
+    pb::VerifyRequest {
+        request_id: "admin-test-1".into(),
+        id_number: c.id_number.clone(),
+        claims: Some(pb::Claims {
+            full_name: Some(c.full_name.clone()),
+            date_of_birth: Some(c.date_of_birth.clone()),
+            ..Default::default()
+        }),
+        purpose_code: purpose.into(),
+        consent_reference: "consent-1".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_tenant_isolation() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let admin = Admin::new(&server).await;
+    let a = admin
+        .create("bank-a", pb::TenantPolicy::default())
+        .await
+        .expect("a");
+    let b = admin
+        .create("bank-b", pb::TenantPolicy::default())
+        .await
+        .expect("b");
+
+    // A verifier key may call no admin method.
+    let verifier = client(&server, &server.api_key).await;
+    let s = verifier
+        .admin()
+        .list_tenants(verifier.request(pb::ListTenantsRequest::default()))
+        .await
+        .expect_err("verifier");
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::PermissionDenied, "ROLE_NOT_ALLOWED")
+    );
+    let s = verifier
+        .admin()
+        .get_tenant(verifier.request(pb::GetTenantRequest {
+            tenant_id: a.tenant_id.clone(),
+        }))
+        .await
+        .expect_err("verifier");
+    assert_eq!(reason(&s), "ROLE_NOT_ALLOWED");
+
+    // A finance key of B sees B, never A.
+    let b_finance = admin.issue(&b.tenant_id, pb::Role::Finance, 0).await;
+    let fb = client(&server, &b_finance.secret).await;
+    let own = fb
+        .admin()
+        .get_tenant(fb.request(pb::GetTenantRequest {
+            tenant_id: b.tenant_id.clone(),
+        }))
+        .await
+        .expect("own tenant")
+        .into_inner();
+    assert_eq!(own.tenant.expect("tenant").name, "bank-b");
+    for call in ["get", "keys"] {
+        let s = match call {
+            "get" => fb
+                .admin()
+                .get_tenant(fb.request(pb::GetTenantRequest {
+                    tenant_id: a.tenant_id.clone(),
+                }))
+                .await
+                .map(|_| ()),
+            _ => fb
+                .admin()
+                .list_api_keys(fb.request(pb::ListApiKeysRequest {
+                    tenant_id: a.tenant_id.clone(),
+                }))
+                .await
+                .map(|_| ()),
+        }
+        .expect_err("other tenant");
+        assert_eq!(
+            (s.code(), reason(&s).as_str()),
+            (Code::PermissionDenied, "TENANT_NOT_ACCESSIBLE")
+        );
+        assert!(!s.message().contains("bank-a"));
+    }
+    let s = fb
+        .admin()
+        .list_tenants(fb.request(pb::ListTenantsRequest::default()))
+        .await
+        .expect_err("finance cannot list all tenants");
+    assert_eq!(reason(&s), "ROLE_NOT_ALLOWED");
+
+    // Listing pages through every tenant exactly once.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let c = &admin.client;
+        let page = c
+            .admin()
+            .list_tenants(c.request(pb::ListTenantsRequest {
+                page_size: 1,
+                page_token: token.clone(),
+            }))
+            .await
+            .expect("page")
+            .into_inner();
+        seen.extend(page.tenants.into_iter().map(|t| t.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    seen.sort();
+    assert_eq!(seen, vec!["agency", "bank-a", "bank-b", "test-bank"]);
+
+    // Bootstrap refuses to run twice.
+    assert!(
+        ekyc_service::tenants::bootstrap(&server.app.store, false)
+            .await
+            .is_err()
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspension_revocation_and_expiry_take_effect_on_the_next_call() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let admin = Admin::new(&server).await;
+    let t = admin
+        .create("telco", pb::TenantPolicy::default())
+        .await
+        .expect("tenant");
+    let key = admin.issue(&t.tenant_id, pb::Role::Verifier, 0).await;
+    let telco = client(&server, &key.secret).await;
+    let citizen = ekyc_synth::citizen(42, 2);
+    telco
+        .verify(verify_request(&citizen, "SIM_REGISTRATION"))
+        .await
+        .expect("works");
+
+    let c = &admin.client;
+    c.admin()
+        .suspend_tenant(c.request(pb::SuspendTenantRequest {
+            tenant_id: t.tenant_id.clone(),
+            reason: "unpaid invoice".into(),
+        }))
+        .await
+        .expect("suspend");
+    let s = telco
+        .verify_unchecked(verify_request(&citizen, "SIM_REGISTRATION"))
+        .await
+        .expect_err("suspended");
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::PermissionDenied, "TENANT_SUSPENDED")
+    );
+    c.admin()
+        .resume_tenant(c.request(pb::ResumeTenantRequest {
+            tenant_id: t.tenant_id.clone(),
+        }))
+        .await
+        .expect("resume");
+    telco
+        .verify(verify_request(&citizen, "SIM_REGISTRATION"))
+        .await
+        .expect("resumed");
+
+    // An admin cannot lock the agency out by suspending its own tenant.
+    let agency = c
+        .admin()
+        .list_tenants(c.request(pb::ListTenantsRequest::default()))
+        .await
+        .expect("list")
+        .into_inner()
+        .tenants
+        .into_iter()
+        .find(|t| t.name == "agency")
+        .expect("agency tenant");
+    let s = c
+        .admin()
+        .suspend_tenant(c.request(pb::SuspendTenantRequest {
+            tenant_id: agency.tenant_id,
+            reason: String::new(),
+        }))
+        .await
+        .expect_err("own tenant");
+    assert_eq!(reason(&s), "CANNOT_SUSPEND_OWN_TENANT");
+
+    // Rotation without grace: the old key has expired at once.
+    let rotated = c
+        .admin()
+        .rotate_api_key(c.request(pb::RotateApiKeyRequest {
+            key_id: key.api_key.expect("key").key_id,
+            grace_seconds: 0,
+        }))
+        .await
+        .expect("rotate")
+        .into_inner();
+    assert!(
+        rotated.secret.starts_with("ekyc_live_"),
+        "rotation keeps the label"
+    );
+    let s = telco
+        .verify_unchecked(verify_request(&citizen, "SIM_REGISTRATION"))
+        .await
+        .expect_err("old key expired");
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::Unauthenticated, "API_KEY_EXPIRED")
+    );
+    let fresh = client(&server, &rotated.secret).await;
+    fresh
+        .verify(verify_request(&citizen, "SIM_REGISTRATION"))
+        .await
+        .expect("new key");
+
+    c.admin()
+        .revoke_api_key(c.request(pb::RevokeApiKeyRequest {
+            key_id: rotated.api_key.expect("key").key_id,
+        }))
+        .await
+        .expect("revoke");
+    let s = fresh
+        .verify_unchecked(verify_request(&citizen, "SIM_REGISTRATION"))
+        .await
+        .expect_err("revoked");
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::Unauthenticated, "API_KEY_REVOKED")
+    );
+
+    // Keys are listed with their state and last use, never their secrets.
+    let keys = c
+        .admin()
+        .list_api_keys(c.request(pb::ListApiKeysRequest {
+            tenant_id: t.tenant_id.clone(),
+        }))
+        .await
+        .expect("keys")
+        .into_inner()
+        .api_keys;
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| !k.usable));
+    assert!(keys.iter().all(|k| k.last_used_time.is_some()));
+    assert!(!format!("{keys:?}").contains(&key.secret[27..]));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_limits_fields_and_purposes_and_disclosure() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let admin = Admin::new(&server).await;
+    let t = admin
+        .create(
+            "narrow-bank",
+            pb::TenantPolicy {
+                allowed_fields: vec!["full_name".into(), "gender".into()],
+                allowed_purposes: vec!["ACCOUNT_OPENING".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("tenant");
+    let key = admin.issue(&t.tenant_id, pb::Role::Verifier, 0).await;
+    let narrow = client(&server, &key.secret).await;
+    let citizen = ekyc_synth::citizen(42, 4);
+    let before = server.app.pool.stats().evaluations.load(Ordering::SeqCst);
+    let s = narrow
+        .verify_unchecked(verify_request(&citizen, "ACCOUNT_OPENING"))
+        .await
+        .expect_err("date_of_birth not allowed");
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::PermissionDenied, "FIELD_NOT_ALLOWED")
+    );
+    assert!(
+        s.message().contains("date_of_birth") && !s.message().contains("full_name"),
+        "{}",
+        s.message()
+    );
+    let mut only_name = verify_request(&citizen, "MARKETING");
+    only_name.claims = Some(pb::Claims {
+        full_name: Some(citizen.full_name.clone()),
+        ..Default::default()
+    });
+    let s = narrow
+        .verify_unchecked(only_name.clone())
+        .await
+        .expect_err("purpose");
+    assert_eq!(reason(&s), "PURPOSE_NOT_ALLOWED");
+    assert_eq!(
+        server.app.pool.stats().evaluations.load(Ordering::SeqCst),
+        before,
+        "policy refusals cost no hashing"
+    );
+    only_name.purpose_code = "ACCOUNT_OPENING".into();
+    let ok = narrow.verify(only_name.clone()).await.expect("allowed");
+    assert_eq!(ok.response.decision, pb::Decision::Yes as i32);
+
+    // Disclosure: off, an unknown subject is a mismatch; on, it is named.
+    let mut unknown = only_name.clone();
+    unknown.id_number = ekyc_synth::citizen(42, 9000).id_number;
+    let uniform = narrow.verify(unknown.clone()).await.expect("uniform");
+    assert_eq!(
+        uniform.response.subject_status,
+        pb::SubjectStatus::Unspecified as i32
+    );
+    let c = &admin.client;
+    let updated = c
+        .admin()
+        .update_tenant(c.request(pb::UpdateTenantRequest {
+            tenant: Some(pb::Tenant {
+                tenant_id: t.tenant_id.clone(),
+                policy: Some(pb::TenantPolicy {
+                    disclose_not_found: true,
+                    limits: Some(pb::Limits {
+                        burst: 20,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec![
+                    "policy.disclose_not_found".into(),
+                    "policy.limits.burst".into(),
+                ],
+            }),
+        }))
+        .await
+        .expect("update")
+        .into_inner()
+        .tenant
+        .expect("tenant");
+    let policy = updated.policy.expect("policy");
+    assert!(policy.disclose_not_found);
+    assert_eq!(policy.limits.expect("limits").burst, 20);
+    assert_eq!(
+        policy.allowed_fields,
+        vec!["full_name", "gender"],
+        "unmasked fields keep their values"
+    );
+    let disclosed = narrow.verify(unknown).await.expect("disclosed");
+    assert_eq!(
+        disclosed.response.subject_status,
+        pb::SubjectStatus::NotFound as i32
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_admin_input_is_refused_and_changes_nothing() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let admin = Admin::new(&server).await;
+    admin
+        .create("existing-bank", pb::TenantPolicy::default())
+        .await
+        .expect("tenant");
+    let tenants_before = admin.tenant_count().await;
+    let audit_before = admin.audit().await.len();
+
+    let cases: Vec<(&str, pb::TenantPolicy, &str, &str)> = vec![
+        (
+            "neg-limits",
+            pb::TenantPolicy {
+                limits: Some(pb::Limits {
+                    requests_per_second: -5,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "tenant.policy.limits.requests_per_second",
+            "NEGATIVE",
+        ),
+        (
+            "unknown-field",
+            pb::TenantPolicy {
+                allowed_fields: vec!["shoe_size".into()],
+                ..Default::default()
+            },
+            "tenant.policy.allowed_fields",
+            "UNKNOWN_FIELD",
+        ),
+        ("", pb::TenantPolicy::default(), "tenant.name", "REQUIRED"),
+        (
+            "existing-bank",
+            pb::TenantPolicy::default(),
+            "tenant.name",
+            "ALREADY_EXISTS",
+        ),
+    ];
+    for (name, policy, field, rule) in cases {
+        let s = admin.create(name, policy).await.expect_err(field);
+        assert_eq!(s.code(), Code::InvalidArgument, "{field}");
+        assert!(
+            violations(&s).contains(&(field.to_string(), rule.to_string())),
+            "{field}/{rule}: {:?}",
+            violations(&s)
+        );
+    }
+    // An update naming a bad value or an unknown path changes nothing.
+    let c = &admin.client;
+    let target = admin
+        .create("target-bank", pb::TenantPolicy::default())
+        .await
+        .expect("tenant");
+    let tenants_before = tenants_before + 1;
+    let audit_before = audit_before + 1;
+    for (paths, burst) in [
+        (vec!["policy.limits.burst"], -1),
+        (vec!["policy.colour"], 1),
+        (vec![], 1),
+    ] {
+        let s = c
+            .admin()
+            .update_tenant(c.request(pb::UpdateTenantRequest {
+                tenant: Some(pb::Tenant {
+                    tenant_id: target.tenant_id.clone(),
+                    policy: Some(pb::TenantPolicy {
+                        limits: Some(pb::Limits {
+                            burst,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: paths.iter().map(|p| p.to_string()).collect(),
+                }),
+            }))
+            .await
+            .expect_err("bad update");
+        assert_eq!(s.code(), Code::InvalidArgument, "{paths:?}");
+    }
+    let issue = c
+        .admin()
+        .issue_api_key(c.request(pb::IssueApiKeyRequest {
+            tenant_id: target.tenant_id.clone(),
+            role: pb::Role::Unspecified as i32,
+            ttl_seconds: -1,
+            live: false,
+        }))
+        .await
+        .expect_err("bad key request");
+    assert_eq!(violations(&issue).len(), 2);
+    assert_eq!(admin.tenant_count().await, tenants_before);
+    assert_eq!(
+        admin.audit().await.len(),
+        audit_before,
+        "refused calls leave no audit entry"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_is_chained_and_holds_no_secrets() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let admin = Admin::new(&server).await;
+    let t = admin
+        .create("audited-bank", pb::TenantPolicy::default())
+        .await
+        .expect("tenant");
+    let key = admin.issue(&t.tenant_id, pb::Role::Verifier, 3600).await;
+    let c = &admin.client;
+    c.admin()
+        .update_tenant(c.request(pb::UpdateTenantRequest {
+            tenant: Some(pb::Tenant {
+                tenant_id: t.tenant_id.clone(),
+                name: "audited-bank-2".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["name".into()],
+            }),
+        }))
+        .await
+        .expect("rename");
+    c.admin()
+        .revoke_api_key(c.request(pb::RevokeApiKeyRequest {
+            key_id: key.api_key.clone().expect("key").key_id,
+        }))
+        .await
+        .expect("revoke");
+
+    let mut events = admin.audit().await;
+    events.reverse();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    for a in [
+        "tenant.create",
+        "api_key.issue",
+        "tenant.update",
+        "api_key.revoke",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let rename = events
+        .iter()
+        .find(|e| e.action == "tenant.update")
+        .expect("update");
+    assert_eq!(rename.field, "name");
+    assert_eq!(
+        (rename.old_value.as_str(), rename.new_value.as_str()),
+        ("\"audited-bank\"", "\"audited-bank-2\"")
+    );
+    assert!(
+        events.iter().any(|e| e.actor_key_id.len() == 16),
+        "changes name the admin's key id"
+    );
+
+    // Gapless, and each hash chains to the previous one.
+    let mut previous = [0u8; 32];
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.sequence, i as i64 + 1);
+        let entry = AuditEntry {
+            at_ms: e
+                .time
+                .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
+            actor_key_id: e.actor_key_id.clone(),
+            actor_tenant_id: e.actor_tenant_id.clone(),
+            action: e.action.clone(),
+            tenant_id: e.tenant_id.clone(),
+            field: e.field.clone(),
+            old_value: e.old_value.clone(),
+            new_value: e.new_value.clone(),
+        };
+        previous = audit_chain_hash(&previous, &entry);
+        assert_eq!(e.chain_hash, hex::encode(previous), "event {}", e.sequence);
+    }
+    let dump = format!("{events:?}");
+    for secret in [&key.secret, &admin.secret, &server.api_key] {
+        let secret_part = &secret[secret.len() - 64..];
+        assert!(
+            !dump.contains(secret_part),
+            "the audit trail must not hold secrets"
+        );
+    }
+    server.stop().await;
+}
