@@ -1,9 +1,15 @@
 //! `ekyc`: command-line client for the eKYC verification service.
 //!
 //! `ekyc verify` sends one subject's claims, checks the signed attestation
-//! against the published keys and prints the per-field results; `ekyc keys`
-//! lists the signing keys. The API key comes from `--api-key`,
-//! `--api-key-file` or `EKYC_API_KEY`; it is never printed.
+//! against the published keys and prints the per-field results;
+//! `ekyc signing-keys` lists the signing keys. With an agency-admin key,
+//! `ekyc tenants`, `ekyc keys` and `ekyc audit` manage tenants, their API
+//! keys and read the audit trail through `TenantAdminService`.
+//!
+//! The API key comes from `--api-key`, `--api-key-file` or `EKYC_API_KEY`;
+//! it is never printed. The only secret this tool ever prints is the one a
+//! `keys issue` or `keys rotate` just created, because showing it once is
+//! the point of those commands.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,11 +50,17 @@ enum Command {
     /// Verify one subject's claimed identity.
     Verify(Box<VerifyArgs>),
     /// List the service's attestation signing keys.
-    Keys {
+    SigningKeys {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Manage tenants (agency admins).
+    Tenants(TenantsArgs),
+    /// Manage tenants' API keys (agency admins).
+    Keys(KeysArgs),
+    /// Read the audit trail of administrative changes (agency admins).
+    Audit(AuditArgs),
 }
 
 #[derive(Args)]
@@ -171,7 +183,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     )
     .await?;
     match cli.command {
-        Command::Keys { json } => {
+        Command::SigningKeys { json } => {
             let keys = client.signing_keys().await?;
             if json {
                 let out: Vec<_> = keys
@@ -200,6 +212,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => verify(&client, *args).await,
+        Command::Tenants(args) => finish(tenants(&client, args.command, args.json).await, args.json),
+        Command::Keys(args) => finish(keys(&client, args.command, args.json).await, args.json),
+        Command::Audit(args) => finish(audit(&client, args.command, args.json).await, args.json),
     }
 }
 

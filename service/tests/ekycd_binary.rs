@@ -415,3 +415,132 @@ fn no_personal_data_in_the_database_its_wal_or_any_log() {
         }
     }
 }
+
+#[test]
+fn no_secret_in_logs_errors_or_the_audit_trail() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let boot = run_ok(ekycd(dir).args(["admin", "bootstrap"]));
+    let admin_key = String::from_utf8_lossy(&boot.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("ekyc_"))
+        .expect("admin key printed once")
+        .to_string();
+    let mut logs: Vec<(String, Vec<u8>)> = vec![("bootstrap stderr".into(), boot.stderr)];
+    let again = ekycd(dir).args(["admin", "bootstrap"]).output().expect("run");
+    assert!(!again.status.success(), "bootstrap refuses to run twice");
+    logs.push(("second bootstrap stdout".into(), again.stdout));
+    logs.push(("second bootstrap stderr".into(), again.stderr));
+
+    let server_log = dir.join("server.log");
+    let mut server = ekycd(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&server_log).expect("log file"))
+        .spawn()
+        .expect("spawn ekycd");
+    let addr = wait_for_listen(&mut server);
+    let endpoint = format!("http://{addr}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (mut secrets, messages, audit) = runtime.block_on(async {
+        let admin = Client::connect(&endpoint, Some(&admin_key), Duration::from_secs(10))
+            .await
+            .expect("connect");
+        let tenant = admin
+            .admin()
+            .create_tenant(admin.request(pb::CreateTenantRequest {
+                tenant: Some(pb::Tenant {
+                    name: "secretive-bank".into(),
+                    ..Default::default()
+                }),
+            }))
+            .await
+            .expect("create")
+            .into_inner()
+            .tenant
+            .expect("tenant");
+        let mut secrets = vec![admin_key.clone()];
+        let mut messages = Vec::new();
+        for role in [pb::Role::Verifier, pb::Role::Finance] {
+            let issued = admin
+                .admin()
+                .issue_api_key(admin.request(pb::IssueApiKeyRequest {
+                    tenant_id: tenant.tenant_id.clone(),
+                    role: role as i32,
+                    ttl_seconds: 0,
+                    live: true,
+                }))
+                .await
+                .expect("issue")
+                .into_inner();
+            secrets.push(issued.secret.clone());
+            let key_id = issued.api_key.expect("key").key_id;
+            let rotated = admin
+                .admin()
+                .rotate_api_key(admin.request(pb::RotateApiKeyRequest { key_id, grace_seconds: 0 }))
+                .await
+                .expect("rotate")
+                .into_inner();
+            secrets.push(rotated.secret.clone());
+            // Old (expired), new, and a forged secret on a real key id.
+            let forged = format!("{}{}", &rotated.secret[..rotated.secret.len() - 64], "1".repeat(64));
+            for key in [&issued.secret, &rotated.secret, &forged] {
+                let c = Client::connect(&endpoint, Some(key), Duration::from_secs(10))
+                    .await
+                    .expect("connect");
+                let citizen = ekyc_synth::citizen(1, 0);
+                let result = c
+                    .verify_unchecked(pb::VerifyRequest {
+                        request_id: "secret-test".into(),
+                        id_number: citizen.id_number,
+                        claims: Some(pb::Claims {
+                            gender: Some("F".into()),
+                            ..Default::default()
+                        }),
+                        purpose_code: "ACCOUNT_OPENING".into(),
+                        consent_reference: "c".into(),
+                    })
+                    .await;
+                if let Err(status) = result {
+                    messages.push(format!("{status:?}"));
+                }
+            }
+        }
+        let audit = admin
+            .admin()
+            .list_audit_events(admin.request(pb::ListAuditEventsRequest::default()))
+            .await
+            .expect("audit")
+            .into_inner();
+        (secrets, messages, format!("{audit:?}"))
+    });
+    assert!(messages.len() >= 4, "expired and forged keys were refused: {messages:?}");
+
+    let pid = server.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(server.wait().expect("wait").success());
+    logs.push(("server log".into(), std::fs::read(&server_log).expect("log")));
+    logs.push(("error messages".into(), messages.join("\n").into_bytes()));
+    logs.push(("audit trail".into(), audit.into_bytes()));
+
+    // The service's own secrets, as stored in their files.
+    for f in ["pepper-v1.key", "signing.key"] {
+        let hex = std::fs::read_to_string(dir.join("data/keys").join(f)).expect("key file");
+        secrets.push(hex.trim().to_string());
+    }
+    let mut needles: Vec<String> = Vec::new();
+    for s in &secrets {
+        needles.push(s.clone());
+        needles.push(s[s.len() - 64..].to_string());
+    }
+    for (what, bytes) in &logs {
+        let text = String::from_utf8_lossy(bytes);
+        for n in &needles {
+            assert!(!text.contains(n.as_str()), "{what} contains a secret");
+        }
+    }
+}
