@@ -17,7 +17,7 @@ use ekyc_proto::v1 as pb;
 use ekyc_proto::v1::tenant_admin_service_client::TenantAdminServiceClient;
 use ekyc_proto::v1::verification_service_client::VerificationServiceClient;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub use ekyc_proto::v1;
 
@@ -69,16 +69,28 @@ impl Client {
         api_key: Option<&str>,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
+        Client::connect_with_tls(endpoint, api_key, timeout, None).await
+    }
+
+    /// Connects over TLS (an `https://` endpoint): `tls` names the CA to
+    /// trust and, for mutual TLS, the client's certificate and key.
+    pub async fn connect_with_tls(
+        endpoint: &str,
+        api_key: Option<&str>,
+        timeout: Duration,
+        tls: Option<ClientTlsConfig>,
+    ) -> Result<Client, ClientError> {
         let connect_err = |source| ClientError::Connect {
             endpoint: endpoint.to_string(),
             source,
         };
-        let channel = Endpoint::from_shared(endpoint.to_string())
+        let mut ep = Endpoint::from_shared(endpoint.to_string())
             .map_err(connect_err)?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(connect_err)?;
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(tls) = tls {
+            ep = ep.tls_config(tls).map_err(connect_err)?;
+        }
+        let channel = ep.connect().await.map_err(connect_err)?;
         let api_key = api_key
             .map(|k| {
                 format!("Bearer {k}")

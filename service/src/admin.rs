@@ -13,7 +13,7 @@ use ekyc_domain::normalize::Violation;
 use ekyc_proto::v1 as pb;
 
 use crate::App;
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, Credential};
 use crate::clock;
 use crate::error::{ServiceError, reason};
 use crate::store::{
@@ -25,10 +25,7 @@ use crate::tenants::{self, Actor};
 const MAX_LIMIT: i64 = 1_000_000_000_000;
 
 impl App {
-    async fn admin_caller(
-        &self,
-        credential: Option<&str>,
-    ) -> Result<(Caller, Actor), ServiceError> {
+    async fn admin_caller(&self, credential: &Credential) -> Result<(Caller, Actor), ServiceError> {
         let caller = auth::authenticate(&self.store, credential, clock::now_ms()).await?;
         let actor = Actor {
             key_id: caller.key_id.clone(),
@@ -62,7 +59,7 @@ impl App {
     /// CreateTenant.
     pub async fn create_tenant(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         req: &pb::CreateTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
@@ -90,7 +87,7 @@ impl App {
     /// GetTenant.
     pub async fn get_tenant(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         req: &pb::GetTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
@@ -101,7 +98,7 @@ impl App {
     /// ListTenants.
     pub async fn list_tenants(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         req: &pb::ListTenantsRequest,
     ) -> Result<pb::ListTenantsResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
@@ -128,7 +125,7 @@ impl App {
     /// UpdateTenant: applies the fields named in the mask.
     pub async fn update_tenant(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         req: &pb::UpdateTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
@@ -222,7 +219,7 @@ impl App {
     /// SuspendTenant and ResumeTenant.
     pub async fn set_tenant_status(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         tenant_id: &str,
         status: TenantStatus,
         why: &str,
@@ -281,7 +278,7 @@ impl App {
     /// IssueApiKey: returns the key's description and its whole secret.
     pub async fn issue_api_key(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         req: &pb::IssueApiKeyRequest,
     ) -> Result<pb::IssueApiKeyResponse, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
@@ -321,7 +318,7 @@ impl App {
     /// ListApiKeys.
     pub async fn list_api_keys(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         req: &pb::ListApiKeysRequest,
     ) -> Result<pb::ListApiKeysResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
@@ -341,7 +338,7 @@ impl App {
     /// one expires after the grace period. Both in one transaction.
     pub async fn rotate_api_key(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         req: &pb::RotateApiKeyRequest,
     ) -> Result<pb::RotateApiKeyResponse, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
@@ -397,7 +394,7 @@ impl App {
     /// RevokeApiKey: refused from the next call on.
     pub async fn revoke_api_key(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         req: &pb::RevokeApiKeyRequest,
     ) -> Result<pb::ApiKey, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
@@ -426,7 +423,7 @@ impl App {
     /// ListAuditEvents.
     pub async fn list_audit_events(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         req: &pb::ListAuditEventsRequest,
     ) -> Result<pb::ListAuditEventsResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;

@@ -19,6 +19,25 @@ const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 /// Prefix of every key, so secret scanners can find leaked ones.
 pub const KEY_PREFIX: &str = "ekyc_";
 
+/// What a call presented to prove who it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credential {
+    /// The API key from the metadata, if any. Never logged.
+    pub api_key: Option<String>,
+    /// Subject CN of a verified client certificate (mutual TLS), if any.
+    pub client_cert_subject: Option<String>,
+}
+
+impl Credential {
+    /// A credential with only an API key.
+    pub fn api_key(key: Option<&str>) -> Credential {
+        Credential {
+            api_key: key.map(str::to_string),
+            client_cert_subject: None,
+        }
+    }
+}
+
 /// Who is calling, as established from the credential.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -91,16 +110,23 @@ pub fn parse(token: &str) -> Result<(String, [u8; 32]), ServiceError> {
     Ok((key_id.to_string(), bytes))
 }
 
-/// Establishes the caller from the presented key (if any).
+/// Establishes the caller from the presented credential. An API key wins
+/// over a client certificate (it names a role); a certificate alone
+/// authenticates as a verifier of the tenant whose `mtls_subject` it bears.
 pub async fn authenticate(
     store: &Store,
-    token: Option<&str>,
+    credential: &Credential,
     now_ms: i64,
 ) -> Result<Caller, ServiceError> {
-    let token = token.ok_or(ServiceError::Unauthenticated {
-        reason: reason::API_KEY_MISSING,
-        message: "an api key is required in the authorization (Bearer) or x-api-key metadata",
-    })?;
+    let Some(token) = credential.api_key.as_deref() else {
+        return match &credential.client_cert_subject {
+            Some(subject) => authenticate_certificate(store, subject).await,
+            None => Err(ServiceError::Unauthenticated {
+                reason: reason::API_KEY_MISSING,
+                message: "an api key is required in the authorization (Bearer) or x-api-key metadata",
+            }),
+        };
+    };
     let (key_id, secret) = parse(token)?;
     let invalid = || ServiceError::Unauthenticated {
         reason: reason::API_KEY_INVALID,
@@ -155,6 +181,28 @@ pub async fn authenticate(
         tenant,
         key_id: record.key_id,
         role: record.role,
+    })
+}
+
+async fn authenticate_certificate(store: &Store, subject: &str) -> Result<Caller, ServiceError> {
+    let tenant = store
+        .find_tenant_by_mtls_subject(subject)
+        .await
+        .map_err(ServiceError::internal)?
+        .ok_or(ServiceError::Unauthenticated {
+            reason: reason::CLIENT_CERT_UNKNOWN,
+            message: "the client certificate's subject is not mapped to a tenant",
+        })?;
+    if tenant.status == TenantStatus::Suspended {
+        return Err(ServiceError::PermissionDenied {
+            reason: reason::TENANT_SUSPENDED,
+            message: "tenant is suspended".into(),
+        });
+    }
+    Ok(Caller {
+        key_id: format!("mtls:{}", tenant.id),
+        tenant,
+        role: Role::Verifier,
     })
 }
 

@@ -39,6 +39,8 @@ pub struct Config {
     pub argon2: Argon2Config,
     /// Logging.
     pub log: LogConfig,
+    /// TLS and mutual TLS; plaintext when no certificate is set.
+    pub tls: TlsConfig,
     /// How long in-flight calls may take to drain after a shutdown signal.
     pub shutdown_grace_secs: u64,
 }
@@ -89,6 +91,23 @@ pub struct Argon2Config {
     pub queue_capacity: usize,
 }
 
+/// TLS settings. With `client_ca_file`, clients may authenticate with a
+/// certificate signed by that CA whose subject CN is a tenant's
+/// `mtls_subject` (as a verifier of that tenant).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// CA that signs client certificates (PEM); enables mutual TLS.
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse connections without a client certificate (else API keys
+    /// still work over TLS).
+    pub require_client_cert: bool,
+}
+
 /// Logging settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -119,6 +138,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             argon2: Argon2Config::default(),
             log: LogConfig::default(),
+            tls: TlsConfig::default(),
             shutdown_grace_secs: 10,
         }
     }
@@ -262,6 +282,25 @@ impl Config {
             return Err(ConfigError::Semantic {
                 key: "pepper.version",
                 message: "must be at least 1".into(),
+            });
+        }
+        let tls = &self.tls;
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(ConfigError::Semantic {
+                key: "tls.cert_file",
+                message: "tls.cert_file and tls.key_file must be set together".into(),
+            });
+        }
+        if tls.client_ca_file.is_some() && tls.cert_file.is_none() {
+            return Err(ConfigError::Semantic {
+                key: "tls.client_ca_file",
+                message: "mutual TLS needs tls.cert_file and tls.key_file".into(),
+            });
+        }
+        if tls.require_client_cert && tls.client_ca_file.is_none() {
+            return Err(ConfigError::Semantic {
+                key: "tls.require_client_cert",
+                message: "requiring client certificates needs tls.client_ca_file".into(),
             });
         }
         if self.argon2.pool_threads > 1024 {

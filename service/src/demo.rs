@@ -109,9 +109,13 @@ pub async fn prepare(app: &App, opts: &DemoOptions) -> Result<DemoInfo, DemoErro
     // Reuse the key on disk if it still authenticates; otherwise issue one.
     let existing = std::fs::read_to_string(&api_key_file).ok();
     let still_valid = match existing.as_deref() {
-        Some(k) => auth::authenticate(&app.store, Some(k.trim()), clock::now_ms())
-            .await
-            .is_ok_and(|c| c.tenant.id == tenant.id),
+        Some(k) => auth::authenticate(
+            &app.store,
+            &auth::Credential::api_key(Some(k.trim())),
+            clock::now_ms(),
+        )
+        .await
+        .is_ok_and(|c| c.tenant.id == tenant.id),
         None => false,
     };
     if !still_valid {

@@ -16,6 +16,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::App;
+use crate::auth::Credential;
 use crate::clock;
 use crate::error::ServiceError;
 use crate::store::TenantStatus;
@@ -31,11 +32,11 @@ impl VerificationService for VerificationApi {
         &self,
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let credential = credential(request.metadata());
+        let credential = credential(&request);
         let deadline = deadline(request.metadata());
         let response = self
             .app
-            .verify(credential.as_deref(), request.get_ref(), deadline)
+            .verify(&credential, request.get_ref(), deadline)
             .await?;
         Ok(Response::new(response))
     }
@@ -80,9 +81,9 @@ pub struct TenantAdminApi {
 /// Runs an admin method with the call's credential and wraps its answer.
 macro_rules! admin_call {
     ($self:ident, $request:ident, |$app:ident, $cred:ident, $msg:ident| $body:expr, $wrap:expr) => {{
-        let credential = credential($request.metadata());
+        let credential = credential(&$request);
         let $app = &$self.app;
-        let $cred = credential.as_deref();
+        let $cred = &credential;
         let $msg = $request.get_ref();
         let out = $body.await?;
         Ok(Response::new($wrap(out)))
@@ -229,8 +230,26 @@ impl TenantAdminService for TenantAdminApi {
     }
 }
 
+/// What the call presented: its API key and, over mutual TLS, the subject
+/// CN of the client certificate the TLS layer verified.
+fn credential<T>(request: &Request<T>) -> Credential {
+    Credential {
+        api_key: api_key(request.metadata()),
+        client_cert_subject: request
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(|c| common_name(c.as_ref()))),
+    }
+}
+
+/// The subject CN of a DER certificate.
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(cn.to_string())
+}
+
 /// The API key from `authorization: Bearer <key>` or `x-api-key: <key>`.
-fn credential(md: &tonic::metadata::MetadataMap) -> Option<String> {
+fn api_key(md: &tonic::metadata::MetadataMap) -> Option<String> {
     let bearer = md
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -319,7 +338,11 @@ pub async fn run(
         let _ = stopping_tx.send(());
     };
 
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = app.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(VerificationServiceServer::new(api))
@@ -355,11 +378,14 @@ mod tests {
     fn credential_from_either_header() {
         let mut md = MetadataMap::new();
         md.insert("authorization", "Bearer ekyc_x".parse().expect("value"));
-        assert_eq!(credential(&md).as_deref(), Some("ekyc_x"));
+        assert_eq!(api_key(&md).as_deref(), Some("ekyc_x"));
         let mut md = MetadataMap::new();
         md.insert("x-api-key", "ekyc_y".parse().expect("value"));
-        assert_eq!(credential(&md).as_deref(), Some("ekyc_y"));
-        assert_eq!(credential(&MetadataMap::new()), None);
+        assert_eq!(api_key(&md).as_deref(), Some("ekyc_y"));
+        assert_eq!(api_key(&MetadataMap::new()), None);
+        let mut md = MetadataMap::new();
+        md.insert("authorization", "Bearer ".parse().expect("value"));
+        assert_eq!(api_key(&md), None, "an empty key is a missing key");
     }
 
     #[test]

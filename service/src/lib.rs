@@ -51,6 +51,8 @@ pub struct App {
     pub shutdown_grace: Duration,
     /// How long after retirement a signing key is still published as valid.
     pub attestation_validity_ms: i64,
+    /// TLS (and mutual TLS) settings; `None` serves plaintext.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// The server could not start.
@@ -62,12 +64,50 @@ pub enum StartError {
     /// A secret file is missing or malformed.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// A TLS file cannot be read.
+    #[error("{key}: cannot read {path}: {source}")]
+    Tls {
+        /// Config key naming the file.
+        key: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The server's TLS settings from the configured files.
+fn tls_config(
+    tls: &config::TlsConfig,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, StartError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |key: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| StartError::Tls {
+            key,
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
+        return Ok(None);
+    };
+    let mut server = ServerTlsConfig::new().identity(Identity::from_pem(
+        read("tls.cert_file", cert)?,
+        read("tls.key_file", key)?,
+    ));
+    if let Some(ca) = &tls.client_ca_file {
+        server = server
+            .client_ca_root(Certificate::from_pem(read("tls.client_ca_file", ca)?))
+            .client_auth_optional(!tls.require_client_cert);
+    }
+    Ok(Some(server))
 }
 
 impl App {
     /// Opens the store, loads (or, for development, generates) the pepper
     /// and signing key, publishes the signing key and starts the pool.
     pub async fn open(config: &Config) -> Result<App, StartError> {
+        let tls = tls_config(&config.tls)?;
         let store = Store::open(&config.database_url()).await?;
         let params = config.kdf_params();
         store.register_kdf_params(&params).await?;
@@ -103,6 +143,7 @@ impl App {
             signer,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             attestation_validity_ms: ATTESTATION_VALIDITY.as_millis() as i64,
+            tls,
         })
     }
 }

@@ -29,6 +29,8 @@ pub struct TestOptions {
     pub pool_threads: usize,
     /// Queue capacity of the hashing pool.
     pub queue_capacity: usize,
+    /// TLS settings (plaintext by default).
+    pub tls: crate::config::TlsConfig,
 }
 
 impl Default for TestOptions {
@@ -40,6 +42,7 @@ impl Default for TestOptions {
             iterations: 1,
             pool_threads: 2,
             queue_capacity: 64,
+            tls: crate::config::TlsConfig::default(),
         }
     }
 }
@@ -106,9 +109,13 @@ impl TestServer {
         }
     }
 
-    /// `http://addr`, for clients.
+    /// `http://addr` (`https://addr` with TLS), for clients.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.config.tls.cert_file.is_some() {
+            format!("https://{}", self.addr)
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// Signals shutdown and waits for the server to stop.
@@ -143,6 +150,7 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     config.argon2.pool_threads = opts.pool_threads;
     config.argon2.queue_capacity = opts.queue_capacity;
     config.shutdown_grace_secs = 5;
+    config.tls = opts.tls.clone();
     config.validate().expect("valid test config");
     config
 }

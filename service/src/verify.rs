@@ -15,7 +15,7 @@ use ekyc_domain::normalize::{IdNumber, Normalized, Violation, normalize_field, n
 use ekyc_proto::v1 as pb;
 
 use crate::App;
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, Credential};
 use crate::clock;
 use crate::error::{ServiceError, reason};
 use crate::hashing::HashError;
@@ -35,7 +35,7 @@ impl App {
     /// metadata; `deadline` the caller's deadline, if it sent one.
     pub async fn verify(
         &self,
-        credential: Option<&str>,
+        credential: &Credential,
         req: &pb::VerifyRequest,
         deadline: Option<Instant>,
     ) -> Result<pb::VerifyResponse, ServiceError> {

@@ -427,7 +427,10 @@ fn no_secret_in_logs_errors_or_the_audit_trail() {
         .expect("admin key printed once")
         .to_string();
     let mut logs: Vec<(String, Vec<u8>)> = vec![("bootstrap stderr".into(), boot.stderr)];
-    let again = ekycd(dir).args(["admin", "bootstrap"]).output().expect("run");
+    let again = ekycd(dir)
+        .args(["admin", "bootstrap"])
+        .output()
+        .expect("run");
     assert!(!again.status.success(), "bootstrap refuses to run twice");
     logs.push(("second bootstrap stdout".into(), again.stdout));
     logs.push(("second bootstrap stderr".into(), again.stderr));
@@ -481,13 +484,20 @@ fn no_secret_in_logs_errors_or_the_audit_trail() {
             let key_id = issued.api_key.expect("key").key_id;
             let rotated = admin
                 .admin()
-                .rotate_api_key(admin.request(pb::RotateApiKeyRequest { key_id, grace_seconds: 0 }))
+                .rotate_api_key(admin.request(pb::RotateApiKeyRequest {
+                    key_id,
+                    grace_seconds: 0,
+                }))
                 .await
                 .expect("rotate")
                 .into_inner();
             secrets.push(rotated.secret.clone());
             // Old (expired), new, and a forged secret on a real key id.
-            let forged = format!("{}{}", &rotated.secret[..rotated.secret.len() - 64], "1".repeat(64));
+            let forged = format!(
+                "{}{}",
+                &rotated.secret[..rotated.secret.len() - 64],
+                "1".repeat(64)
+            );
             for key in [&issued.secret, &rotated.secret, &forged] {
                 let c = Client::connect(&endpoint, Some(key), Duration::from_secs(10))
                     .await
@@ -518,12 +528,24 @@ fn no_secret_in_logs_errors_or_the_audit_trail() {
             .into_inner();
         (secrets, messages, format!("{audit:?}"))
     });
-    assert!(messages.len() >= 4, "expired and forged keys were refused: {messages:?}");
+    assert!(
+        messages.len() >= 4,
+        "expired and forged keys were refused: {messages:?}"
+    );
 
     let pid = server.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
     assert!(server.wait().expect("wait").success());
-    logs.push(("server log".into(), std::fs::read(&server_log).expect("log")));
+    logs.push((
+        "server log".into(),
+        std::fs::read(&server_log).expect("log"),
+    ));
     logs.push(("error messages".into(), messages.join("\n").into_bytes()));
     logs.push(("audit trail".into(), audit.into_bytes()));
 
