@@ -254,7 +254,10 @@ fn api_key(md: &tonic::metadata::MetadataMap) -> Option<String> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
+        .map(|v| match v.strip_prefix("Bearer") {
+            Some(rest) if rest.is_empty() || rest.starts_with(' ') => rest.trim(),
+            _ => v,
+        });
     let header = md
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())

@@ -105,7 +105,9 @@ pub struct TenantPolicy {
     pub allowed_purposes: Vec<String>,
     /// Whether a folded (diacritic-insensitive) match counts as a match.
     pub accept_folded: bool,
-    /// Whether token-overlap scores are computed and reported.
+    /// Whether token-overlap scores are computed and reported. Named as in
+    /// the API (and so in the audit trail).
+    #[serde(rename = "fuzzy_matching", alias = "fuzzy")]
     pub fuzzy: bool,
     /// Score threshold for fuzzy matches (0-100).
     pub fuzzy_threshold: u8,
