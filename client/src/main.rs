@@ -41,6 +41,18 @@ struct Cli {
     /// Deadline of each call, in milliseconds.
     #[arg(long, global = true, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// CA certificate (PEM) to trust for an https:// endpoint.
+    #[arg(long, global = true, env = "EKYC_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs --client-key.
+    #[arg(long, global = true, env = "EKYC_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, global = true, env = "EKYC_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// Server name to expect in its certificate [default: the endpoint's host].
+    #[arg(long, global = true)]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -165,6 +177,28 @@ async fn main() -> ExitCode {
     }
 }
 
+/// TLS settings from the flags; `None` for plaintext (an http:// endpoint
+/// without TLS flags).
+fn tls_config(cli: &Cli) -> Result<Option<tonic::transport::ClientTlsConfig>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read =
+        |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    if !cli.endpoint.starts_with("https://") && cli.ca_cert.is_none() && cli.client_cert.is_none() {
+        return Ok(None);
+    }
+    let mut tls = ClientTlsConfig::new().with_enabled_roots();
+    if let Some(ca) = &cli.ca_cert {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&cli.client_cert, &cli.client_key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(name) = &cli.tls_server_name {
+        tls = tls.domain_name(name.clone());
+    }
+    Ok(Some(tls))
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
     let api_key = match (&cli.api_key, &cli.api_key_file) {
         (_, Some(path)) => Some(
@@ -185,10 +219,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     {
         update_request(args)?;
     }
-    let client = Client::connect(
+    let client = Client::connect_with_tls(
         &cli.endpoint,
         api_key.as_deref(),
         Duration::from_millis(cli.timeout_ms),
+        tls_config(&cli)?,
     )
     .await?;
     match cli.command {
