@@ -215,6 +215,19 @@ fn import_is_validated_idempotent_and_reports_progress() {
     assert_eq!(del["registry_version"], 4);
 }
 
+/// Starts `ekycd serve` on a free port, logging to `log`; returns the
+/// process and its address once it listens.
+fn serve(dir: &Path, log: &Path) -> (Child, String) {
+    let mut server = ekycd(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn ekycd");
+    let addr = wait_for_listen(&mut server);
+    (server, addr)
+}
+
 /// Waits for the "ekycd listening on ADDR" line.
 fn wait_for_listen(child: &mut Child) -> String {
     let stdout = child.stdout.take().expect("stdout");
@@ -252,13 +265,7 @@ fn no_personal_data_in_the_database_its_wal_or_any_log() {
     logs.push(("issue-key stderr".into(), issued.stderr));
 
     let server_log = dir.join("server.log");
-    let mut server = ekycd(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&server_log).expect("log file"))
-        .spawn()
-        .expect("spawn ekycd");
-    let addr = wait_for_listen(&mut server);
+    let (mut server, addr) = serve(dir, &server_log);
 
     // Import while the server runs (no downtime): the server's open
     // connection keeps the import's writes in the WAL, which is searched.
@@ -436,13 +443,7 @@ fn no_secret_in_logs_errors_or_the_audit_trail() {
     logs.push(("second bootstrap stderr".into(), again.stderr));
 
     let server_log = dir.join("server.log");
-    let mut server = ekycd(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&server_log).expect("log file"))
-        .spawn()
-        .expect("spawn ekycd");
-    let addr = wait_for_listen(&mut server);
+    let (mut server, addr) = serve(dir, &server_log);
     let endpoint = format!("http://{addr}");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
