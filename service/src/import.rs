@@ -178,11 +178,15 @@ fn read_csv(path: &Path, file: impl Read) -> Result<(Vec<RawRow>, Vec<Reject>), 
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    if let Some(bad) = headers.iter().find(|h| !known_column(h)) {
+    if let Some(position) = headers.iter().position(|h| !known_column(h)) {
+        // The name is not echoed: in a file without a header row it is a
+        // citizen's value.
         return Err(ImportError::Header {
             path: path.to_path_buf(),
             message: format!(
-                "unknown column {bad:?} (columns are id_number and the claim field names)"
+                "column {} of the header row is not a known column (the first row must name \
+                 the columns: id_number and the claim field names)",
+                position + 1
             ),
         });
     }
@@ -240,11 +244,12 @@ fn read_jsonl(reader: impl BufRead) -> std::io::Result<(Vec<RawRow>, Vec<Reject>
         let mut bad = None;
         for (k, v) in map {
             if !known_column(&k) {
+                // The key itself is not echoed: it may be a value.
                 bad = Some(Reject {
                     line: line_no,
-                    field: k.chars().take(40).collect(),
+                    field: "row".into(),
                     rule: "unknown_column".into(),
-                    description: "key is not id_number or a claim field name".into(),
+                    description: "an object key is not id_number or a claim field name".into(),
                 });
                 break;
             }
@@ -583,7 +588,12 @@ mod tests {
         let p = dir.path().join("x.csv");
         std::fs::write(&p, "id_number,surname\n001085000001,Nguyen\n").expect("write");
         let err = read_rows(&p, Format::Csv).expect_err("unknown column");
-        assert!(err.to_string().contains("surname"), "{err}");
+        assert!(err.to_string().contains("column 2"), "{err}");
+        // A file without a header row: its first row is data, never echoed.
+        std::fs::write(&p, "079085001234,Nguyễn Văn An,1985-03-12\n").expect("write");
+        let msg = read_rows(&p, Format::Csv).expect_err("no header").to_string();
+        assert!(!msg.contains("079085001234") && !msg.contains("Nguy"), "{msg}");
+        assert!(msg.contains("column 1"), "{msg}");
         std::fs::write(&p, "full_name\nAn\n").expect("write");
         assert!(read_rows(&p, Format::Csv).is_err());
     }
@@ -608,7 +618,7 @@ mod tests {
 
     #[test]
     fn jsonl_rejects_bad_lines_and_keeps_good_ones() {
-        let input = "{\"id_number\":\"001085000001\",\"full_name\":\"An\"}\nnot json\n\n{\"id_number\":\"1\",\"shoe_size\":\"42\"}\n{\"id_number\":\"1\",\"gender\":3}\n";
+        let input = "{\"id_number\":\"001085000001\",\"full_name\":\"An\"}\nnot json\n\n{\"id_number\":\"1\",\"079085001234\":\"42\"}\n{\"id_number\":\"1\",\"gender\":3}\n";
         let (rows, rejects) = read_jsonl(input.as_bytes()).expect("read");
         assert_eq!(rows.len(), 1);
         let rules: Vec<_> = rejects.iter().map(|r| (r.line, r.rule.as_str())).collect();
@@ -619,6 +629,12 @@ mod tests {
                 (4, "unknown_column"),
                 (5, "not_a_string")
             ]
+        );
+        assert!(
+            rejects
+                .iter()
+                .all(|r| !format!("{r:?}").contains("079085001234")),
+            "an unknown key may be a value and is never echoed"
         );
     }
 }
