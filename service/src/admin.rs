@@ -34,6 +34,62 @@ impl App {
         Ok((caller, actor))
     }
 
+    /// The agency tenant's id, recorded by `ekycd admin bootstrap`.
+    async fn agency_tenant_id(&self) -> Result<Option<String>, ServiceError> {
+        self.store
+            .get_meta(tenants::META_AGENCY_TENANT)
+            .await
+            .map_err(ServiceError::internal)
+    }
+
+    /// Agency-admin powers need the role *and* a key of the agency tenant:
+    /// a role alone, on a bank's key, must never reach other tenants.
+    async fn require_agency_admin(
+        &self,
+        caller: &Caller,
+        method: &str,
+    ) -> Result<(), ServiceError> {
+        auth::require_role(caller, Role::AgencyAdmin, method)?;
+        if self.agency_tenant_id().await?.as_deref() != Some(caller.tenant.id.as_str()) {
+            return Err(ServiceError::PermissionDenied {
+                reason: reason::ROLE_NOT_ALLOWED,
+                message: format!("only agency admin keys of the agency tenant may call {method}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Agency admins read any tenant; a finance key reads its own.
+    async fn authorize_read(
+        &self,
+        caller: &Caller,
+        tenant_id: &str,
+        method: &str,
+    ) -> Result<(), ServiceError> {
+        match caller.role {
+            Role::AgencyAdmin => self.require_agency_admin(caller, method).await,
+            Role::Finance if caller.tenant.id == tenant_id => Ok(()),
+            Role::Finance => Err(ServiceError::PermissionDenied {
+                reason: reason::TENANT_NOT_ACCESSIBLE,
+                message: format!("this credential may only call {method} for its own tenant"),
+            }),
+            _ => auth::require_role(caller, Role::AgencyAdmin, method),
+        }
+    }
+
+    /// Roles that act for the agency are only issued to the agency tenant.
+    async fn check_role_for_tenant(&self, role: Role, tenant_id: &str) -> Result<(), ServiceError> {
+        let agency_only = matches!(role, Role::AgencyAdmin | Role::RegistryOperator);
+        if agency_only && self.agency_tenant_id().await?.as_deref() != Some(tenant_id) {
+            return Err(ServiceError::invalid(
+                "role",
+                "agency_only",
+                "agency_admin and registry_operator keys can only be issued to the agency tenant",
+            ));
+        }
+        Ok(())
+    }
+
     async fn load_tenant(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
         self.store
             .get_tenant(tenant_id)
@@ -63,7 +119,7 @@ impl App {
         req: &pb::CreateTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        auth::require_role(&caller, Role::AgencyAdmin, "CreateTenant")?;
+        self.require_agency_admin(&caller, "CreateTenant").await?;
         let input = req.tenant.clone().unwrap_or_default();
         let mut violations = Vec::new();
         check_name(&input.name, &mut violations);
@@ -91,7 +147,8 @@ impl App {
         req: &pb::GetTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        authorize_read(&caller, &req.tenant_id, "GetTenant")?;
+        self.authorize_read(&caller, &req.tenant_id, "GetTenant")
+            .await?;
         Ok(tenant_to_proto(&self.load_tenant(&req.tenant_id).await?))
     }
 
@@ -102,7 +159,7 @@ impl App {
         req: &pb::ListTenantsRequest,
     ) -> Result<pb::ListTenantsResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        auth::require_role(&caller, Role::AgencyAdmin, "ListTenants")?;
+        self.require_agency_admin(&caller, "ListTenants").await?;
         let size = page_size(req.page_size, 50, 500)?;
         let after = decode_token(&req.page_token)?;
         let mut page = self
@@ -129,7 +186,7 @@ impl App {
         req: &pb::UpdateTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        auth::require_role(&caller, Role::AgencyAdmin, "UpdateTenant")?;
+        self.require_agency_admin(&caller, "UpdateTenant").await?;
         let input = req.tenant.clone().unwrap_or_default();
         let paths = req
             .update_mask
@@ -230,7 +287,7 @@ impl App {
         } else {
             "ResumeTenant"
         };
-        auth::require_role(&caller, Role::AgencyAdmin, method)?;
+        self.require_agency_admin(&caller, method).await?;
         if why.chars().count() > 500 || why.chars().any(char::is_control) {
             return Err(ServiceError::invalid(
                 "reason",
@@ -238,11 +295,13 @@ impl App {
                 "reason must be at most 500 characters without control characters",
             ));
         }
-        if status == TenantStatus::Suspended && tenant_id == caller.tenant.id {
-            // Suspending the agency's own tenant would lock every admin out.
+        if status == TenantStatus::Suspended
+            && self.agency_tenant_id().await?.as_deref() == Some(tenant_id)
+        {
+            // Suspending the agency's tenant would lock every admin out.
             return Err(ServiceError::FailedPrecondition {
                 reason: reason::CANNOT_SUSPEND_OWN_TENANT,
-                message: "an admin cannot suspend the tenant its own credential belongs to",
+                message: "the agency tenant cannot be suspended",
             });
         }
         let old = self.load_tenant(tenant_id).await?;
@@ -282,7 +341,7 @@ impl App {
         req: &pb::IssueApiKeyRequest,
     ) -> Result<pb::IssueApiKeyResponse, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        auth::require_role(&caller, Role::AgencyAdmin, "IssueApiKey")?;
+        self.require_agency_admin(&caller, "IssueApiKey").await?;
         let mut violations = Vec::new();
         let role = role_from_proto(req.role);
         if role.is_none() {
@@ -304,6 +363,7 @@ impl App {
             return Err(ServiceError::InvalidArgument(violations));
         };
         let tenant = self.load_tenant(&req.tenant_id).await?;
+        self.check_role_for_tenant(role, &tenant.id).await?;
         let expires = (req.ttl_seconds > 0).then(|| clock::now_ms() + req.ttl_seconds * 1000);
         let issued = tenants::issue_key(&self.store, &tenant, role, req.live, expires, &actor)
             .await
@@ -322,7 +382,8 @@ impl App {
         req: &pb::ListApiKeysRequest,
     ) -> Result<pb::ListApiKeysResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        authorize_read(&caller, &req.tenant_id, "ListApiKeys")?;
+        self.authorize_read(&caller, &req.tenant_id, "ListApiKeys")
+            .await?;
         self.load_tenant(&req.tenant_id).await?;
         let keys = self
             .store
@@ -342,7 +403,7 @@ impl App {
         req: &pb::RotateApiKeyRequest,
     ) -> Result<pb::RotateApiKeyResponse, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        auth::require_role(&caller, Role::AgencyAdmin, "RotateApiKey")?;
+        self.require_agency_admin(&caller, "RotateApiKey").await?;
         if !(0..=30 * 24 * 3600).contains(&req.grace_seconds) {
             return Err(ServiceError::invalid(
                 "grace_seconds",
@@ -352,6 +413,7 @@ impl App {
         }
         let now = clock::now_ms();
         let old = self.load_key(&req.key_id).await?;
+        self.check_role_for_tenant(old.role, &old.tenant_id).await?;
         if !old.usable_at(now) {
             return Err(ServiceError::FailedPrecondition {
                 reason: reason::API_KEY_REVOKED,
@@ -398,7 +460,7 @@ impl App {
         req: &pb::RevokeApiKeyRequest,
     ) -> Result<pb::ApiKey, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        auth::require_role(&caller, Role::AgencyAdmin, "RevokeApiKey")?;
+        self.require_agency_admin(&caller, "RevokeApiKey").await?;
         let old = self.load_key(&req.key_id).await?;
         if old.revoked_at_ms.is_some() {
             return Ok(key_to_proto(&old));
@@ -427,7 +489,8 @@ impl App {
         req: &pb::ListAuditEventsRequest,
     ) -> Result<pb::ListAuditEventsResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        auth::require_role(&caller, Role::AgencyAdmin, "ListAuditEvents")?;
+        self.require_agency_admin(&caller, "ListAuditEvents")
+            .await?;
         let size = page_size(req.page_size, 100, 1000)?;
         let before = match decode_token(&req.page_token)? {
             None => None,
@@ -452,19 +515,6 @@ impl App {
             events: events.iter().map(audit_to_proto).collect(),
             next_page_token: next,
         })
-    }
-}
-
-/// Agency admins read any tenant; a finance key reads its own.
-fn authorize_read(caller: &Caller, tenant_id: &str, method: &str) -> Result<(), ServiceError> {
-    match caller.role {
-        Role::AgencyAdmin => Ok(()),
-        Role::Finance if caller.tenant.id == tenant_id => Ok(()),
-        Role::Finance => Err(ServiceError::PermissionDenied {
-            reason: reason::TENANT_NOT_ACCESSIBLE,
-            message: format!("this credential may only call {method} for its own tenant"),
-        }),
-        _ => auth::require_role(caller, Role::AgencyAdmin, method),
     }
 }
 

@@ -591,8 +591,13 @@ mod tests {
         assert!(err.to_string().contains("column 2"), "{err}");
         // A file without a header row: its first row is data, never echoed.
         std::fs::write(&p, "079085001234,Nguyễn Văn An,1985-03-12\n").expect("write");
-        let msg = read_rows(&p, Format::Csv).expect_err("no header").to_string();
-        assert!(!msg.contains("079085001234") && !msg.contains("Nguy"), "{msg}");
+        let msg = read_rows(&p, Format::Csv)
+            .expect_err("no header")
+            .to_string();
+        assert!(
+            !msg.contains("079085001234") && !msg.contains("Nguy"),
+            "{msg}"
+        );
         assert!(msg.contains("column 1"), "{msg}");
         std::fs::write(&p, "full_name\nAn\n").expect("write");
         assert!(read_rows(&p, Format::Csv).is_err());

@@ -175,6 +175,21 @@ pub async fn issue_key(
 /// Name of the tenant that holds the agency's own credentials.
 pub const AGENCY_TENANT: &str = "agency";
 
+/// Metadata key holding the agency tenant's id: agency-admin powers belong
+/// to keys of this tenant only (a name could be taken or changed).
+pub const META_AGENCY_TENANT: &str = "agency_tenant_id";
+
+/// "agency", or "agency-2", ... if a tenant already has that name.
+async fn agency_name(store: &Store) -> Result<String, TenantError> {
+    let mut name = AGENCY_TENANT.to_string();
+    let mut n = 1;
+    while store.find_tenant_by_name(&name).await?.is_some() {
+        n += 1;
+        name = format!("{AGENCY_TENANT}-{n}");
+    }
+    Ok(name)
+}
+
 /// Creates the agency tenant (if needed) and an agency-admin key. Refuses
 /// when a usable agency-admin key exists, unless `force`.
 pub async fn bootstrap(store: &Store, force: bool) -> Result<(Tenant, IssuedKey), TenantError> {
@@ -187,7 +202,24 @@ pub async fn bootstrap(store: &Store, force: bool) -> Result<(Tenant, IssuedKey)
     {
         return Err(TenantError::AlreadyBootstrapped);
     }
-    let tenant = ensure_tenant(store, AGENCY_TENANT, &actor).await?;
+    let tenant = match store.get_meta(META_AGENCY_TENANT).await? {
+        Some(id) => match store.get_tenant(&id).await? {
+            Some(t) => t,
+            None => {
+                return Err(TenantError::Store(StoreError::Corrupt(
+                    "agency tenant is missing".into(),
+                )));
+            }
+        },
+        None => {
+            // A fresh tenant, never an existing one that happens to carry
+            // the name: that one could be a bank's.
+            let tenant = new_tenant(&agency_name(store).await?, TenantPolicy::default(), None)?;
+            create_tenant(store, &tenant, &actor).await?;
+            store.set_meta(META_AGENCY_TENANT, &tenant.id).await?;
+            tenant
+        }
+    };
     let key = issue_key(store, &tenant, Role::AgencyAdmin, true, None, &actor).await?;
     Ok((tenant, key))
 }

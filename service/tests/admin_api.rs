@@ -655,3 +655,206 @@ async fn the_audit_trail_is_chained_and_holds_no_secrets() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_agency_admins_of_the_agency_tenant_change_anything() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let admin = Admin::new(&server).await;
+    let bank = admin
+        .create("bank-c", pb::TenantPolicy::default())
+        .await
+        .expect("tenant");
+
+    // Agency roles are never issued to a bank.
+    for role in [pb::Role::AgencyAdmin, pb::Role::RegistryOperator] {
+        let c = &admin.client;
+        let s = c
+            .admin()
+            .issue_api_key(c.request(pb::IssueApiKeyRequest {
+                tenant_id: bank.tenant_id.clone(),
+                role: role as i32,
+                ttl_seconds: 0,
+                live: true,
+            }))
+            .await
+            .expect_err("agency role for a bank");
+        assert!(
+            violations(&s).contains(&("role".into(), "AGENCY_ONLY".into())),
+            "{s:?}"
+        );
+    }
+
+    // Even an agency-admin key that reached a bank by other means (written
+    // straight into the store here) has no power outside the agency.
+    let bank_tenant = server
+        .app
+        .store
+        .get_tenant(&bank.tenant_id)
+        .await
+        .expect("store")
+        .expect("tenant");
+    let rogue = ekyc_service::tenants::issue_key(
+        &server.app.store,
+        &bank_tenant,
+        ekyc_service::store::Role::AgencyAdmin,
+        true,
+        None,
+        &ekyc_service::tenants::Actor::local("test"),
+    )
+    .await
+    .expect("rogue key");
+    let verifier = admin
+        .issue(&bank.tenant_id, pb::Role::Verifier, 0)
+        .await
+        .secret;
+    let finance = admin
+        .issue(&bank.tenant_id, pb::Role::Finance, 0)
+        .await
+        .secret;
+    let agency_id = server
+        .app
+        .store
+        .get_meta(ekyc_service::tenants::META_AGENCY_TENANT)
+        .await
+        .expect("meta")
+        .expect("agency id");
+    for (who, key) in [
+        ("rogue admin", rogue.token.as_str()),
+        ("verifier", &verifier),
+        ("finance", &finance),
+    ] {
+        let c = client(&server, key).await;
+        let a = c.admin();
+        let tenant = || pb::Tenant {
+            tenant_id: bank.tenant_id.clone(),
+            name: "renamed".into(),
+            ..Default::default()
+        };
+        let calls: Vec<(&str, Result<(), Status>)> = vec![
+            (
+                "create",
+                a.clone()
+                    .create_tenant(c.request(pb::CreateTenantRequest {
+                        tenant: Some(pb::Tenant {
+                            name: "x".into(),
+                            ..Default::default()
+                        }),
+                    }))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "list",
+                a.clone()
+                    .list_tenants(c.request(pb::ListTenantsRequest::default()))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "update",
+                a.clone()
+                    .update_tenant(c.request(pb::UpdateTenantRequest {
+                        tenant: Some(tenant()),
+                        update_mask: Some(FieldMask {
+                            paths: vec!["name".into()],
+                        }),
+                    }))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "suspend agency",
+                a.clone()
+                    .suspend_tenant(c.request(pb::SuspendTenantRequest {
+                        tenant_id: agency_id.clone(),
+                        reason: String::new(),
+                    }))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "resume",
+                a.clone()
+                    .resume_tenant(c.request(pb::ResumeTenantRequest {
+                        tenant_id: bank.tenant_id.clone(),
+                    }))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "issue",
+                a.clone()
+                    .issue_api_key(c.request(pb::IssueApiKeyRequest {
+                        tenant_id: bank.tenant_id.clone(),
+                        role: pb::Role::Verifier as i32,
+                        ttl_seconds: 0,
+                        live: false,
+                    }))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "rotate",
+                a.clone()
+                    .rotate_api_key(c.request(pb::RotateApiKeyRequest {
+                        key_id: rogue.record.key_id.clone(),
+                        grace_seconds: 0,
+                    }))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "revoke",
+                a.clone()
+                    .revoke_api_key(c.request(pb::RevokeApiKeyRequest {
+                        key_id: rogue.record.key_id.clone(),
+                    }))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "audit",
+                a.clone()
+                    .list_audit_events(c.request(pb::ListAuditEventsRequest::default()))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "get agency",
+                a.clone()
+                    .get_tenant(c.request(pb::GetTenantRequest {
+                        tenant_id: agency_id.clone(),
+                    }))
+                    .await
+                    .map(|_| ()),
+            ),
+        ];
+        for (call, result) in calls {
+            let s = result.expect_err(&format!("{who} must not {call}"));
+            assert_eq!(s.code(), Code::PermissionDenied, "{who} {call}: {s:?}");
+        }
+    }
+    // Nothing changed: the bank keeps its name, the agency is active.
+    let c = &admin.client;
+    let t = c
+        .admin()
+        .get_tenant(c.request(pb::GetTenantRequest {
+            tenant_id: bank.tenant_id.clone(),
+        }))
+        .await
+        .expect("get")
+        .into_inner()
+        .tenant
+        .expect("tenant");
+    assert_eq!(t.name, "bank-c");
+    let s = c
+        .admin()
+        .suspend_tenant(c.request(pb::SuspendTenantRequest {
+            tenant_id: agency_id,
+            reason: String::new(),
+        }))
+        .await
+        .expect_err("the agency tenant is never suspended");
+    assert_eq!(reason(&s), "CANNOT_SUSPEND_OWN_TENANT");
+    server.stop().await;
+}
