@@ -17,7 +17,8 @@ use crate::auth::{self, Caller, Credential};
 use crate::clock;
 use crate::error::{ServiceError, reason};
 use crate::store::{
-    ApiKeyRecord, AuditEvent, Limits, Role, StoreError, Tenant, TenantPolicy, TenantStatus,
+    ApiKeyRecord, AuditEvent, KeyWrite, Limits, Role, StoreError, Tenant, TenantPolicy,
+    TenantStatus,
 };
 use crate::tenants::{self, Actor};
 
@@ -255,7 +256,7 @@ impl App {
         if changes.is_empty() {
             return Ok(tenant_to_proto(&old));
         }
-        new.updated_at_ms = clock::now_ms();
+        new.updated_at_ms = next_update_time(&old);
         let audit: Vec<_> = changes
             .into_iter()
             .map(|(field, before, after)| {
@@ -263,11 +264,11 @@ impl App {
             })
             .collect();
         self.store
-            .update_tenant(&new, &audit)
+            .update_tenant(&new, old.updated_at_ms, &audit)
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(col) => taken(col),
-                e => ServiceError::internal(e),
+                e => store_error(e),
             })?;
         tracing::info!(actor = %actor.key_id, tenant = %new.id, changes = audit.len(), "tenant updated");
         Ok(tenant_to_proto(&new))
@@ -310,7 +311,7 @@ impl App {
         }
         let mut new = old.clone();
         new.status = status;
-        new.updated_at_ms = clock::now_ms();
+        new.updated_at_ms = next_update_time(&old);
         let action = if status == TenantStatus::Suspended {
             "tenant.suspend"
         } else {
@@ -327,9 +328,9 @@ impl App {
             entry.new_value = serde_json::json!({"status": new.status, "reason": why}).to_string();
         }
         self.store
-            .update_tenant(&new, &[entry])
+            .update_tenant(&new, old.updated_at_ms, &[entry])
             .await
-            .map_err(ServiceError::internal)?;
+            .map_err(store_error)?;
         tracing::info!(actor = %actor.key_id, tenant = %tenant_id, action, "tenant status changed");
         Ok(tenant_to_proto(&new))
     }
@@ -442,9 +443,18 @@ impl App {
             ),
         ];
         self.store
-            .write_api_keys(&[(&issued.record, true), (&replaced, false)], &audit)
+            .write_api_keys(
+                &[
+                    KeyWrite::Insert(&issued.record),
+                    KeyWrite::Update {
+                        old: &old,
+                        new: &replaced,
+                    },
+                ],
+                &audit,
+            )
             .await
-            .map_err(ServiceError::internal)?;
+            .map_err(store_error)?;
         tracing::info!(actor = %actor.key_id, old = %old.key_id, new = %issued.record.key_id, "api key rotated");
         Ok(pb::RotateApiKeyResponse {
             api_key: Some(key_to_proto(&issued.record)),
@@ -475,9 +485,15 @@ impl App {
             tenants::key_audit_json(&revoked),
         );
         self.store
-            .write_api_keys(&[(&revoked, false)], &[entry])
+            .write_api_keys(
+                &[KeyWrite::Update {
+                    old: &old,
+                    new: &revoked,
+                }],
+                &[entry],
+            )
             .await
-            .map_err(ServiceError::internal)?;
+            .map_err(store_error)?;
         tracing::info!(actor = %actor.key_id, key_id = %old.key_id, "api key revoked");
         Ok(key_to_proto(&revoked))
     }
@@ -516,6 +532,23 @@ impl App {
             next_page_token: next,
         })
     }
+}
+
+/// A concurrent change won: the caller re-reads and decides again.
+fn store_error(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::Stale => ServiceError::Aborted {
+            reason: reason::CONCURRENT_MODIFICATION,
+            message: "the object changed while this call was applying its change; read it again and retry",
+        },
+        e => ServiceError::internal(e),
+    }
+}
+
+/// A new `updated_at` strictly after the one read, so the compare-and-set
+/// on it tells every change apart even within one millisecond.
+fn next_update_time(old: &Tenant) -> i64 {
+    clock::now_ms().max(old.updated_at_ms + 1)
 }
 
 fn taken(column: &'static str) -> ServiceError {

@@ -52,6 +52,8 @@ pub mod reason {
     pub const API_KEY_NOT_FOUND: &str = "API_KEY_NOT_FOUND";
     /// An admin may not suspend the tenant its own credential belongs to.
     pub const CANNOT_SUSPEND_OWN_TENANT: &str = "CANNOT_SUSPEND_OWN_TENANT";
+    /// The object changed concurrently; re-read and retry.
+    pub const CONCURRENT_MODIFICATION: &str = "CONCURRENT_MODIFICATION";
     /// A client certificate was presented but maps to no tenant.
     pub const CLIENT_CERT_UNKNOWN: &str = "CLIENT_CERT_UNKNOWN";
 }
@@ -89,6 +91,14 @@ pub enum ServiceError {
     /// The request is valid but the system's state does not allow it.
     #[error("{message}")]
     FailedPrecondition {
+        /// Stable reason.
+        reason: &'static str,
+        /// Lowercase explanation.
+        message: &'static str,
+    },
+    /// A concurrent change won; re-read and retry.
+    #[error("{message}")]
+    Aborted {
         /// Stable reason.
         reason: &'static str,
         /// Lowercase explanation.
@@ -170,6 +180,9 @@ impl From<ServiceError> for Status {
             }
             ServiceError::NotFound { reason, message } => {
                 Status::with_error_details(Code::NotFound, message, info(reason))
+            }
+            ServiceError::Aborted { reason, message } => {
+                Status::with_error_details(Code::Aborted, message, info(reason))
             }
             ServiceError::FailedPrecondition { reason, message } => {
                 Status::with_error_details(Code::FailedPrecondition, message, info(reason))

@@ -167,7 +167,7 @@ pub async fn issue_key(
         key_audit_json(&issued.record),
     );
     store
-        .write_api_keys(&[(&issued.record, true)], &[entry])
+        .write_api_keys(&[crate::store::KeyWrite::Insert(&issued.record)], &[entry])
         .await?;
     Ok(issued)
 }

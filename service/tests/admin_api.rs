@@ -858,3 +858,122 @@ async fn only_agency_admins_of_the_agency_tenant_change_anything() {
     assert_eq!(reason(&s), "CANNOT_SUSPEND_OWN_TENANT");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_never_undo_a_revocation_or_a_suspension() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let admin = std::sync::Arc::new(Admin::new(&server).await);
+    let t = admin
+        .create("racy-bank", pb::TenantPolicy::default())
+        .await
+        .expect("tenant");
+    for round in 0..10 {
+        let key = admin.issue(&t.tenant_id, pb::Role::Verifier, 0).await;
+        let key_id = key.api_key.expect("key").key_id;
+        let (a, b) = (std::sync::Arc::clone(&admin), std::sync::Arc::clone(&admin));
+        let (k1, k2) = (key_id.clone(), key_id.clone());
+        let rotate = tokio::spawn(async move {
+            let c = &a.client;
+            c.admin()
+                .rotate_api_key(c.request(pb::RotateApiKeyRequest {
+                    key_id: k1,
+                    grace_seconds: 3600,
+                }))
+                .await
+        });
+        let revoke = tokio::spawn(async move {
+            let c = &b.client;
+            c.admin()
+                .revoke_api_key(c.request(pb::RevokeApiKeyRequest { key_id: k2 }))
+                .await
+        });
+        let (rotated, revoked) = (rotate.await.expect("join"), revoke.await.expect("join"));
+        for r in [rotated.as_ref().err(), revoked.as_ref().err()]
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                matches!(r.code(), Code::Aborted | Code::FailedPrecondition),
+                "round {round}: a losing call says so: {r:?}"
+            );
+        }
+        let c = &admin.client;
+        let keys = c
+            .admin()
+            .list_api_keys(c.request(pb::ListApiKeysRequest {
+                tenant_id: t.tenant_id.clone(),
+            }))
+            .await
+            .expect("keys")
+            .into_inner()
+            .api_keys;
+        let old = keys.iter().find(|k| k.key_id == key_id).expect("old key");
+        if revoked.is_ok() {
+            assert!(
+                old.revoke_time.is_some() && !old.usable,
+                "round {round}: a revocation that succeeded holds"
+            );
+        }
+    }
+    // A concurrent edit and a suspension: the suspension is never lost.
+    for round in 0..5 {
+        let (a, b) = (std::sync::Arc::clone(&admin), std::sync::Arc::clone(&admin));
+        let (id1, id2) = (t.tenant_id.clone(), t.tenant_id.clone());
+        let edit = tokio::spawn(async move {
+            let c = &a.client;
+            c.admin()
+                .update_tenant(c.request(pb::UpdateTenantRequest {
+                    tenant: Some(pb::Tenant {
+                        tenant_id: id1,
+                        policy: Some(pb::TenantPolicy {
+                            limits: Some(pb::Limits {
+                                burst: 10 + round,
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(FieldMask {
+                        paths: vec!["policy.limits.burst".into()],
+                    }),
+                }))
+                .await
+        });
+        let suspend = tokio::spawn(async move {
+            let c = &b.client;
+            c.admin()
+                .suspend_tenant(c.request(pb::SuspendTenantRequest {
+                    tenant_id: id2,
+                    reason: String::new(),
+                }))
+                .await
+        });
+        let (_, suspended) = (edit.await.expect("join"), suspend.await.expect("join"));
+        let c = &admin.client;
+        let now = c
+            .admin()
+            .get_tenant(c.request(pb::GetTenantRequest {
+                tenant_id: t.tenant_id.clone(),
+            }))
+            .await
+            .expect("get")
+            .into_inner()
+            .tenant
+            .expect("tenant");
+        if suspended.is_ok() {
+            assert_eq!(
+                now.status,
+                pb::TenantStatus::Suspended as i32,
+                "round {round}: suspension held"
+            );
+        }
+        c.admin()
+            .resume_tenant(c.request(pb::ResumeTenantRequest {
+                tenant_id: t.tenant_id.clone(),
+            }))
+            .await
+            .expect("resume");
+    }
+    server.stop().await;
+}

@@ -193,7 +193,7 @@ async fn api_keys_over_tls_and_client_certificates_map_to_tenants() {
     server
         .app
         .store
-        .update_tenant(&suspended, &[])
+        .update_tenant(&suspended, gateway.updated_at_ms, &[])
         .await
         .expect("suspend");
     let s = mtls

@@ -30,6 +30,9 @@ pub enum StoreError {
     /// Stored bytes are corrupt.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The row changed since it was read (a concurrent change won).
+    #[error("the record was changed concurrently")]
+    Stale,
     /// A unique value is taken (e.g. a tenant name); names the column.
     #[error("{0} is already taken")]
     Conflict(&'static str),
@@ -234,6 +237,20 @@ impl ApiKeyRecord {
     }
 }
 
+/// One key write in [`Store::write_api_keys`].
+#[derive(Debug, Clone, Copy)]
+pub enum KeyWrite<'a> {
+    /// A new key.
+    Insert(&'a ApiKeyRecord),
+    /// A lifecycle change (expiry, revocation) of `old`, as read.
+    Update {
+        /// The key as read.
+        old: &'a ApiKeyRecord,
+        /// The key as it should become.
+        new: &'a ApiKeyRecord,
+    },
+}
+
 /// One administrative change, as written to the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
@@ -386,15 +403,24 @@ impl Store {
     /// fails with `Conflict` if the name or mTLS subject is taken.
     pub async fn insert_tenant(&self, tenant: &Tenant, audit: &[AuditEntry]) -> Result<()> {
         match &self.backend {
-            Backend::Sqlite(s) => s.write_tenant(tenant, true, audit).await,
+            Backend::Sqlite(s) => s.write_tenant(tenant, None, audit).await,
         }
     }
 
     /// Replaces a tenant's name, status, policy and mTLS subject, recording
-    /// `audit` in the same transaction.
-    pub async fn update_tenant(&self, tenant: &Tenant, audit: &[AuditEntry]) -> Result<()> {
+    /// `audit` in the same transaction, only if the stored row still has
+    /// `read_updated_at_ms` (else `Stale`: a concurrent change won).
+    pub async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        read_updated_at_ms: i64,
+        audit: &[AuditEntry],
+    ) -> Result<()> {
         match &self.backend {
-            Backend::Sqlite(s) => s.write_tenant(tenant, false, audit).await,
+            Backend::Sqlite(s) => {
+                s.write_tenant(tenant, Some(read_updated_at_ms), audit)
+                    .await
+            }
         }
     }
 
@@ -412,13 +438,10 @@ impl Store {
         }
     }
 
-    /// Writes keys (new ones inserted, others updated) and `audit` in one
-    /// transaction, so a rotation never leaves half a change.
-    pub async fn write_api_keys(
-        &self,
-        keys: &[(&ApiKeyRecord, bool)],
-        audit: &[AuditEntry],
-    ) -> Result<()> {
+    /// Writes keys and `audit` in one transaction, so a rotation never
+    /// leaves half a change; an update whose key changed since it was read
+    /// fails the whole write with `Stale`.
+    pub async fn write_api_keys(&self, keys: &[KeyWrite<'_>], audit: &[AuditEntry]) -> Result<()> {
         match &self.backend {
             Backend::Sqlite(s) => s.write_api_keys(keys, audit).await,
         }

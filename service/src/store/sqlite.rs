@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ApiKeyRecord, AuditEntry, AuditEvent, Result, Role, SigningKeyRecord, StoreError, StoredRecord,
-    Tenant, TenantPolicy, TenantStatus, Upserted, audit_chain_hash,
+    ApiKeyRecord, AuditEntry, AuditEvent, KeyWrite, Result, Role, SigningKeyRecord, StoreError,
+    StoredRecord, Tenant, TenantPolicy, TenantStatus, Upserted, audit_chain_hash,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -182,9 +182,10 @@ impl SqliteStore {
     pub(super) async fn write_tenant(
         &self,
         t: &Tenant,
-        insert: bool,
+        read_updated_at_ms: Option<i64>,
         audit: &[AuditEntry],
     ) -> Result<()> {
+        let insert = read_updated_at_ms.is_none();
         let policy = serde_json::to_string(&t.policy)
             .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?;
         let mut tx = self.pool.begin().await?;
@@ -193,9 +194,9 @@ impl SqliteStore {
              VALUES (?, ?, ?, ?, ?, ?, ?)"
         } else {
             "UPDATE tenants SET name = ?, status = ?, policy = ?, mtls_subject = ?, \
-             created_at_ms = ?, updated_at_ms = ? WHERE id = ?"
+             created_at_ms = ?, updated_at_ms = ? WHERE id = ? AND updated_at_ms = ?"
         };
-        sqlx::query(query)
+        let done = sqlx::query(query)
             .bind(&t.name)
             .bind(status_str(t.status))
             .bind(policy)
@@ -203,9 +204,13 @@ impl SqliteStore {
             .bind(t.created_at_ms)
             .bind(t.updated_at_ms)
             .bind(&t.id)
+            .bind(read_updated_at_ms.unwrap_or_default())
             .execute(&mut *tx)
             .await
             .map_err(conflict)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Stale);
+        }
         append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -261,38 +266,49 @@ impl SqliteStore {
 
     pub(super) async fn write_api_keys(
         &self,
-        keys: &[(&ApiKeyRecord, bool)],
+        keys: &[KeyWrite<'_>],
         audit: &[AuditEntry],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for (k, insert) in keys {
-            if *insert {
-                sqlx::query(
-                    "INSERT INTO api_keys (key_id, tenant_id, role, secret_sha256, created_at_ms, \
-                     expires_at_ms, revoked_at_ms, last_used_at_ms, label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&k.key_id)
-                .bind(&k.tenant_id)
-                .bind(k.role.as_str())
-                .bind(k.secret_sha256.as_slice())
-                .bind(k.created_at_ms)
-                .bind(k.expires_at_ms)
-                .bind(k.revoked_at_ms)
-                .bind(k.last_used_at_ms)
-                .bind(if k.live { "live" } else { "test" })
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict)?;
-            } else {
-                // Only the lifecycle changes; id, tenant, role and secret never do.
-                sqlx::query(
-                    "UPDATE api_keys SET expires_at_ms = ?, revoked_at_ms = ? WHERE key_id = ?",
-                )
-                .bind(k.expires_at_ms)
-                .bind(k.revoked_at_ms)
-                .bind(&k.key_id)
-                .execute(&mut *tx)
-                .await?;
+        for write in keys {
+            match write {
+                KeyWrite::Insert(k) => {
+                    sqlx::query(
+                        "INSERT INTO api_keys (key_id, tenant_id, role, secret_sha256, created_at_ms, \
+                         expires_at_ms, revoked_at_ms, last_used_at_ms, label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(&k.key_id)
+                    .bind(&k.tenant_id)
+                    .bind(k.role.as_str())
+                    .bind(k.secret_sha256.as_slice())
+                    .bind(k.created_at_ms)
+                    .bind(k.expires_at_ms)
+                    .bind(k.revoked_at_ms)
+                    .bind(k.last_used_at_ms)
+                    .bind(if k.live { "live" } else { "test" })
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(conflict)?;
+                }
+                KeyWrite::Update { old, new } => {
+                    // Only the lifecycle changes, and only from the state
+                    // that was read: a revocation is never undone by a
+                    // rotation that read the key before it.
+                    let done = sqlx::query(
+                        "UPDATE api_keys SET expires_at_ms = ?, revoked_at_ms = ? \
+                         WHERE key_id = ? AND expires_at_ms IS ? AND revoked_at_ms IS ?",
+                    )
+                    .bind(new.expires_at_ms)
+                    .bind(new.revoked_at_ms)
+                    .bind(&old.key_id)
+                    .bind(old.expires_at_ms)
+                    .bind(old.revoked_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Stale);
+                    }
+                }
             }
         }
         append_audit(&mut tx, audit).await?;
