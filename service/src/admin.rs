@@ -421,7 +421,9 @@ impl App {
                 message: "only a usable key can be rotated; issue a new one instead",
             });
         }
-        let issued = auth::issue(&old.tenant_id, old.role, old.live, now, old.expires_at_ms)
+        // The successor gets the old key's lifetime, counted from now.
+        let expires = old.expires_at_ms.map(|t| now + (t - old.created_at_ms));
+        let issued = auth::issue(&old.tenant_id, old.role, old.live, now, expires)
             .map_err(ServiceError::internal)?;
         let mut replaced = old.clone();
         let end = now + req.grace_seconds * 1000;

@@ -110,9 +110,10 @@ pub fn parse(token: &str) -> Result<(String, [u8; 32]), ServiceError> {
     Ok((key_id.to_string(), bytes))
 }
 
-/// Establishes the caller from the presented credential. An API key wins
-/// over a client certificate (it names a role); a certificate alone
-/// authenticates as a verifier of the tenant whose `mtls_subject` it bears.
+/// Establishes the caller from the presented credential. With an API key,
+/// the key decides (it names a role), and a client certificate sent along
+/// must not map to another tenant; a certificate alone authenticates as a
+/// verifier of the tenant whose `mtls_subject` it bears.
 pub async fn authenticate(
     store: &Store,
     credential: &Credential,
@@ -176,6 +177,20 @@ pub async fn authenticate(
         && let Err(e) = store.touch_api_key(&record.key_id, now_ms).await
     {
         tracing::warn!(key_id = %record.key_id, error = %e, "cannot record key use");
+    }
+    // A client certificate sent with a key must not speak for another
+    // tenant: two credentials that disagree are refused, not arbitrated.
+    if let Some(subject) = &credential.client_cert_subject
+        && let Some(other) = store
+            .find_tenant_by_mtls_subject(subject)
+            .await
+            .map_err(ServiceError::internal)?
+        && other.id != tenant.id
+    {
+        return Err(ServiceError::PermissionDenied {
+            reason: reason::CREDENTIALS_DISAGREE,
+            message: "the api key and the client certificate belong to different tenants".into(),
+        });
     }
     Ok(Caller {
         tenant,

@@ -54,6 +54,8 @@ pub mod reason {
     pub const CANNOT_SUSPEND_OWN_TENANT: &str = "CANNOT_SUSPEND_OWN_TENANT";
     /// The object changed concurrently; re-read and retry.
     pub const CONCURRENT_MODIFICATION: &str = "CONCURRENT_MODIFICATION";
+    /// The API key and the client certificate name different tenants.
+    pub const CREDENTIALS_DISAGREE: &str = "CREDENTIALS_DISAGREE";
     /// A client certificate was presented but maps to no tenant.
     pub const CLIENT_CERT_UNKNOWN: &str = "CLIENT_CERT_UNKNOWN";
 }

@@ -148,6 +148,8 @@ fn init_logging(config: &Config) -> Result<()> {
         .with_context(|| format!("invalid configuration: log.filter {:?}", config.log.filter))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only on a terminal, never in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),

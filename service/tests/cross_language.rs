@@ -22,7 +22,8 @@ fn script(name: &str) -> PathBuf {
 /// Runs a Python script with `input` on stdin; fails loudly (never skips)
 /// when Python or its packages are missing.
 fn python(name: &str, input: &str) -> String {
-    let mut child = Command::new("python3")
+    let python = std::env::var("EKYC_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = Command::new(python)
         .arg(script(name))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

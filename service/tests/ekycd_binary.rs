@@ -24,7 +24,8 @@ fn ekycd(dir: &Path) -> Command {
         .env("EKYCD_ARGON2__PARAMS_ID", "100")
         .env("EKYCD_ARGON2__MEMORY_KIB", "64")
         .env("EKYCD_ARGON2__ITERATIONS", "1")
-        // Log everything, dependencies included: nothing may leak at any level.
+        // Log everything at trace, our crates and sqlx included (the
+        // transport's frame-level trace is capped: it never sees values).
         .env("EKYCD_LOG__FILTER", "trace,h2=info,hyper=info,tower=info")
         .stdin(Stdio::null());
     cmd

@@ -141,6 +141,28 @@ async fn api_keys_over_tls_and_client_certificates_map_to_tenants() {
     assert_eq!(answer.attestation.tenant_id, gateway.id);
     assert_eq!(answer.response.decision, pb::Decision::Yes as i32);
 
+    // A key of one tenant with the certificate of another is refused.
+    let mixed = Client::connect_with_tls(
+        &server.endpoint(),
+        Some(&server.api_key),
+        timeout,
+        Some(tls(&pki, Some(&id))),
+    )
+    .await
+    .expect("connect");
+    let s = mixed
+        .verify_unchecked(request(&citizen))
+        .await
+        .expect_err("credentials disagree");
+    assert_eq!(s.code(), Code::PermissionDenied);
+    assert_eq!(
+        s.get_error_details()
+            .error_info()
+            .map(|i| i.reason.clone())
+            .as_deref(),
+        Some("CREDENTIALS_DISAGREE")
+    );
+
     // A CA-signed certificate that maps to no tenant.
     let stranger = pki.leaf("someone-else", &[]);
     let c = Client::connect_with_tls(
