@@ -524,16 +524,50 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
         .expect("tenant");
     let tenants_before = tenants_before + 1;
     let audit_before = audit_before + 1;
-    for (paths, burst) in [
-        (vec!["policy.limits.burst"], -1),
-        (vec!["policy.colour"], 1),
-        (vec![], 1),
+    let get = |id: String| {
+        let c = &admin.client;
+        async move {
+            c.admin()
+                .get_tenant(c.request(pb::GetTenantRequest { tenant_id: id }))
+                .await
+                .expect("get")
+                .into_inner()
+                .tenant
+                .expect("tenant")
+        }
+    };
+    let before = get(target.tenant_id.clone()).await;
+    for (paths, burst, name, field, rule) in [
+        (
+            vec!["policy.limits.burst"],
+            -1,
+            "",
+            "tenant.policy.limits.burst",
+            "NEGATIVE",
+        ),
+        (vec!["policy.colour"], 1, "", "update_mask", "UNKNOWN_PATH"),
+        (vec![], 1, "", "update_mask", "REQUIRED"),
+        (
+            vec!["name"],
+            1,
+            "existing-bank",
+            "tenant.name",
+            "ALREADY_EXISTS",
+        ),
+        (
+            vec!["name", "policy.limits.burst"],
+            -3,
+            "",
+            "tenant.name",
+            "REQUIRED",
+        ),
     ] {
         let s = c
             .admin()
             .update_tenant(c.request(pb::UpdateTenantRequest {
                 tenant: Some(pb::Tenant {
                     tenant_id: target.tenant_id.clone(),
+                    name: name.into(),
                     policy: Some(pb::TenantPolicy {
                         limits: Some(pb::Limits {
                             burst,
@@ -550,6 +584,11 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
             .await
             .expect_err("bad update");
         assert_eq!(s.code(), Code::InvalidArgument, "{paths:?}");
+        assert!(
+            violations(&s).contains(&(field.to_string(), rule.to_string())),
+            "{paths:?}: {:?}",
+            violations(&s)
+        );
     }
     let issue = c
         .admin()
@@ -567,6 +606,11 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
         admin.audit().await.len(),
         audit_before,
         "refused calls leave no audit entry"
+    );
+    assert_eq!(
+        get(target.tenant_id.clone()).await,
+        before,
+        "refused updates change nothing"
     );
     server.stop().await;
 }
