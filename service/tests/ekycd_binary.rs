@@ -42,6 +42,15 @@ fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// The named counts of an import report.
+fn counts<const N: usize>(report: &serde_json::Value, keys: [&str; N]) -> [u64; N] {
+    keys.map(|k| {
+        report[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} missing from {report}"))
+    })
+}
+
 /// The JSON report line `ekycd import` prints first.
 fn report(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -66,12 +75,8 @@ fn import_is_validated_idempotent_and_reports_progress() {
     let first = run_ok(ekycd(dir).args(["import", "registry.csv"]));
     let r = report(&first);
     assert_eq!(
-        (
-            r["rows"].as_u64(),
-            r["inserted"].as_u64(),
-            r["rejected"].as_u64()
-        ),
-        (Some(10000), Some(10000), Some(0))
+        counts(&r, ["rows", "inserted", "rejected"]),
+        [10000, 10000, 0]
     );
     assert_eq!(r["registry_version"], 1);
     let progress = String::from_utf8_lossy(&first.stderr);
@@ -87,12 +92,8 @@ fn import_is_validated_idempotent_and_reports_progress() {
         "--quiet",
     ])));
     assert_eq!(
-        (
-            again["inserted"].as_u64(),
-            again["updated"].as_u64(),
-            again["unchanged"].as_u64()
-        ),
-        (Some(0), Some(0), Some(10000))
+        counts(&again, ["inserted", "updated", "unchanged"]),
+        [0, 0, 10000]
     );
     assert_eq!(
         again["registry_version"], 1,
@@ -135,14 +136,7 @@ fn import_is_validated_idempotent_and_reports_progress() {
         "rejects.csv",
         "--quiet",
     ])));
-    assert_eq!(
-        (
-            upd["updated"].as_u64(),
-            upd["inserted"].as_u64(),
-            upd["rejected"].as_u64()
-        ),
-        (Some(1), Some(0), Some(5))
-    );
+    assert_eq!(counts(&upd, ["updated", "inserted", "rejected"]), [1, 0, 5]);
     assert_eq!(upd["registry_version"], 2);
     let rejects = std::fs::read_to_string(dir.join("rejects.csv")).expect("reject report");
     let mut got: Vec<(String, String, String)> = csv::Reader::from_reader(rejects.as_bytes())
@@ -206,12 +200,8 @@ fn import_is_validated_idempotent_and_reports_progress() {
         "--quiet",
     ])));
     assert_eq!(
-        (
-            del["deleted"].as_u64(),
-            del["delete_not_found"].as_u64(),
-            del["rejected"].as_u64()
-        ),
-        (Some(2), Some(1), Some(1))
+        counts(&del, ["deleted", "delete_not_found", "rejected"]),
+        [2, 1, 1]
     );
     assert_eq!(del["registry_version"], 4);
 }
