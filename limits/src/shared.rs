@@ -1,0 +1,286 @@
+//! Limits shared by every replica through Redis.
+//!
+//! Each check is one Lua script, so it is atomic on the Redis server: two
+//! replicas can never both take the last unit of a quota or the last token
+//! of a burst. The rate limit reads Redis's own clock (`TIME`), so replicas
+//! with skewed clocks still share one schedule.
+//!
+//! Keys (all under the configured prefix):
+//! - `rate:{tenant}`: the GCRA theoretical arrival time, microseconds.
+//! - `quota:{tenant}:{YYYY-MM-DD}` and `quota:{tenant}:{YYYY-MM}`: units
+//!   used in a day or month of the tenant's zone; expire after the period.
+//! - `guard:{window}:{pseudonym hex}`: counted attempts about a subject.
+
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// GCRA, as in `governor`: a request is allowed when the theoretical
+/// arrival time after it lies no more than `capacity` intervals ahead.
+/// Returns {1, remaining} or {0, retry-after microseconds}.
+const RATE: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - tolerance
+if allow_at > now then
+  return {0, allow_at - now}
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, math.floor((now - allow_at) / interval)}
+";
+
+/// Adds units to the day and month counters unless either would pass its
+/// limit (0: none). Returns {1, day, month} or {0, which (1 day, 2 month),
+/// day, month}.
+const RESERVE: &str = r"
+local units = tonumber(ARGV[1])
+local day = tonumber(redis.call('GET', KEYS[1])) or 0
+local month = tonumber(redis.call('GET', KEYS[2])) or 0
+local day_limit = tonumber(ARGV[2])
+local month_limit = tonumber(ARGV[3])
+if day_limit > 0 and day + units > day_limit then return {0, 1, day, month} end
+if month_limit > 0 and month + units > month_limit then return {0, 2, day, month} end
+day = redis.call('INCRBY', KEYS[1], units)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+month = redis.call('INCRBY', KEYS[2], units)
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return {1, 0, day, month}
+";
+
+/// Takes back `ARGV[1]` from each existing key, never below zero.
+const RELEASE: &str = r"
+for _, key in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', key))
+  if n then
+    if n > tonumber(ARGV[1]) then
+      redis.call('DECRBY', key, ARGV[1])
+    else
+      redis.call('SET', key, 0, 'KEEPTTL')
+    end
+  end
+end
+return 1
+";
+
+/// Counts one attempt unless `ARGV[1]` are counted. Returns {1, n} or {0, n}.
+const ADMIT: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1])) or 0
+if n >= tonumber(ARGV[1]) then return {0, n} end
+n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, n}
+";
+
+/// Reads counters and the rate state with the server's clock:
+/// {now µs, day, month, tat or -1}.
+const USAGE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local day = tonumber(redis.call('GET', KEYS[1])) or 0
+local month = tonumber(redis.call('GET', KEYS[2])) or 0
+local tat = tonumber(redis.call('GET', KEYS[3])) or -1
+return {now, day, month, tat}
+";
+
+/// A Redis failure, as the limiter sees it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SharedError {
+    /// The command failed (connection refused, reset, script error).
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No answer within the configured timeout.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The Redis connection and the scripts.
+pub(crate) struct SharedLimits {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    rate: Script,
+    reserve: Script,
+    release: Script,
+    admit: Script,
+    usage: Script,
+}
+
+impl SharedLimits {
+    /// Connects lazily: the service starts even while Redis is down, and
+    /// the connection manager reconnects by itself after a failure.
+    pub(crate) fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, SharedError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            // Retries are ours to pace (see `Limiter`), not the driver's:
+            // a call must never wait on a reconnection loop.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(100));
+        Ok(SharedLimits {
+            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+            prefix: prefix.to_string(),
+            timeout,
+            rate: Script::new(RATE),
+            reserve: Script::new(RESERVE),
+            release: Script::new(RELEASE),
+            admit: Script::new(ADMIT),
+            usage: Script::new(USAGE),
+        })
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = self.prefix.clone();
+        key.push_str(&parts.join(":"));
+        key
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[u64],
+    ) -> Result<T, SharedError> {
+        let mut invocation = script.prepare_invoke();
+        for k in keys {
+            invocation.key(k);
+        }
+        for a in args {
+            invocation.arg(*a);
+        }
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
+            .await
+            .map_err(|_| SharedError::Timeout(self.timeout))?
+            .map_err(SharedError::from)
+    }
+
+    /// One GCRA check. `Ok(Ok(remaining))` or `Ok(Err(retry_after))`.
+    pub(crate) async fn check_rate(
+        &self,
+        tenant: &str,
+        interval_us: u64,
+        capacity: u64,
+    ) -> Result<Result<u64, Duration>, SharedError> {
+        let (allowed, value): (i64, i64) = self
+            .run(
+                &self.rate,
+                &[self.key(&["rate", tenant])],
+                &[interval_us, capacity],
+            )
+            .await?;
+        Ok(if allowed == 1 {
+            Ok(value.max(0) as u64)
+        } else {
+            Err(Duration::from_micros(value.max(1) as u64))
+        })
+    }
+
+    /// Reserves units in both periods. `Ok(Ok([day, month]))` after the
+    /// addition, or `Ok(Err((0 day | 1 month, used)))`.
+    pub(crate) async fn reserve(
+        &self,
+        tenant: &str,
+        units: u64,
+        labels: [&str; 2],
+        limits: [u64; 2],
+        ttls_ms: [u64; 2],
+    ) -> Result<Result<[u64; 2], (usize, u64)>, SharedError> {
+        let (ok, which, day, month): (i64, i64, i64, i64) = self
+            .run(
+                &self.reserve,
+                &self.quota_keys(tenant, labels),
+                &[units, limits[0], limits[1], ttls_ms[0], ttls_ms[1]],
+            )
+            .await?;
+        let used = [day.max(0) as u64, month.max(0) as u64];
+        Ok(if ok == 1 {
+            Ok(used)
+        } else {
+            let i = if which == 1 { 0 } else { 1 };
+            Err((i, used[i]))
+        })
+    }
+
+    fn quota_keys(&self, tenant: &str, labels: [&str; 2]) -> Vec<String> {
+        labels
+            .iter()
+            .map(|l| self.key(&["quota", tenant, l]))
+            .collect()
+    }
+
+    /// Gives back units of an unanswered call.
+    pub(crate) async fn release(
+        &self,
+        tenant: &str,
+        units: u64,
+        labels: [&str; 2],
+    ) -> Result<(), SharedError> {
+        let _: i64 = self
+            .run(&self.release, &self.quota_keys(tenant, labels), &[units])
+            .await?;
+        Ok(())
+    }
+
+    fn guard_key(&self, window: u64, subject: &[u8; 32]) -> String {
+        self.key(&["guard", &window.to_string(), &hex(subject)])
+    }
+
+    /// Counts one attempt about a subject unless `max` are counted.
+    pub(crate) async fn admit(
+        &self,
+        window: u64,
+        subject: &[u8; 32],
+        max: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, SharedError> {
+        let (ok, _n): (i64, i64) = self
+            .run(&self.admit, &[self.guard_key(window, subject)], &[max, ttl_ms])
+            .await?;
+        Ok(ok == 1)
+    }
+
+    /// Uncounts an attempt that did not fail.
+    pub(crate) async fn unadmit(&self, window: u64, subject: &[u8; 32]) -> Result<(), SharedError> {
+        let _: i64 = self
+            .run(&self.release, &[self.guard_key(window, subject)], &[1])
+            .await?;
+        Ok(())
+    }
+
+    /// Units used in the two periods, and the rate bucket's remaining
+    /// capacity (when the tenant is rate limited).
+    pub(crate) async fn usage(
+        &self,
+        tenant: &str,
+        labels: [&str; 2],
+        rate: Option<(u64, u64)>,
+    ) -> Result<([u64; 2], Option<u64>), SharedError> {
+        let mut keys = self.quota_keys(tenant, labels);
+        keys.push(self.key(&["rate", tenant]));
+        let (now, day, month, tat): (i64, i64, i64, i64) =
+            self.run(&self.usage, &keys, &[]).await?;
+        let remaining = rate.map(|(interval, capacity)| {
+            if tat < now {
+                capacity
+            } else {
+                // Tokens left = how far the schedule is from full, in intervals.
+                let ahead = (tat - now) as u64;
+                capacity.saturating_sub(ahead.div_ceil(interval.max(1)))
+            }
+        });
+        Ok(([day.max(0) as u64, month.max(0) as u64], remaining))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
