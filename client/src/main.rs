@@ -555,6 +555,10 @@ struct PolicyFlags {
     /// Price plan id (a-z 0-9 _ -); "" for none.
     #[arg(long, value_name = "ID")]
     price_plan: Option<String>,
+    /// IANA time zone of the tenant's quota and billing days and months
+    /// (default Asia/Ho_Chi_Minh).
+    #[arg(long, value_name = "ZONE")]
+    time_zone: Option<String>,
     /// Subject common name of the tenant's mTLS client certificate; "" for none.
     #[arg(long, value_name = "CN")]
     mtls_subject: Option<String>,
@@ -601,6 +605,7 @@ impl PolicyFlags {
                 monthly_quota_units: self.monthly_quota.unwrap_or_default(),
             }),
             price_plan: self.price_plan.clone().unwrap_or_default(),
+            time_zone: self.time_zone.clone().unwrap_or_default(),
         }
     }
 
@@ -624,6 +629,7 @@ impl PolicyFlags {
                 "policy.accept_folded",
             ),
             (self.price_plan.is_some(), "policy.price_plan"),
+            (self.time_zone.is_some(), "policy.time_zone"),
             (self.rate.is_some(), "policy.limits.requests_per_second"),
             (self.burst.is_some(), "policy.limits.burst"),
             (
@@ -1042,6 +1048,7 @@ struct PolicyOut {
     disclose_not_found: bool,
     accept_folded: bool,
     price_plan: String,
+    time_zone: String,
     limits: LimitsOut,
 }
 
@@ -1074,6 +1081,7 @@ impl From<&pb::Tenant> for TenantOut {
                 disclose_not_found: p.disclose_not_found,
                 accept_folded: p.accept_folded,
                 price_plan: p.price_plan,
+                time_zone: p.time_zone,
                 limits: LimitsOut {
                     requests_per_second: l.requests_per_second,
                     burst: l.burst,
@@ -1186,6 +1194,7 @@ fn print_tenant(t: &TenantOut) {
         ("disclose_not_found", p.disclose_not_found.to_string()),
         ("accept_folded", p.accept_folded.to_string()),
         ("price_plan", or_dash(&p.price_plan)),
+        ("time_zone", p.time_zone.clone()),
         ("requests_per_second", limit(l.requests_per_second)),
         ("burst", l.burst.to_string()),
         ("daily_quota_units", limit(l.daily_quota_units)),

@@ -168,6 +168,21 @@ pub fn derive_salt(pepper: &Pepper, id: &IdNumber) -> [u8; 16] {
     salt
 }
 
+/// `HMAC-SHA256(P_v, "guard" || id)`: the subject's name in the
+/// per-subject guard's counters.
+///
+/// The guard must refuse before hashing, so it cannot use the locator
+/// (which needs `K`). This keyed pseudonym is as opaque as the locator to
+/// anyone without the pepper; with the pepper, it lets IDs be tested at
+/// HMAC speed, which is why guard counters only live for their window
+/// (a day by default) and hold nothing else.
+pub fn subject_pseudonym(pepper: &Pepper, id: &IdNumber) -> [u8; 32] {
+    let mut mac = hmac_with(&pepper.bytes);
+    mac.update(b"guard");
+    mac.update(id.as_str().as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 /// Derives `K`: one Argon2id evaluation, the expensive step every Verify pays.
 pub fn derive_key(
     pepper: &Pepper,
@@ -303,6 +318,16 @@ mod tests {
         assert_eq!(
             hex::encode(k_default.locator()),
             "52470e9b36baf4c33d0374ec2b80fa317918b551c7f881ebfec56528a2a482b4"
+        );
+    }
+
+    /// Also computed by Python's `hmac` (docs/hashing.md).
+    #[test]
+    fn subject_pseudonym_vector() {
+        let id = normalize_id("079085001234").expect("valid id");
+        assert_eq!(
+            hex::encode(subject_pseudonym(&pepper(), &id)),
+            "06b7f6b6321042a67b6f5d30e07da19bdfe38e1c721c0bf2d275c4b6b80c334f"
         );
     }
 

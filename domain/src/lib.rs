@@ -17,3 +17,11 @@ pub mod provinces;
 pub mod record;
 
 pub use field::Field;
+
+/// Billable units of a Verify that asks about `requested_fields` claim
+/// fields: one unit per field (the public fee is charged per field), so a
+/// call always costs at least one. Quotas count these units and invoices
+/// price them.
+pub fn billable_units(requested_fields: usize) -> u64 {
+    requested_fields.max(1) as u64
+}

@@ -275,6 +275,22 @@ impl Default for LimitsConfig {
     }
 }
 
+impl LimitsConfig {
+    /// Checks the configuration without connecting to anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.on_redis_failure.subject_guard == OnRedisFailure::Open {
+            return Err(ConfigError::GuardFailOpen);
+        }
+        if self.subject_guard.window_secs == 0 {
+            return Err(ConfigError::GuardWindow);
+        }
+        if !self.redis_url.is_empty() && redis::Client::open(self.redis_url.as_str()).is_err() {
+            return Err(ConfigError::RedisUrl);
+        }
+        Ok(())
+    }
+}
+
 /// A configuration the limiter refuses.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
@@ -365,12 +381,7 @@ impl Limiter {
     /// service starts (and follows its failure policies) while Redis is
     /// down.
     pub fn new(config: LimitsConfig) -> Result<Limiter, ConfigError> {
-        if config.on_redis_failure.subject_guard == OnRedisFailure::Open {
-            return Err(ConfigError::GuardFailOpen);
-        }
-        if config.subject_guard.window_secs == 0 {
-            return Err(ConfigError::GuardWindow);
-        }
+        config.validate()?;
         let shared = if config.redis_url.is_empty() {
             None
         } else {

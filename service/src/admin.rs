@@ -125,6 +125,7 @@ impl App {
         let mut violations = Vec::new();
         check_name(&input.name, &mut violations);
         let policy = policy_from_proto(input.policy.as_ref(), &mut violations);
+        check_limits(&policy.limits, &mut violations);
         let mtls = mtls_subject(&input.mtls_subject, &mut violations);
         if !violations.is_empty() {
             return Err(ServiceError::InvalidArgument(violations));
@@ -230,6 +231,7 @@ impl App {
                 "policy.disclose_not_found" => p.disclose_not_found = proposed.disclose_not_found,
                 "policy.accept_folded" => p.accept_folded = proposed.accept_folded,
                 "policy.price_plan" => p.price_plan = proposed.price_plan.clone(),
+                "policy.time_zone" => p.time_zone = proposed.time_zone.clone(),
                 "policy.limits" => p.limits = limits.clone(),
                 "policy.limits.requests_per_second" => {
                     p.limits.requests_per_second = limits.requests_per_second
@@ -249,6 +251,7 @@ impl App {
                 }),
             }
         }
+        check_limits(&new.policy.limits, &mut violations);
         if !violations.is_empty() {
             return Err(ServiceError::InvalidArgument(violations));
         }
@@ -694,7 +697,20 @@ fn policy_from_proto(
             "tenant.policy.limits.monthly_quota_units must be between 0 (no quota) and 10^12",
         ),
     };
+    let time_zone = if p.time_zone.is_empty() {
+        ekyc_limits::DEFAULT_TIME_ZONE.to_string()
+    } else {
+        p.time_zone.clone()
+    };
+    if ekyc_limits::time_zone(&time_zone).is_err() {
+        violations.push(Violation {
+            field: "tenant.policy.time_zone",
+            rule: "unknown_time_zone",
+            description: "tenant.policy.time_zone must be an IANA time zone name such as Asia/Ho_Chi_Minh".into(),
+        });
+    }
     TenantPolicy {
+        time_zone,
         allowed_fields,
         allowed_purposes,
         accept_folded: p.accept_folded,
@@ -707,6 +723,28 @@ fn policy_from_proto(
         disclose_not_found: p.disclose_not_found,
         limits,
         price_plan: p.price_plan.clone(),
+    }
+}
+
+/// Checks that span fields (on the policy as it will be stored): a burst
+/// means nothing without a rate, and a month cannot allow less than a day.
+fn check_limits(l: &Limits, violations: &mut Vec<Violation>) {
+    if l.burst > 0 && l.requests_per_second == 0 {
+        violations.push(Violation {
+            field: "tenant.policy.limits.burst",
+            rule: "requires_rate",
+            description: "tenant.policy.limits.burst needs requests_per_second above 0".into(),
+        });
+    }
+    if l.daily_quota_units > 0
+        && l.monthly_quota_units > 0
+        && l.monthly_quota_units < l.daily_quota_units
+    {
+        violations.push(Violation {
+            field: "tenant.policy.limits.monthly_quota_units",
+            rule: "below_daily",
+            description: "tenant.policy.limits.monthly_quota_units must not be below daily_quota_units".into(),
+        });
     }
 }
 
@@ -838,6 +876,7 @@ pub fn tenant_to_proto(t: &Tenant) -> pb::Tenant {
                 monthly_quota_units: p.limits.monthly_quota_units as i64,
             }),
             price_plan: p.price_plan.clone(),
+            time_zone: p.time_zone.clone(),
         }),
         mtls_subject: t.mtls_subject.clone().unwrap_or_default(),
         create_time: Some(clock::timestamp(t.created_at_ms)),

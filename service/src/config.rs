@@ -43,6 +43,12 @@ pub struct Config {
     pub tls: TlsConfig,
     /// How long in-flight calls may take to drain after a shutdown signal.
     pub shutdown_grace_secs: u64,
+    /// Rate limits, quotas and the subject guard; shared through Redis
+    /// when `limits.redis_url` is set.
+    pub limits: ekyc_limits::LimitsConfig,
+    /// Address of the Prometheus scrape endpoint (`GET /metrics`); unset
+    /// serves none.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Where the pepper comes from.
@@ -140,6 +146,8 @@ impl Default for Config {
             log: LogConfig::default(),
             tls: TlsConfig::default(),
             shutdown_grace_secs: 10,
+            limits: ekyc_limits::LimitsConfig::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -303,6 +311,10 @@ impl Config {
                 message: "requiring client certificates needs tls.client_ca_file".into(),
             });
         }
+        self.limits.validate().map_err(|e| ConfigError::Semantic {
+            key: "limits",
+            message: e.to_string(),
+        })?;
         if self.argon2.pool_threads > 1024 {
             return Err(ConfigError::Semantic {
                 key: "argon2.pool_threads",

@@ -58,6 +58,26 @@ pub mod reason {
     pub const CREDENTIALS_DISAGREE: &str = "CREDENTIALS_DISAGREE";
     /// A client certificate was presented but maps to no tenant.
     pub const CLIENT_CERT_UNKNOWN: &str = "CLIENT_CERT_UNKNOWN";
+    /// The tenant's request rate limit is exhausted (see `RetryInfo`).
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The tenant's daily or monthly quota is used up (see `QuotaFailure`).
+    pub const QUOTA_EXCEEDED: &str = "QUOTA_EXCEEDED";
+    /// Too many unsuccessful questions about this subject in the guard's
+    /// window, from any tenant.
+    pub const SUBJECT_GUARD_TRIPPED: &str = "SUBJECT_GUARD_TRIPPED";
+    /// A limit could not be checked (its shared store is unreachable) and
+    /// its policy is to refuse.
+    pub const LIMITS_UNAVAILABLE: &str = "LIMITS_UNAVAILABLE";
+}
+
+/// Response metadata carrying what is left of the tenant's allowance.
+pub mod allowance {
+    /// Requests that could follow at once under the rate limit.
+    pub const RATE_REMAINING: &str = "x-ratelimit-remaining";
+    /// Units left in today's quota.
+    pub const DAILY_REMAINING: &str = "x-quota-daily-remaining";
+    /// Units left in this month's quota.
+    pub const MONTHLY_REMAINING: &str = "x-quota-monthly-remaining";
 }
 
 /// Everything that can go wrong while answering a call.
@@ -112,6 +132,38 @@ pub enum ServiceError {
         /// Suggested delay before retrying.
         retry_after: Duration,
     },
+    /// The tenant's rate limit refused the call.
+    #[error("the tenant's rate limit is exhausted, retry later")]
+    RateLimited {
+        /// When one more request fits.
+        retry_after: Duration,
+    },
+    /// The call would pass one of the tenant's quotas.
+    #[error("the tenant's {period} quota is used up")]
+    QuotaExceeded {
+        /// `daily` or `monthly`.
+        period: &'static str,
+        /// The period (`2026-11-29` or `2026-11`) in the tenant's zone.
+        label: String,
+        /// The tenant's zone.
+        time_zone: String,
+        /// The quota, in units.
+        limit: u64,
+        /// When the next period starts (RFC 3339, UTC).
+        resets_at: String,
+    },
+    /// The subject guard refused the call.
+    #[error("too many unsuccessful verifications of this subject; try again later")]
+    SubjectGuardTripped {
+        /// Until the guard's window ends.
+        retry_after: Duration,
+    },
+    /// A limit could not be checked and fails closed.
+    #[error("the {limit} limit cannot be checked right now")]
+    LimitsUnavailable {
+        /// Which limit.
+        limit: &'static str,
+    },
     /// The deadline passed before the expensive work started.
     #[error("the call's deadline passed before it could be answered")]
     DeadlineExceeded,
@@ -145,6 +197,26 @@ impl ServiceError {
         }])
     }
 
+    /// The stable `ErrorInfo.reason` of this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ServiceError::InvalidArgument(_) => reason::INVALID_REQUEST,
+            ServiceError::Unauthenticated { reason, .. }
+            | ServiceError::PermissionDenied { reason, .. }
+            | ServiceError::NotFound { reason, .. }
+            | ServiceError::FailedPrecondition { reason, .. }
+            | ServiceError::Aborted { reason, .. } => reason,
+            ServiceError::Overloaded { .. } => reason::HASHING_OVERLOADED,
+            ServiceError::RateLimited { .. } => reason::RATE_LIMITED,
+            ServiceError::QuotaExceeded { .. } => reason::QUOTA_EXCEEDED,
+            ServiceError::SubjectGuardTripped { .. } => reason::SUBJECT_GUARD_TRIPPED,
+            ServiceError::LimitsUnavailable { .. } => reason::LIMITS_UNAVAILABLE,
+            ServiceError::DeadlineExceeded => reason::DEADLINE_PASSED,
+            ServiceError::ShuttingDown => reason::SHUTTING_DOWN,
+            ServiceError::Internal(_) => reason::INTERNAL,
+        }
+    }
+
     /// Wraps any displayable internal failure.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ServiceError::Internal(e.to_string())
@@ -153,6 +225,7 @@ impl ServiceError {
 
 impl From<ServiceError> for Status {
     fn from(err: ServiceError) -> Status {
+        let reason = err.reason();
         let info = |reason: &str| {
             let mut d = ErrorDetails::new();
             d.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
@@ -160,7 +233,7 @@ impl From<ServiceError> for Status {
         };
         match err {
             ServiceError::InvalidArgument(violations) => {
-                let mut d = info(reason::INVALID_REQUEST);
+                let mut d = info(reason);
                 let message = format!("invalid request: {}", describe(&violations));
                 d.set_bad_request(
                     violations
@@ -174,43 +247,111 @@ impl From<ServiceError> for Status {
                 );
                 Status::with_error_details(Code::InvalidArgument, message, d)
             }
-            ServiceError::Unauthenticated { reason, message } => {
+            ServiceError::Unauthenticated { message, .. } => {
                 Status::with_error_details(Code::Unauthenticated, message, info(reason))
             }
-            ServiceError::PermissionDenied { reason, message } => {
+            ServiceError::PermissionDenied { message, .. } => {
                 Status::with_error_details(Code::PermissionDenied, message, info(reason))
             }
-            ServiceError::NotFound { reason, message } => {
+            ServiceError::NotFound { message, .. } => {
                 Status::with_error_details(Code::NotFound, message, info(reason))
             }
-            ServiceError::Aborted { reason, message } => {
+            ServiceError::Aborted { message, .. } => {
                 Status::with_error_details(Code::Aborted, message, info(reason))
             }
-            ServiceError::FailedPrecondition { reason, message } => {
+            ServiceError::FailedPrecondition { message, .. } => {
                 Status::with_error_details(Code::FailedPrecondition, message, info(reason))
             }
             ServiceError::Overloaded { retry_after } => {
-                let mut d = info(reason::HASHING_OVERLOADED);
+                let mut d = info(reason);
                 d.set_retry_info(Some(retry_after));
                 let mut status = Status::with_error_details(
                     Code::ResourceExhausted,
                     "hashing capacity is exhausted, retry later",
                     d,
                 );
-                // gRPC clients with retry policies read this header
-                // (gRFC A6) instead of the RetryInfo detail.
-                if let Ok(v) = retry_after.as_millis().to_string().parse() {
-                    status.metadata_mut().insert("grpc-retry-pushback-ms", v);
-                }
+                pushback(&mut status, retry_after);
                 status
+            }
+            ServiceError::RateLimited { retry_after } => {
+                let mut d = info(reason);
+                d.set_retry_info(Some(retry_after));
+                let mut status = Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "the tenant's rate limit is exhausted, retry later",
+                    d,
+                );
+                pushback(&mut status, retry_after);
+                status
+                    .metadata_mut()
+                    .insert(allowance::RATE_REMAINING, 0.into());
+                status
+            }
+            ServiceError::QuotaExceeded {
+                period,
+                label,
+                time_zone,
+                limit,
+                resets_at,
+            } => {
+                let mut d = ErrorDetails::new();
+                d.set_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    HashMap::from([
+                        ("period".to_string(), period.to_string()),
+                        ("period_label".to_string(), label.clone()),
+                        ("time_zone".to_string(), time_zone.clone()),
+                        ("resets_at".to_string(), resets_at.clone()),
+                    ]),
+                );
+                d.add_quota_failure_violation(
+                    format!("tenant.policy.limits.{period}_quota_units"),
+                    format!(
+                        "the {period} quota of {limit} units for {label} ({time_zone}) is used up; \
+                         it resets at {resets_at}"
+                    ),
+                );
+                let mut status = Status::with_error_details(
+                    Code::ResourceExhausted,
+                    format!("the tenant's {period} quota is used up"),
+                    d,
+                );
+                let header = if period == "daily" {
+                    allowance::DAILY_REMAINING
+                } else {
+                    allowance::MONTHLY_REMAINING
+                };
+                status.metadata_mut().insert(header, 0.into());
+                status
+            }
+            ServiceError::SubjectGuardTripped { retry_after } => {
+                // No pushback header: an automatic retry cannot succeed
+                // before the window ends, and should not be attempted.
+                let mut d = info(reason);
+                d.set_retry_info(Some(retry_after));
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "too many unsuccessful verifications of this subject; try again later",
+                    d,
+                )
+            }
+            ServiceError::LimitsUnavailable { limit } => {
+                let mut d = info(reason);
+                d.set_retry_info(Some(Duration::from_secs(1)));
+                Status::with_error_details(
+                    Code::Unavailable,
+                    format!("the {limit} limit cannot be checked right now, retry later"),
+                    d,
+                )
             }
             ServiceError::DeadlineExceeded => Status::with_error_details(
                 Code::DeadlineExceeded,
                 "the call's deadline passed before it could be answered",
-                info(reason::DEADLINE_PASSED),
+                info(reason),
             ),
             ServiceError::ShuttingDown => {
-                let mut d = info(reason::SHUTTING_DOWN);
+                let mut d = info(reason);
                 d.set_retry_info(Some(Duration::from_secs(1)));
                 Status::with_error_details(Code::Unavailable, "the server is shutting down", d)
             }
@@ -218,10 +359,18 @@ impl From<ServiceError> for Status {
                 // The detail may name a file or a database error; it goes to
                 // the log, never to the client.
                 tracing::error!(error = %detail, "internal error");
-                Status::with_error_details(Code::Internal, "internal error", info(reason::INTERNAL))
+                Status::with_error_details(Code::Internal, "internal error", info(reason))
             }
         }
     }
+}
+
+/// gRPC clients with retry policies read this header (gRFC A6) instead of
+/// the `RetryInfo` detail.
+fn pushback(status: &mut Status, after: Duration) {
+    status
+        .metadata_mut()
+        .insert("grpc-retry-pushback-ms", (after.as_millis() as u64).into());
 }
 
 /// Proto field path of a violation: claim fields live under `claims.`;

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::App;
 use crate::auth::Credential;
 use crate::clock;
-use crate::error::ServiceError;
+use crate::error::{ServiceError, allowance};
 use crate::store::TenantStatus;
 
 /// The `VerificationService` implementation.
@@ -34,11 +34,22 @@ impl VerificationService for VerificationApi {
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let credential = credential(&request);
         let deadline = deadline(request.metadata());
-        let response = self
+        let answered = self
             .app
             .verify(&credential, request.get_ref(), deadline)
             .await?;
-        Ok(Response::new(response))
+        let mut response = Response::new(answered.response);
+        let a = answered.allowance;
+        for (header, value) in [
+            (allowance::RATE_REMAINING, a.rate_remaining),
+            (allowance::DAILY_REMAINING, a.daily_remaining),
+            (allowance::MONTHLY_REMAINING, a.monthly_remaining),
+        ] {
+            if let Some(v) = value {
+                response.metadata_mut().insert(header, v.into());
+            }
+        }
+        Ok(response)
     }
 
     async fn list_signing_keys(
@@ -324,6 +335,18 @@ pub async fn run(
         .set_serving::<TenantAdminServiceServer<TenantAdminApi>>()
         .await;
     let grace = app.shutdown_grace;
+    // In-process limit state is pruned every minute so it follows the
+    // active tenants and subjects, not history.
+    let housekeeping = {
+        let limiter = Arc::clone(&app.limiter);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.housekeep(jiff::Timestamp::now());
+            }
+        })
+    };
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -366,6 +389,7 @@ pub async fn run(
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight calls did not drain in time; stopping anyway");
         }
     }
+    housekeeping.abort();
     app.pool.close();
     app.store.close().await;
     tracing::info!("server stopped");

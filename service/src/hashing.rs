@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ekyc_domain::keys::{KdfMemory, KdfParams, Pepper, SubjectKey, derive_key};
+use ekyc_domain::keys::{KdfMemory, KdfParams, Pepper, SubjectKey, derive_key, subject_pseudonym};
 use ekyc_domain::normalize::IdNumber;
 use tokio::sync::oneshot;
 
@@ -61,7 +61,7 @@ pub struct HashPool {
     stats: Arc<PoolStats>,
     threads: usize,
     params: KdfParams,
-    pepper_version: u32,
+    pepper: Arc<Pepper>,
 }
 
 impl HashPool {
@@ -82,7 +82,7 @@ impl HashPool {
                 .unwrap_or_else(|e| panic!("cannot start hashing thread: {e}"));
         }
         HashPool {
-            pepper_version: pepper.version(),
+            pepper,
             sender: Mutex::new(Some(tx)),
             stats,
             threads,
@@ -143,7 +143,13 @@ impl HashPool {
 
     /// The pepper version every key is derived with.
     pub fn pepper_version(&self) -> u32 {
-        self.pepper_version
+        self.pepper.version()
+    }
+
+    /// The subject guard's name for `id` (one HMAC, no Argon2): lets the
+    /// guard refuse before any hashing work is queued.
+    pub fn pseudonym(&self, id: &IdNumber) -> [u8; 32] {
+        subject_pseudonym(&self.pepper, id)
     }
 
     /// A retry delay hint for shed calls: roughly the time the queue ahead

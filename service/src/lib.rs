@@ -20,6 +20,7 @@ pub mod error;
 pub mod grpc;
 pub mod hashing;
 pub mod import;
+pub mod metrics;
 pub mod secrets;
 pub mod store;
 pub mod tenants;
@@ -53,6 +54,12 @@ pub struct App {
     pub attestation_validity_ms: i64,
     /// TLS (and mutual TLS) settings; `None` serves plaintext.
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Rate limits, quotas and the subject guard.
+    pub limiter: Arc<ekyc_limits::Limiter>,
+    /// Call outcomes, for the metrics endpoint and tests.
+    pub counters: Arc<metrics::Counters>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The server could not start.
@@ -64,6 +71,9 @@ pub enum StartError {
     /// A secret file is missing or malformed.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The limits configuration is invalid.
+    #[error(transparent)]
+    Limits(#[from] ekyc_limits::ConfigError),
     /// A TLS file cannot be read.
     #[error("{key}: cannot read {path}: {source}")]
     Tls {
@@ -108,6 +118,7 @@ impl App {
     /// and signing key, publishes the signing key and starts the pool.
     pub async fn open(config: &Config) -> Result<App, StartError> {
         let tls = tls_config(&config.tls)?;
+        let limiter = Arc::new(ekyc_limits::Limiter::new(config.limits.clone())?);
         let store = Store::open(&config.database_url()).await?;
         let params = config.kdf_params();
         store.register_kdf_params(&params).await?;
@@ -135,6 +146,7 @@ impl App {
             kdf_params_id = params.id,
             hashing_threads = pool.threads(),
             queue_capacity = config.queue_capacity(),
+            shared_limits = limiter.is_shared(),
             "service state opened"
         );
         Ok(App {
@@ -144,6 +156,9 @@ impl App {
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             attestation_validity_ms: ATTESTATION_VALIDITY.as_millis() as i64,
             tls,
+            limiter,
+            counters: Arc::default(),
+            metrics_listen: config.metrics_listen,
         })
     }
 }

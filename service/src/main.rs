@@ -259,10 +259,18 @@ async fn serve(config: Config, prepared: Option<(App, String)>) -> Result<()> {
     // A machine-readable line on stdout, so scripts and tests can find the
     // port when listening on port 0.
     println!("ekycd listening on {addr}");
+    let app = Arc::new(app);
+    if let Some(metrics_addr) = config.metrics_listen {
+        let metrics = TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} (metrics_listen)"))?;
+        println!("ekycd metrics on http://{}/metrics", metrics.local_addr()?);
+        tokio::spawn(ekyc_service::metrics::serve(metrics, Arc::clone(&app)));
+    }
     if let Some(b) = banner {
         println!("{b}");
     }
-    grpc::run(listener, Arc::new(app), shutdown_signal()).await?;
+    grpc::run(listener, app, shutdown_signal()).await?;
     Ok(())
 }
 

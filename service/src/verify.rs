@@ -1,8 +1,10 @@
 //! The Verify request path, as one chain: authenticate, authorise,
-//! validate, apply the tenant's policy, hash, look up, match, sign, respond.
+//! validate, apply the tenant's policy, rate limit, quota, subject guard,
+//! hash, look up, match, sign, respond.
 //!
-//! Everything before hashing is cheap and rejects early: a request that
-//! fails authentication or validation never costs an Argon2 evaluation.
+//! Everything before hashing is cheap and rejects early: a request refused
+//! by authentication, validation, policy or a limit never costs an Argon2
+//! evaluation, and a refused or unanswered call consumes no quota.
 //! Every request that passes costs exactly one, whether or not the subject
 //! exists, so existence does not leak through timing.
 
@@ -22,12 +24,87 @@ use crate::hashing::HashError;
 use crate::secrets::random_bytes;
 use crate::store::{Role, TenantPolicy};
 
+use std::sync::Arc;
+
+use ekyc_limits::{
+    GuardDecision, Limiter, Quota, QuotaDecision, QuotaGrant, RateDecision, RateLimit,
+    SubjectTicket, Unavailable,
+};
+
 /// A request that passed validation.
 struct ValidRequest<'a> {
     id: IdNumber,
     claims: Vec<(Field, Normalized)>,
     /// The claims exactly as sent, for the attestation's claims digest.
     raw_claims: Vec<(Field, &'a str)>,
+}
+
+/// What is left of the tenant's allowance after an answered call; sent
+/// back as response metadata (see `error::allowance`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowance {
+    /// Requests that could follow at once (`None`: no rate limit).
+    pub rate_remaining: Option<u64>,
+    /// Units left today (`None`: no daily quota).
+    pub daily_remaining: Option<u64>,
+    /// Units left this month (`None`: no monthly quota).
+    pub monthly_remaining: Option<u64>,
+}
+
+/// An answered Verify.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// The signed answer.
+    pub response: pb::VerifyResponse,
+    /// The tenant's remaining allowance.
+    pub allowance: Allowance,
+}
+
+/// The quota units and subject-guard attempt taken for a call before it is
+/// hashed. They are settled once the call's fate is known; if the call is
+/// dropped first (the client went away), they are given back, since an
+/// unanswered call must not consume anything.
+struct Reservation {
+    limiter: Arc<Limiter>,
+    grant: Option<QuotaGrant>,
+    ticket: Option<SubjectTicket>,
+}
+
+impl Reservation {
+    /// The call was answered: its units stay used, and the attempt stays
+    /// counted if the answer was not a match.
+    async fn answered(mut self, failed: bool) {
+        let _ = self.grant.take();
+        if let Some(ticket) = self.ticket.take() {
+            self.limiter.settle_subject(ticket, failed).await;
+        }
+    }
+
+    /// The call was not answered: give everything back.
+    async fn release(mut self) {
+        release(&self.limiter, self.grant.take(), self.ticket.take()).await;
+    }
+}
+
+async fn release(limiter: &Limiter, grant: Option<QuotaGrant>, ticket: Option<SubjectTicket>) {
+    if let Some(ticket) = ticket {
+        limiter.settle_subject(ticket, false).await;
+    }
+    if let Some(grant) = grant {
+        limiter.release_quota(grant).await;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let (grant, ticket) = (self.grant.take(), self.ticket.take());
+        if (grant.is_some() || ticket.is_some())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let limiter = Arc::clone(&self.limiter);
+            runtime.spawn(async move { release(&limiter, grant, ticket).await });
+        }
+    }
 }
 
 impl App {
@@ -38,9 +115,24 @@ impl App {
         credential: &Credential,
         req: &pb::VerifyRequest,
         deadline: Option<Instant>,
-    ) -> Result<pb::VerifyResponse, ServiceError> {
+    ) -> Result<Answered, ServiceError> {
+        let result = self.verify_counted(credential, req, deadline).await;
+        self.counters.verify_outcome(match &result {
+            Ok(_) => "answered",
+            Err(e) => e.reason(),
+        });
+        result
+    }
+
+    async fn verify_counted(
+        &self,
+        credential: &Credential,
+        req: &pb::VerifyRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Answered, ServiceError> {
         let started = Instant::now();
         let now_ms = clock::now_ms();
+        let now = jiff::Timestamp::from_millisecond(now_ms).map_err(ServiceError::internal)?;
 
         // 1. Authenticate: the tenant comes from the key, never the request.
         let caller: Caller = auth::authenticate(&self.store, credential, now_ms).await?;
@@ -49,11 +141,111 @@ impl App {
         // 3. Validate and normalise every field; all violations at once.
         let valid = validate(req)?;
         // 4. The tenant's policy: which fields and purposes it may ask about.
-        check_policy(&caller.tenant.policy, &valid.claims, &req.purpose_code)?;
-        // Rate limits, quotas and the per-subject guard slot in here,
-        // before hashing (see ARCHITECTURE.md).
+        let policy = &caller.tenant.policy;
+        check_policy(policy, &valid.claims, &req.purpose_code)?;
+        let tenant = caller.tenant.id.as_str();
 
-        // 5. Hash: the one expensive step, on the bounded pool.
+        // 5. Rate limit (counts the request, answered or not).
+        let rate = RateLimit {
+            per_second: policy.limits.requests_per_second,
+            burst: policy.limits.burst,
+        };
+        let rate_remaining = match self
+            .limiter
+            .check_rate(tenant, rate)
+            .await
+            .map_err(unavailable)?
+        {
+            RateDecision::Allowed { remaining } => remaining,
+            RateDecision::Limited { retry_after } => {
+                return Err(ServiceError::RateLimited { retry_after });
+            }
+        };
+        // 6. Quota: reserve the call's units in the tenant's day and month.
+        let tz = ekyc_limits::time_zone(&policy.time_zone)
+            .map_err(|_| ServiceError::internal("a stored tenant time zone is unknown"))?;
+        let quota = Quota {
+            daily: policy.limits.daily_quota_units,
+            monthly: policy.limits.monthly_quota_units,
+        };
+        let units = ekyc_domain::billable_units(valid.claims.len());
+        let grant = match self
+            .limiter
+            .reserve_quota(tenant, quota, &tz, units, now)
+            .await
+            .map_err(unavailable)?
+        {
+            QuotaDecision::Granted(grant) => grant,
+            QuotaDecision::Exceeded { period, limit, .. } => {
+                return Err(ServiceError::QuotaExceeded {
+                    period: period.kind.name(),
+                    label: period.label,
+                    time_zone: policy.time_zone.clone(),
+                    limit,
+                    resets_at: period.ends_at.to_string(),
+                });
+            }
+        };
+        let allowance = Allowance {
+            rate_remaining,
+            daily_remaining: grant.daily_remaining,
+            monthly_remaining: grant.monthly_remaining,
+        };
+        let mut reservation = Reservation {
+            limiter: Arc::clone(&self.limiter),
+            grant: Some(grant),
+            ticket: None,
+        };
+        // 7. The subject guard, keyed by a pepper-keyed pseudonym (one HMAC)
+        // so that a refusal costs no Argon2.
+        match self
+            .limiter
+            .admit_subject(self.pool.pseudonym(&valid.id), now)
+            .await
+        {
+            Ok(GuardDecision::Admitted(ticket)) => reservation.ticket = Some(ticket),
+            Ok(GuardDecision::Tripped { retry_after }) => {
+                reservation.release().await;
+                return Err(ServiceError::SubjectGuardTripped { retry_after });
+            }
+            Err(e) => {
+                reservation.release().await;
+                return Err(unavailable(e));
+            }
+        }
+
+        // 8. Everything after the reservations; they are settled by how it
+        // ends.
+        match self
+            .answer(&caller, req, valid, deadline, now_ms, started)
+            .await
+        {
+            Ok(response) => {
+                let failed = response.decision != pb::Decision::Yes as i32;
+                reservation.answered(failed).await;
+                Ok(Answered {
+                    response,
+                    allowance,
+                })
+            }
+            Err(e) => {
+                reservation.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Hashes, looks up, matches and signs: the work a call pays for.
+    async fn answer(
+        &self,
+        caller: &Caller,
+        req: &pb::VerifyRequest,
+        valid: ValidRequest<'_>,
+        deadline: Option<Instant>,
+        now_ms: i64,
+        started: Instant,
+    ) -> Result<pb::VerifyResponse, ServiceError> {
+        // Hash: the one expensive step, on the bounded pool.
         let key = self
             .pool
             .derive(valid.id, deadline)
@@ -66,7 +258,7 @@ impl App {
                 HashError::Closed => ServiceError::ShuttingDown,
                 HashError::Kdf(e) => ServiceError::internal(e),
             })?;
-        // 6. Look up. Records live at the locator of the current pepper and
+        // Look up. Records live at the locator of the current pepper and
         // parameters; a record under an older pepper is not found until it
         // is re-imported.
         let record = self
@@ -79,7 +271,7 @@ impl App {
             .registry_version()
             .await
             .map_err(ServiceError::internal)?;
-        // 7. Match under the tenant's policy.
+        // Match under the tenant's policy.
         let policy = caller.tenant.policy.match_policy();
         let outcome = match_claims(
             &key,
@@ -88,7 +280,7 @@ impl App {
             &policy,
         );
 
-        // 8. Sign.
+        // Sign.
         let transaction_id = format!(
             "tx_{}",
             hex::encode(random_bytes::<16>().map_err(ServiceError::internal)?)
@@ -111,7 +303,7 @@ impl App {
         let payload = body.encode().map_err(ServiceError::internal)?;
         let signature = self.signer.sign(&payload);
 
-        // 9. Respond. The log line names the tenant, key and transaction,
+        // Respond. The log line names the tenant, key and transaction,
         // never the subject or any claimed value.
         tracing::info!(
             tenant = %caller.tenant.id,
@@ -156,6 +348,12 @@ impl App {
                 signature: signature.to_vec(),
             }),
         })
+    }
+}
+
+fn unavailable(e: Unavailable) -> ServiceError {
+    ServiceError::LimitsUnavailable {
+        limit: e.limit.name(),
     }
 }
 

@@ -423,14 +423,14 @@ async fn policy_limits_fields_and_purposes_and_disclosure() {
         pb::SubjectStatus::Unspecified as i32
     );
     let c = &admin.client;
-    let updated = c
-        .admin()
-        .update_tenant(c.request(pb::UpdateTenantRequest {
+    let update = |paths: &[&str]| {
+        c.request(pb::UpdateTenantRequest {
             tenant: Some(pb::Tenant {
                 tenant_id: t.tenant_id.clone(),
                 policy: Some(pb::TenantPolicy {
                     disclose_not_found: true,
                     limits: Some(pb::Limits {
+                        requests_per_second: 100,
                         burst: 20,
                         ..Default::default()
                     }),
@@ -439,12 +439,29 @@ async fn policy_limits_fields_and_purposes_and_disclosure() {
                 ..Default::default()
             }),
             update_mask: Some(FieldMask {
-                paths: vec![
-                    "policy.disclose_not_found".into(),
-                    "policy.limits.burst".into(),
-                ],
+                paths: paths.iter().map(|p| p.to_string()).collect(),
             }),
-        }))
+        })
+    };
+    // A burst alone (the tenant has no rate) means nothing: refused.
+    let s = c
+        .admin()
+        .update_tenant(update(&["policy.limits.burst"]))
+        .await
+        .expect_err("burst without rate");
+    let details = s.get_error_details();
+    let violation = &details.bad_request().expect("bad request").field_violations[0];
+    assert_eq!(
+        (violation.field.as_str(), violation.reason.as_str()),
+        ("tenant.policy.limits.burst", "REQUIRES_RATE")
+    );
+    let updated = c
+        .admin()
+        .update_tenant(update(&[
+            "policy.disclose_not_found",
+            "policy.limits.burst",
+            "policy.limits.requests_per_second",
+        ]))
         .await
         .expect("update")
         .into_inner()
@@ -453,6 +470,7 @@ async fn policy_limits_fields_and_purposes_and_disclosure() {
     let policy = updated.policy.expect("policy");
     assert!(policy.disclose_not_found);
     assert_eq!(policy.limits.expect("limits").burst, 20);
+    assert_eq!(policy.time_zone, "Asia/Ho_Chi_Minh", "the default zone");
     assert_eq!(
         policy.allowed_fields,
         vec!["full_name", "gender"],

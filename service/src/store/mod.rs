@@ -120,6 +120,8 @@ pub struct TenantPolicy {
     pub limits: Limits,
     /// Price plan id (used by billing); empty: none assigned.
     pub price_plan: String,
+    /// IANA zone of the tenant's quota and billing periods.
+    pub time_zone: String,
 }
 
 impl Default for TenantPolicy {
@@ -130,6 +132,7 @@ impl Default for TenantPolicy {
             allowed_purposes: Vec::new(),
             limits: Limits::default(),
             price_plan: String::new(),
+            time_zone: ekyc_limits::DEFAULT_TIME_ZONE.to_string(),
             accept_folded: d.accept_folded,
             fuzzy: d.fuzzy,
             fuzzy_threshold: d.fuzzy_threshold,
