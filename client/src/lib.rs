@@ -130,8 +130,19 @@ impl Client {
         &self,
         request: pb::VerifyRequest,
     ) -> Result<pb::VerifyResponse, tonic::Status> {
+        Ok(self.verify_raw(request).await?.into_inner())
+    }
+
+    /// Calls Verify and returns the whole gRPC response, metadata included
+    /// (the tenant's remaining allowance: `x-ratelimit-remaining`,
+    /// `x-quota-daily-remaining`, `x-quota-monthly-remaining`), without
+    /// checking the attestation.
+    pub async fn verify_raw(
+        &self,
+        request: pb::VerifyRequest,
+    ) -> Result<tonic::Response<pb::VerifyResponse>, tonic::Status> {
         let mut inner = self.inner.clone();
-        Ok(inner.verify(self.request(request)).await?.into_inner())
+        inner.verify(self.request(request)).await
     }
 
     /// Calls Verify and checks the attestation before returning.

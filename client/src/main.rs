@@ -469,6 +469,11 @@ enum TenantsCommand {
         /// Tenant id ("tn_...").
         tenant_id: String,
     },
+    /// Show a tenant's usage now against its rate limit and quotas.
+    Usage {
+        /// Tenant id ("tn_...").
+        tenant_id: String,
+    },
     /// Change the tenant fields named by the flags given, and only those.
     Update(UpdateTenantArgs),
     /// Suspend a tenant: every key of it is refused from the next call on.
@@ -818,6 +823,13 @@ async fn tenants(client: &Client, command: TenantsCommand, json: bool) -> Result
                 .await?
                 .into_inner()
                 .tenant
+        }
+        TenantsCommand::Usage { tenant_id } => {
+            let usage = admin
+                .get_tenant_usage(client.request(pb::GetTenantUsageRequest { tenant_id }))
+                .await?
+                .into_inner();
+            return print_usage(&usage, json);
         }
         TenantsCommand::Update(args) => {
             let request = update_request(&args)?;
@@ -1206,6 +1218,90 @@ fn print_tenant(t: &TenantOut) {
     for (k, v) in lines {
         println!("{:<width$} {v}", format!("{k}:"));
     }
+}
+
+#[derive(Serialize)]
+struct QuotaOut {
+    period: String,
+    used_units: i64,
+    limit_units: i64,
+    remaining_units: Option<i64>,
+    resets_at: Option<String>,
+}
+
+fn print_usage(u: &pb::GetTenantUsageResponse, json: bool) -> Result<()> {
+    let quota = |q: &Option<pb::QuotaUsage>| {
+        let q = q.clone().unwrap_or_default();
+        QuotaOut {
+            period: q.period,
+            used_units: q.used_units,
+            limit_units: q.limit_units,
+            remaining_units: q.remaining_units,
+            resets_at: rfc3339(q.resets_at.as_ref()),
+        }
+    };
+    let (daily, monthly) = (quota(&u.daily), quota(&u.monthly));
+    let l = u.limits.unwrap_or_default();
+    if json {
+        let out = serde_json::json!({
+            "tenant_id": u.tenant_id,
+            "time_zone": u.time_zone,
+            "shared": u.shared,
+            "requests_per_second": l.requests_per_second,
+            "burst": l.burst,
+            "rate_remaining": u.rate_remaining,
+            "daily": daily,
+            "monthly": monthly,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let of = |q: &QuotaOut| {
+        let limit = if q.limit_units == 0 {
+            "no quota".to_string()
+        } else {
+            format!(
+                "of {} ({} left)",
+                q.limit_units,
+                q.remaining_units.unwrap_or(0)
+            )
+        };
+        format!(
+            "{} units used {limit}; resets {}",
+            q.used_units,
+            dash(&q.resets_at)
+        )
+    };
+    let rate = if l.requests_per_second == 0 {
+        "no limit".to_string()
+    } else {
+        let now = u
+            .rate_remaining
+            .map(|r| format!(", {r} available now"))
+            .unwrap_or_default();
+        format!("{}/s, burst {}{now}", l.requests_per_second, l.burst)
+    };
+    let lines = [
+        ("tenant_id", u.tenant_id.clone()),
+        ("time_zone", u.time_zone.clone()),
+        (
+            "counters",
+            if u.shared {
+                "shared (Redis)"
+            } else {
+                "this replica only"
+            }
+            .to_string(),
+        ),
+        ("rate", rate),
+        (&format!("day {}", daily.period), of(&daily)),
+        (&format!("month {}", monthly.period), of(&monthly)),
+    ];
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (k, v) in lines {
+        println!("{:<width$} {v}", format!("{k}:"));
+    }
+    Ok(())
 }
 
 fn print_tenants(tenants: &[TenantOut], next_page_token: &str, json: bool) -> Result<()> {

@@ -515,7 +515,10 @@ impl Limiter {
         let limits = [quota.daily, quota.monthly];
         let enforced = quota.daily > 0 || quota.monthly > 0;
         let (source, result) = match self.shared.as_ref() {
-            None => (Source::Local, self.reserve_local(&self.local, tenant, units, &periods, limits)),
+            None => (
+                Source::Local,
+                self.reserve_local(&self.local, tenant, units, &periods, limits),
+            ),
             Some(_) => {
                 let outcome = match self.redis() {
                     Some(redis) => {
@@ -718,7 +721,10 @@ impl Limiter {
         let rate = (!limit.is_unlimited()).then(|| (limit.interval_us(), limit.capacity()));
         let (used, rate_remaining) = match self.shared.as_ref() {
             None => (
-                [self.local.used(tenant, labels[0]), self.local.used(tenant, labels[1])],
+                [
+                    self.local.used(tenant, labels[0]),
+                    self.local.used(tenant, labels[1]),
+                ],
                 None,
             ),
             Some(redis) => match redis.usage(tenant, labels, rate).await {

@@ -20,12 +20,8 @@ use jiff::Timestamp;
 
 use crate::{RateDecision, RateLimit};
 
-type KeyedLimiter = RateLimiter<
-    String,
-    DefaultKeyedStateStore<String>,
-    DefaultClock,
-    StateInformationMiddleware,
->;
+type KeyedLimiter =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 /// Counters and limiters of one process.
 #[derive(Default)]

@@ -243,7 +243,11 @@ impl SharedLimits {
         ttl_ms: u64,
     ) -> Result<bool, SharedError> {
         let (ok, _n): (i64, i64) = self
-            .run(&self.admit, &[self.guard_key(window, subject)], &[max, ttl_ms])
+            .run(
+                &self.admit,
+                &[self.guard_key(window, subject)],
+                &[max, ttl_ms],
+            )
             .await?;
         Ok(ok == 1)
     }

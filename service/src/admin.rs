@@ -142,6 +142,56 @@ impl App {
         Ok(tenant_to_proto(&tenant))
     }
 
+    /// GetTenantUsage: the same counters Verify enforces, read now.
+    pub async fn tenant_usage(
+        &self,
+        credential: &Credential,
+        req: &pb::GetTenantUsageRequest,
+    ) -> Result<pb::GetTenantUsageResponse, ServiceError> {
+        let (caller, _) = self.admin_caller(credential).await?;
+        self.authorize_read(&caller, &req.tenant_id, "GetTenantUsage")
+            .await?;
+        let tenant = self.load_tenant(&req.tenant_id).await?;
+        let p = &tenant.policy;
+        let tz = ekyc_limits::time_zone(&p.time_zone)
+            .map_err(|_| ServiceError::internal("a stored tenant time zone is unknown"))?;
+        let rate = ekyc_limits::RateLimit {
+            per_second: p.limits.requests_per_second,
+            burst: p.limits.burst,
+        };
+        let usage = self
+            .limiter
+            .usage(&tenant.id, rate, &tz, jiff::Timestamp::now())
+            .await
+            .map_err(|e| ServiceError::LimitsUnavailable {
+                limit: e.limit.name(),
+            })?;
+        let period = |period: &ekyc_limits::Period, used: u64, limit: u64| pb::QuotaUsage {
+            period: period.label.clone(),
+            used_units: used as i64,
+            limit_units: limit as i64,
+            remaining_units: (limit > 0).then(|| limit.saturating_sub(used) as i64),
+            resets_at: Some(clock::timestamp(period.ends_at.as_millisecond())),
+        };
+        Ok(pb::GetTenantUsageResponse {
+            tenant_id: tenant.id.clone(),
+            limits: Some(limits_to_proto(&p.limits)),
+            time_zone: p.time_zone.clone(),
+            rate_remaining: usage.rate_remaining.map(|r| r as i64),
+            daily: Some(period(
+                &usage.day,
+                usage.day_used,
+                p.limits.daily_quota_units,
+            )),
+            monthly: Some(period(
+                &usage.month,
+                usage.month_used,
+                p.limits.monthly_quota_units,
+            )),
+            shared: self.limiter.is_shared(),
+        })
+    }
+
     /// GetTenant.
     pub async fn get_tenant(
         &self,
@@ -706,7 +756,9 @@ fn policy_from_proto(
         violations.push(Violation {
             field: "tenant.policy.time_zone",
             rule: "unknown_time_zone",
-            description: "tenant.policy.time_zone must be an IANA time zone name such as Asia/Ho_Chi_Minh".into(),
+            description:
+                "tenant.policy.time_zone must be an IANA time zone name such as Asia/Ho_Chi_Minh"
+                    .into(),
         });
     }
     TenantPolicy {
@@ -743,7 +795,9 @@ fn check_limits(l: &Limits, violations: &mut Vec<Violation>) {
         violations.push(Violation {
             field: "tenant.policy.limits.monthly_quota_units",
             rule: "below_daily",
-            description: "tenant.policy.limits.monthly_quota_units must not be below daily_quota_units".into(),
+            description:
+                "tenant.policy.limits.monthly_quota_units must not be below daily_quota_units"
+                    .into(),
         });
     }
 }
@@ -869,18 +923,22 @@ pub fn tenant_to_proto(t: &Tenant) -> pb::Tenant {
             fuzzy_threshold: i64::from(p.fuzzy_threshold),
             disclose_not_found: p.disclose_not_found,
             accept_folded: p.accept_folded,
-            limits: Some(pb::Limits {
-                requests_per_second: p.limits.requests_per_second as i64,
-                burst: p.limits.burst as i64,
-                daily_quota_units: p.limits.daily_quota_units as i64,
-                monthly_quota_units: p.limits.monthly_quota_units as i64,
-            }),
+            limits: Some(limits_to_proto(&p.limits)),
             price_plan: p.price_plan.clone(),
             time_zone: p.time_zone.clone(),
         }),
         mtls_subject: t.mtls_subject.clone().unwrap_or_default(),
         create_time: Some(clock::timestamp(t.created_at_ms)),
         update_time: Some(clock::timestamp(t.updated_at_ms)),
+    }
+}
+
+fn limits_to_proto(l: &Limits) -> pb::Limits {
+    pb::Limits {
+        requests_per_second: l.requests_per_second as i64,
+        burst: l.burst as i64,
+        daily_quota_units: l.daily_quota_units as i64,
+        monthly_quota_units: l.monthly_quota_units as i64,
     }
 }
 

@@ -103,6 +103,18 @@ macro_rules! admin_call {
 
 #[tonic::async_trait]
 impl TenantAdminService for TenantAdminApi {
+    async fn get_tenant_usage(
+        &self,
+        request: Request<pb::GetTenantUsageRequest>,
+    ) -> Result<Response<pb::GetTenantUsageResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.tenant_usage(cred, msg),
+            |r| r
+        )
+    }
+
     async fn create_tenant(
         &self,
         request: Request<pb::CreateTenantRequest>,

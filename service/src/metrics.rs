@@ -152,13 +152,15 @@ pub async fn serve(listener: TcpListener, app: std::sync::Arc<App>) {
                     }
                     buf.extend_from_slice(&chunk[..n]);
                 }
-                let (status, body) = if buf.starts_with(b"GET /metrics ")
-                    || buf.starts_with(b"GET /metrics?")
-                {
-                    ("200 OK", render(&app))
-                } else {
-                    ("404 Not Found", "only GET /metrics is served here\n".to_string())
-                };
+                let (status, body) =
+                    if buf.starts_with(b"GET /metrics ") || buf.starts_with(b"GET /metrics?") {
+                        ("200 OK", render(&app))
+                    } else {
+                        (
+                            "404 Not Found",
+                            "only GET /metrics is served here\n".to_string(),
+                        )
+                    };
                 let head = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
                      Content-Length: {}\r\nConnection: close\r\n\r\n",

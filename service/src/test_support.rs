@@ -31,6 +31,8 @@ pub struct TestOptions {
     pub queue_capacity: usize,
     /// TLS settings (plaintext by default).
     pub tls: crate::config::TlsConfig,
+    /// Limits (in process by default).
+    pub limits: ekyc_limits::LimitsConfig,
 }
 
 impl Default for TestOptions {
@@ -43,6 +45,7 @@ impl Default for TestOptions {
             pool_threads: 2,
             queue_capacity: 64,
             tls: crate::config::TlsConfig::default(),
+            limits: ekyc_limits::LimitsConfig::default(),
         }
     }
 }
@@ -109,6 +112,11 @@ impl TestServer {
         }
     }
 
+    /// Creates a tenant with `policy` and returns a verifier key of it.
+    pub async fn tenant(&self, name: &str, policy: crate::store::TenantPolicy) -> String {
+        create_tenant_with_key(&self.app, name, policy).await
+    }
+
     /// `http://addr` (`https://addr` with TLS), for clients.
     pub fn endpoint(&self) -> String {
         if self.config.tls.cert_file.is_some() {
@@ -137,6 +145,125 @@ impl Drop for TestServer {
     }
 }
 
+/// Creates a tenant with `policy` directly in the store and returns a new
+/// verifier key of it.
+pub async fn create_tenant_with_key(
+    app: &App,
+    name: &str,
+    policy: crate::store::TenantPolicy,
+) -> String {
+    let actor = tenants::Actor::local("test");
+    let tenant = tenants::new_tenant(name, policy, None).expect("tenant");
+    tenants::create_tenant(&app.store, &tenant, &actor)
+        .await
+        .expect("create tenant");
+    tenants::issue_key(&app.store, &tenant, Role::Verifier, false, None, &actor)
+        .await
+        .expect("key")
+        .token
+}
+
+/// A private `redis-server` on a free loopback port, for tests that stop
+/// and restart Redis (the shared one on 6379 is never touched). Killed
+/// when dropped.
+pub struct PrivateRedis {
+    /// Its port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// Starts one and waits until it answers.
+    pub fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut redis = PrivateRedis {
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// `redis://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port, with empty state.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/services.sh installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The shared Redis the test environment runs (scripts/services.sh).
+pub const SHARED_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// A key prefix no other test run uses, so tests sharing one Redis never
+/// see each other's counters. Remove its keys with [`remove_redis_prefix`].
+pub fn unique_redis_prefix(test: &str) -> String {
+    let nonce: [u8; 8] = crate::secrets::random_bytes().expect("random");
+    format!("ekyc-test:{test}:{}:", hex::encode(nonce))
+}
+
+/// Deletes every key under `prefix` in the shared Redis.
+pub async fn remove_redis_prefix(prefix: &str) {
+    let client = redis::Client::open(SHARED_REDIS_URL).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("shared redis must run on 127.0.0.1:6379 (scripts/services.sh)");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
+    }
+}
+
 /// A configuration rooted in `dir` with the test's Argon2 settings.
 pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     let mut config = Config {
@@ -151,6 +278,7 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     config.argon2.queue_capacity = opts.queue_capacity;
     config.shutdown_grace_secs = 5;
     config.tls = opts.tls.clone();
+    config.limits = opts.limits.clone();
     config.validate().expect("valid test config");
     config
 }
