@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 pub use periods::{DEFAULT_TIME_ZONE, Period, PeriodKind, Periods, UnknownTimeZone, time_zone};
 
-use local::LocalLimits;
+use local::{Admission, LocalLimits};
 use shared::{SharedError, SharedLimits};
 
 /// A tenant's request rate: `per_second` sustained, `burst` at once.
@@ -152,6 +152,9 @@ pub enum GuardDecision {
         /// Until the window ends.
         retry_after: Duration,
     },
+    /// Failed attempts plus attempts still in flight reach the allowance:
+    /// this one must wait for those to be answered.
+    Busy,
 }
 
 /// Which limit a failure policy or an outage concerns.
@@ -626,9 +629,11 @@ impl Limiter {
         (window, Duration::from_secs(ends - t))
     }
 
-    /// Counts an attempt about `subject` (a keyed pseudonym, never the ID)
-    /// unless the window's allowance of failed attempts is used up. Settle
-    /// the ticket when the answer is known: only failures stay counted.
+    /// Admits an attempt about `subject` (a keyed pseudonym, never the ID)
+    /// unless the window's allowance of failed answers is used up, counting
+    /// attempts still in flight as possible failures, so that concurrency
+    /// cannot get more than the allowance answered. Settle the ticket when
+    /// the answer is known.
     pub async fn admit_subject(
         &self,
         subject: [u8; 32],
@@ -646,7 +651,7 @@ impl Limiter {
         if max == 0 {
             return Ok(ticket(Source::Nowhere));
         }
-        let (source, admitted) = match self.shared.as_ref() {
+        let (source, admission) = match self.shared.as_ref() {
             None => (Source::Local, self.local.admit(window, subject, max)),
             Some(_) => {
                 let ttl = left.as_millis() as u64 + 60_000;
@@ -655,7 +660,7 @@ impl Limiter {
                     None => None,
                 };
                 match outcome {
-                    Some(Ok(admitted)) => (Source::Shared, admitted),
+                    Some(Ok(admission)) => (Source::Shared, admission),
                     failed => {
                         if let Some(Err(e)) = &failed {
                             self.redis_failed(LimitKind::SubjectGuard, e);
@@ -676,32 +681,32 @@ impl Limiter {
                 }
             }
         };
-        if admitted {
-            Ok(ticket(source))
-        } else {
-            LimitStats::bump(&self.stats.guard_tripped);
-            Ok(GuardDecision::Tripped { retry_after: left })
+        match admission {
+            Admission::Admitted => Ok(ticket(source)),
+            Admission::Busy => Ok(GuardDecision::Busy),
+            Admission::Tripped => {
+                LimitStats::bump(&self.stats.guard_tripped);
+                Ok(GuardDecision::Tripped { retry_after: left })
+            }
         }
     }
 
-    /// Settles an attempt: a failed answer (or one whose outcome must not
-    /// be told apart from failure) stays counted; anything else is
-    /// uncounted.
+    /// Settles an attempt once its answer is known: a failed answer (and
+    /// "not found", which must look the same) stays counted for the
+    /// window; any other outcome only stops being in flight.
     pub async fn settle_subject(&self, ticket: SubjectTicket, failed: bool) {
-        if failed {
-            return;
-        }
         match ticket.source {
             Source::Nowhere => {}
             Source::Local if self.shared.is_none() => {
-                self.local.unadmit(ticket.window, ticket.subject)
+                self.local.settle(ticket.window, ticket.subject, failed)
             }
-            Source::Local => self.fallback.unadmit(ticket.window, ticket.subject),
+            Source::Local => self.fallback.settle(ticket.window, ticket.subject, failed),
             Source::Shared => {
                 if let Some(redis) = self.shared.as_ref()
-                    && let Err(e) = redis.unadmit(ticket.window, &ticket.subject).await
+                    && let Err(e) = redis.settle(ticket.window, &ticket.subject, failed).await
                 {
-                    // Counted as a failure: stricter, never looser.
+                    // Stays in flight until the window ends: stricter,
+                    // never looser.
                     self.redis_failed(LimitKind::SubjectGuard, &e);
                 }
             }

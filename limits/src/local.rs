@@ -29,8 +29,21 @@ pub(crate) struct LocalLimits {
     rate: Mutex<HashMap<RateLimit, KeyedLimiter>>,
     /// (tenant, period label) -> (units used, end of the period).
     quota: Mutex<HashMap<(String, String), (u64, Timestamp)>>,
-    /// (window index, subject pseudonym) -> failures counted.
-    guard: Mutex<HashMap<(u64, [u8; 32]), u64>>,
+    guard: Mutex<HashMap<(u64, [u8; 32]), GuardCount>>,
+}
+
+/// Per (window index, subject pseudonym): (failed answers, in flight).
+type GuardCount = (u64, u64);
+
+/// The subject guard's answer to one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Counted as in flight.
+    Admitted,
+    /// Failures plus attempts in flight already reach the allowance.
+    Busy,
+    /// Failures alone reach it.
+    Tripped,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -106,21 +119,28 @@ impl LocalLimits {
             .map_or(0, |(u, _)| *u)
     }
 
-    /// Counts one more attempt about `subject` unless `max` are counted.
-    pub(crate) fn admit(&self, window: u64, subject: [u8; 32], max: u64) -> bool {
+    /// Admits an attempt about `subject` unless failures (and attempts in
+    /// flight, which may still fail) reach `max`.
+    pub(crate) fn admit(&self, window: u64, subject: [u8; 32], max: u64) -> Admission {
         let mut map = lock(&self.guard);
-        let n = map.entry((window, subject)).or_insert(0);
-        if *n >= max {
-            return false;
+        let (failed, pending) = map.entry((window, subject)).or_insert((0, 0));
+        if *failed >= max {
+            Admission::Tripped
+        } else if *failed + *pending >= max {
+            Admission::Busy
+        } else {
+            *pending += 1;
+            Admission::Admitted
         }
-        *n += 1;
-        true
     }
 
-    /// Uncounts an attempt that did not fail.
-    pub(crate) fn unadmit(&self, window: u64, subject: [u8; 32]) {
-        if let Some(n) = lock(&self.guard).get_mut(&(window, subject)) {
-            *n = n.saturating_sub(1);
+    /// Settles an admitted attempt.
+    pub(crate) fn settle(&self, window: u64, subject: [u8; 32], failed: bool) {
+        if let Some((f, pending)) = lock(&self.guard).get_mut(&(window, subject)) {
+            *pending = pending.saturating_sub(1);
+            if failed {
+                *f += 1;
+            }
         }
     }
 
@@ -195,6 +215,24 @@ mod tests {
     }
 
     #[test]
+    fn the_guard_counts_failures_and_holds_attempts_in_flight() {
+        let local = LocalLimits::default();
+        let s = [7; 32];
+        // Two in flight under an allowance of 2: a third must wait.
+        assert_eq!(local.admit(1, s, 2), Admission::Admitted);
+        assert_eq!(local.admit(1, s, 2), Admission::Admitted);
+        assert_eq!(local.admit(1, s, 2), Admission::Busy);
+        // A success frees its place; a failure keeps it for the window.
+        local.settle(1, s, false);
+        local.settle(1, s, true);
+        assert_eq!(local.admit(1, s, 2), Admission::Admitted);
+        local.settle(1, s, true);
+        assert_eq!(local.admit(1, s, 2), Admission::Tripped);
+        // The next window starts afresh.
+        assert_eq!(local.admit(2, s, 2), Admission::Admitted);
+    }
+
+    #[test]
     fn housekeeping_forgets_ended_periods_and_recovered_tenants() {
         let local = LocalLimits::default();
         let limit = RateLimit {
@@ -209,8 +247,8 @@ mod tests {
         local
             .reserve("tn", 1, [("old", past, 0), ("current", future, 0)])
             .unwrap();
-        local.admit(7, [1; 32], 5);
-        local.admit(8, [1; 32], 5);
+        assert_eq!(local.admit(7, [1; 32], 5), Admission::Admitted);
+        assert_eq!(local.admit(8, [1; 32], 5), Admission::Admitted);
         assert_eq!(local.sizes(), (500, 2, 2));
         // One request per millisecond: 5 ms later every bucket is full again.
         std::thread::sleep(Duration::from_millis(5));

@@ -9,11 +9,14 @@
 //! - `rate:{tenant}`: the GCRA theoretical arrival time, microseconds.
 //! - `quota:{tenant}:{YYYY-MM-DD}` and `quota:{tenant}:{YYYY-MM}`: units
 //!   used in a day or month of the tenant's zone; expire after the period.
-//! - `guard:{window}:{pseudonym hex}`: counted attempts about a subject.
+//! - `guard:{window}:{pseudonym hex}`: a hash of failed answers (`f`) and
+//!   attempts in flight (`p`) about one subject in one window.
 
 use std::time::Duration;
 
 use redis::Script;
+
+use crate::local::Admission;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// GCRA, as in `governor`: a request is allowed when the theoretical
@@ -69,13 +72,29 @@ end
 return 1
 ";
 
-/// Counts one attempt unless `ARGV[1]` are counted. Returns {1, n} or {0, n}.
+/// Admits an attempt about a subject: {0} when `ARGV[1]` failures are
+/// counted (tripped), {2} when failures plus attempts in flight reach it
+/// (busy), else counts one more in flight and returns {1}.
 const ADMIT: &str = r"
-local n = tonumber(redis.call('GET', KEYS[1])) or 0
-if n >= tonumber(ARGV[1]) then return {0, n} end
-n = redis.call('INCR', KEYS[1])
+local failed = tonumber(redis.call('HGET', KEYS[1], 'f')) or 0
+local pending = tonumber(redis.call('HGET', KEYS[1], 'p')) or 0
+local max = tonumber(ARGV[1])
+if failed >= max then return 0 end
+if failed + pending >= max then return 2 end
+redis.call('HINCRBY', KEYS[1], 'p', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1, n}
+return 1
+";
+
+/// Settles an attempt: no longer in flight, and a failure if `ARGV[1]` is 1.
+const SETTLE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if (tonumber(redis.call('HGET', KEYS[1], 'p')) or 0) > 0 then
+    redis.call('HINCRBY', KEYS[1], 'p', -1)
+  end
+  if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'f', 1) end
+end
+return 1
 ";
 
 /// Reads counters and the rate state with the server's clock:
@@ -109,6 +128,7 @@ pub(crate) struct SharedLimits {
     reserve: Script,
     release: Script,
     admit: Script,
+    settle: Script,
     usage: Script,
 }
 
@@ -133,6 +153,7 @@ impl SharedLimits {
             reserve: Script::new(RESERVE),
             release: Script::new(RELEASE),
             admit: Script::new(ADMIT),
+            settle: Script::new(SETTLE),
             usage: Script::new(USAGE),
         })
     }
@@ -234,28 +255,41 @@ impl SharedLimits {
         self.key(&["guard", &window.to_string(), &hex(subject)])
     }
 
-    /// Counts one attempt about a subject unless `max` are counted.
+    /// Admits an attempt about a subject (see `ADMIT`).
     pub(crate) async fn admit(
         &self,
         window: u64,
         subject: &[u8; 32],
         max: u64,
         ttl_ms: u64,
-    ) -> Result<bool, SharedError> {
-        let (ok, _n): (i64, i64) = self
+    ) -> Result<Admission, SharedError> {
+        let outcome: i64 = self
             .run(
                 &self.admit,
                 &[self.guard_key(window, subject)],
                 &[max, ttl_ms],
             )
             .await?;
-        Ok(ok == 1)
+        Ok(match outcome {
+            1 => Admission::Admitted,
+            2 => Admission::Busy,
+            _ => Admission::Tripped,
+        })
     }
 
-    /// Uncounts an attempt that did not fail.
-    pub(crate) async fn unadmit(&self, window: u64, subject: &[u8; 32]) -> Result<(), SharedError> {
+    /// Settles an admitted attempt.
+    pub(crate) async fn settle(
+        &self,
+        window: u64,
+        subject: &[u8; 32],
+        failed: bool,
+    ) -> Result<(), SharedError> {
         let _: i64 = self
-            .run(&self.release, &[self.guard_key(window, subject)], &[1])
+            .run(
+                &self.settle,
+                &[self.guard_key(window, subject)],
+                &[u64::from(failed)],
+            )
             .await?;
         Ok(())
     }

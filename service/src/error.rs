@@ -65,6 +65,9 @@ pub mod reason {
     /// Too many unsuccessful questions about this subject in the guard's
     /// window, from any tenant.
     pub const SUBJECT_GUARD_TRIPPED: &str = "SUBJECT_GUARD_TRIPPED";
+    /// Other questions about this subject are still being answered and,
+    /// were they all to fail, would use up its allowance; retry shortly.
+    pub const SUBJECT_BUSY: &str = "SUBJECT_BUSY";
     /// A limit could not be checked (its shared store is unreachable) and
     /// its policy is to refuse.
     pub const LIMITS_UNAVAILABLE: &str = "LIMITS_UNAVAILABLE";
@@ -158,6 +161,12 @@ pub enum ServiceError {
         /// Until the guard's window ends.
         retry_after: Duration,
     },
+    /// Questions about this subject in flight fill its guard allowance.
+    #[error("other verifications of this subject are in progress; retry shortly")]
+    SubjectBusy {
+        /// About when those will have been answered.
+        retry_after: Duration,
+    },
     /// A limit could not be checked and fails closed.
     #[error("the {limit} limit cannot be checked right now")]
     LimitsUnavailable {
@@ -210,6 +219,7 @@ impl ServiceError {
             ServiceError::RateLimited { .. } => reason::RATE_LIMITED,
             ServiceError::QuotaExceeded { .. } => reason::QUOTA_EXCEEDED,
             ServiceError::SubjectGuardTripped { .. } => reason::SUBJECT_GUARD_TRIPPED,
+            ServiceError::SubjectBusy { .. } => reason::SUBJECT_BUSY,
             ServiceError::LimitsUnavailable { .. } => reason::LIMITS_UNAVAILABLE,
             ServiceError::DeadlineExceeded => reason::DEADLINE_PASSED,
             ServiceError::ShuttingDown => reason::SHUTTING_DOWN,
@@ -335,6 +345,17 @@ impl From<ServiceError> for Status {
                     "too many unsuccessful verifications of this subject; try again later",
                     d,
                 )
+            }
+            ServiceError::SubjectBusy { retry_after } => {
+                let mut d = info(reason);
+                d.set_retry_info(Some(retry_after));
+                let mut status = Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "other verifications of this subject are in progress; retry shortly",
+                    d,
+                );
+                pushback(&mut status, retry_after);
+                status
             }
             ServiceError::LimitsUnavailable { limit } => {
                 let mut d = info(reason);

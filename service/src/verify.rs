@@ -208,6 +208,12 @@ impl App {
                 reservation.release().await;
                 return Err(ServiceError::SubjectGuardTripped { retry_after });
             }
+            Ok(GuardDecision::Busy) => {
+                reservation.release().await;
+                return Err(ServiceError::SubjectBusy {
+                    retry_after: self.pool.retry_hint(),
+                });
+            }
             Err(e) => {
                 reservation.release().await;
                 return Err(unavailable(e));

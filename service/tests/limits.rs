@@ -388,6 +388,37 @@ async fn sweeping_a_birth_date_through_two_tenants_is_cut_off_by_the_subject_gua
         .await
         .expect_err("sixth");
     assert_eq!(reason(&s), "SUBJECT_GUARD_TRIPPED");
+    // Concurrent questions about one subject: no more can be in flight
+    // than failures it has left, so concurrency cannot beat the guard; the
+    // rest are asked to retry shortly (SUBJECT_BUSY), not tripped.
+    let busy_subject = 10;
+    let bank = Arc::new(bank);
+    let calls: Vec<_> = (0..12)
+        .map(|n| {
+            let bank = Arc::clone(&bank);
+            tokio::spawn(async move {
+                bank.verify_raw(ask(busy_subject, Some("1900-01-01"), 2, n))
+                    .await
+            })
+        })
+        .collect();
+    let mut failed_answers = 0;
+    for call in calls {
+        match call.await.expect("task") {
+            Ok(_) => failed_answers += 1,
+            Err(s) => {
+                let r = reason(&s);
+                assert!(r == "SUBJECT_BUSY" || r == "SUBJECT_GUARD_TRIPPED", "{s:?}");
+                if r == "SUBJECT_BUSY" {
+                    assert!(s.metadata().get("grpc-retry-pushback-ms").is_some());
+                }
+            }
+        }
+    }
+    assert!(
+        (1..=5).contains(&failed_answers),
+        "at most the allowance is answered: {failed_answers}"
+    );
     // An unknown ID is guarded the same way, so the guard does not tell
     // whether the ID exists.
     for n in 0..5 {
