@@ -154,6 +154,40 @@ async fn an_agency_admin_manages_tenants_keys_and_reads_the_audit_trail() {
         String::from_utf8_lossy(&nothing.stderr)
     );
 
+    // Quota days in the tenant's zone, and its usage.
+    admin
+        .ok(&[
+            "tenants",
+            "update",
+            &id,
+            "--daily-quota",
+            "10",
+            "--time-zone",
+            "Europe/Paris",
+        ])
+        .await;
+    let usage = admin.json(&["tenants", "usage", &id]).await;
+    assert_eq!(usage["time_zone"], "Europe/Paris", "{usage}");
+    assert_eq!(usage["daily"]["limit_units"], 10, "{usage}");
+    assert_eq!(usage["daily"]["used_units"], 0, "{usage}");
+    assert_eq!(usage["daily"]["remaining_units"], 10, "{usage}");
+    assert_eq!(usage["requests_per_second"], 10, "{usage}");
+    assert_eq!(usage["shared"], false, "{usage}");
+    let text = admin.ok(&["tenants", "usage", &id]).await;
+    assert!(
+        text.contains("0 units used of 10 (10 left)") && text.contains("this replica only"),
+        "{text}"
+    );
+    let bad_zone = admin
+        .run(&["tenants", "update", &id, "--time-zone", "Mars/Base"])
+        .await;
+    assert!(!bad_zone.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad_zone.stderr).contains("UNKNOWN_TIME_ZONE"),
+        "{}",
+        String::from_utf8_lossy(&bad_zone.stderr)
+    );
+
     // Suspend and resume.
     let suspended = admin
         .json(&["tenants", "suspend", &id, "--reason", "contract paused"])
