@@ -1,0 +1,1 @@
+//! Invoice exports: CSV, JSON and PDF, byte-for-byte reproducible.

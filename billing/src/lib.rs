@@ -1,0 +1,10 @@
+//! Billing: the usage ledger, versioned price plans and invoices.
+//!
+//! Pricing and exports are pure functions of their inputs, so an invoice
+//! regenerated from the same events and plan version is byte-identical.
+
+pub mod export;
+pub mod model;
+pub mod pricing;
+
+pub use model::*;

@@ -1,0 +1,1 @@
+//! Pricing a period's usage under a plan (see `price`).
