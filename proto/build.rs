@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["ekyc/v1/verification.proto", "ekyc/v1/tenant_admin.proto"];
+    let files = [
+        "ekyc/v1/verification.proto",
+        "ekyc/v1/tenant_admin.proto",
+        "ekyc/v1/billing.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -4,7 +4,12 @@
 //! regenerated from the same events and plan version is byte-identical.
 
 pub mod export;
+pub mod invoices;
+pub mod ledger;
 pub mod model;
+pub mod period;
 pub mod pricing;
 
+pub use invoices::events_digest;
+pub use ledger::{Ledger, LedgerError, Recorded, UsageEvent};
 pub use model::*;

@@ -58,9 +58,11 @@ pub enum LineKind {
     IncludedUnits,
     /// Field units in one price tier.
     FieldUnits,
-    /// Events of an earlier, already invoiced period that were recorded
-    /// after its invoice was finalized.
+    /// Field units of events of an earlier, already invoiced period that
+    /// were recorded after its invoice was finalized.
     Adjustment,
+    /// The calls of such late events, at the per-call price.
+    AdjustmentCalls,
     /// The shortfall up to the plan's monthly minimum.
     MinimumTopUp,
 }
@@ -114,9 +116,9 @@ pub struct Priced {
     pub tax: Decimal,
     /// `subtotal + tax`.
     pub total: Decimal,
-    /// Price of the last field unit of the period (the tier it fell in;
-    /// 0 inside the included units); late events of this period are billed
-    /// at it.
+    /// Price of the tier holding the period's last field unit (or the
+    /// first unit after the included ones, so late units are never free);
+    /// late events of this period are billed at it.
     pub marginal_unit_price: Decimal,
 }
 

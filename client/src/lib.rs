@@ -14,6 +14,7 @@ use ekyc_domain::Field;
 use ekyc_domain::attestation::{self, AttestationBody, claims_digest, consent_digest};
 use ekyc_domain::matching::MatchResult;
 use ekyc_proto::v1 as pb;
+use ekyc_proto::v1::billing_service_client::BillingServiceClient;
 use ekyc_proto::v1::tenant_admin_service_client::TenantAdminServiceClient;
 use ekyc_proto::v1::verification_service_client::VerificationServiceClient;
 use tonic::metadata::MetadataValue;
@@ -112,6 +113,12 @@ impl Client {
     /// and the deadline.
     pub fn admin(&self) -> TenantAdminServiceClient<Channel> {
         TenantAdminServiceClient::new(self.channel.clone())
+    }
+
+    /// A stub for `BillingService` on the same connection (send requests
+    /// built with [`Client::request`]).
+    pub fn billing(&self) -> BillingServiceClient<Channel> {
+        BillingServiceClient::new(self.channel.clone())
     }
 
     /// Wraps a message with this client's API key and deadline.

@@ -11,6 +11,8 @@
 //! `keys issue` or `keys rotate` just created, because showing it once is
 //! the point of those commands.
 
+mod billing_cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -73,6 +75,8 @@ enum Command {
     Keys(KeysArgs),
     /// Read the audit trail of administrative changes (agency admins).
     Audit(AuditArgs),
+    /// Usage, price plans and invoices (finance and agency keys).
+    Billing(billing_cli::BillingArgs),
 }
 
 #[derive(Args)]
@@ -261,6 +265,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Keys(args) => finish(keys(&client, args.command, args.json).await, args.json),
         Command::Audit(args) => finish(audit(&client, args.command, args.json).await, args.json),
+        Command::Billing(args) => finish(
+            billing_cli::billing(&client, args.command, args.json).await,
+            args.json,
+        ),
     }
 }
 

@@ -183,6 +183,21 @@ pub fn subject_pseudonym(pepper: &Pepper, id: &IdNumber) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// `HMAC-SHA256(P_v, "request" || len || part || len || part ...)`, each
+/// length a 4-byte big-endian count: the fingerprint of a request, stored
+/// with its usage event to tell a retry (same fingerprint) from another
+/// request reusing its id. Keyed, so the ledger holds no guessable hash of
+/// the claims.
+pub fn request_fingerprint(pepper: &Pepper, parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = hmac_with(&pepper.bytes);
+    mac.update(b"request");
+    for part in parts {
+        mac.update(&(part.len() as u32).to_be_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 /// Derives `K`: one Argon2id evaluation, the expensive step every Verify pays.
 pub fn derive_key(
     pepper: &Pepper,

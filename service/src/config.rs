@@ -49,6 +49,38 @@ pub struct Config {
     /// Address of the Prometheus scrape endpoint (`GET /metrics`); unset
     /// serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// The usage ledger and invoices.
+    pub billing: BillingConfig,
+}
+
+/// The usage ledger, idempotent retries and invoices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// Ledger database (`sqlite://...` or `postgres://...`); default
+    /// `sqlite://<data_dir>/billing.db`.
+    pub database_url: Option<String>,
+    /// How long a retried request id is answered again identically
+    /// (afterwards it is refused: request ids are unique forever).
+    pub idempotency_window_secs: u64,
+    /// Issuer id: the prefix of invoice numbers (gapless per issuer).
+    pub issuer_id: String,
+    /// Issuer name printed on invoices.
+    pub issuer_name: String,
+    /// Plan of tenants that have none assigned.
+    pub default_plan: String,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            database_url: None,
+            idempotency_window_secs: 24 * 3600,
+            issuer_id: "EKYC".to_string(),
+            issuer_name: "eKYC Registry Verification Service".to_string(),
+            default_plan: "demo".to_string(),
+        }
+    }
 }
 
 /// Where the pepper comes from.
@@ -148,6 +180,7 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             limits: ekyc_limits::LimitsConfig::default(),
             metrics_listen: None,
+            billing: BillingConfig::default(),
         }
     }
 }
@@ -315,6 +348,24 @@ impl Config {
             key: "limits",
             message: e.to_string(),
         })?;
+        let issuer = &self.billing.issuer_id;
+        if issuer.is_empty()
+            || issuer.len() > 16
+            || !issuer
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            return Err(ConfigError::Semantic {
+                key: "billing.issuer_id",
+                message: "must be 1 to 16 characters from A-Z 0-9".into(),
+            });
+        }
+        if self.billing.idempotency_window_secs == 0 {
+            return Err(ConfigError::Semantic {
+                key: "billing.idempotency_window_secs",
+                message: "must be at least 1".into(),
+            });
+        }
         if self.argon2.pool_threads > 1024 {
             return Err(ConfigError::Semantic {
                 key: "argon2.pool_threads",
@@ -355,6 +406,14 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ekyc.db").display()))
+    }
+
+    /// The ledger database URL after resolving the default.
+    pub fn billing_database_url(&self) -> String {
+        self.billing
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("billing.db").display()))
     }
 
     /// The pepper file after resolving the default.

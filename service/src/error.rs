@@ -68,6 +68,20 @@ pub mod reason {
     /// Other questions about this subject are still being answered and,
     /// were they all to fail, would use up its allowance; retry shortly.
     pub const SUBJECT_BUSY: &str = "SUBJECT_BUSY";
+    /// The request id was already used for a different request.
+    pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
+    /// The request id was answered longer ago than the retry window.
+    pub const REQUEST_ID_EXPIRED: &str = "REQUEST_ID_EXPIRED";
+    /// No such price plan (or the tenant's plan does not exist).
+    pub const PRICE_PLAN_NOT_FOUND: &str = "PRICE_PLAN_NOT_FOUND";
+    /// The billing month has not ended, so it cannot be finalized.
+    pub const PERIOD_NOT_OVER: &str = "PERIOD_NOT_OVER";
+    /// The month's invoice is finalized and cannot change.
+    pub const INVOICE_FINALIZED: &str = "INVOICE_FINALIZED";
+    /// No such invoice.
+    pub const INVOICE_NOT_FOUND: &str = "INVOICE_NOT_FOUND";
+    /// The usage ledger cannot be written, so nothing can be answered.
+    pub const LEDGER_UNAVAILABLE: &str = "LEDGER_UNAVAILABLE";
     /// A limit could not be checked (its shared store is unreachable) and
     /// its policy is to refuse.
     pub const LIMITS_UNAVAILABLE: &str = "LIMITS_UNAVAILABLE";
@@ -121,6 +135,18 @@ pub enum ServiceError {
         /// Lowercase explanation.
         message: &'static str,
     },
+    /// The request names something that already exists (a used request
+    /// id).
+    #[error("{message}")]
+    AlreadyExists {
+        /// Stable reason.
+        reason: &'static str,
+        /// Lowercase explanation.
+        message: &'static str,
+    },
+    /// The usage ledger could not record the call, so it is not answered.
+    #[error("the usage ledger is unavailable, retry later")]
+    LedgerUnavailable,
     /// A concurrent change won; re-read and retry.
     #[error("{message}")]
     Aborted {
@@ -214,7 +240,9 @@ impl ServiceError {
             | ServiceError::PermissionDenied { reason, .. }
             | ServiceError::NotFound { reason, .. }
             | ServiceError::FailedPrecondition { reason, .. }
-            | ServiceError::Aborted { reason, .. } => reason,
+            | ServiceError::Aborted { reason, .. }
+            | ServiceError::AlreadyExists { reason, .. } => reason,
+            ServiceError::LedgerUnavailable => reason::LEDGER_UNAVAILABLE,
             ServiceError::Overloaded { .. } => reason::HASHING_OVERLOADED,
             ServiceError::RateLimited { .. } => reason::RATE_LIMITED,
             ServiceError::QuotaExceeded { .. } => reason::QUOTA_EXCEEDED,
@@ -265,6 +293,18 @@ impl From<ServiceError> for Status {
             }
             ServiceError::NotFound { message, .. } => {
                 Status::with_error_details(Code::NotFound, message, info(reason))
+            }
+            ServiceError::AlreadyExists { message, .. } => {
+                Status::with_error_details(Code::AlreadyExists, message, info(reason))
+            }
+            ServiceError::LedgerUnavailable => {
+                let mut d = info(reason);
+                d.set_retry_info(Some(Duration::from_secs(1)));
+                Status::with_error_details(
+                    Code::Unavailable,
+                    "the usage ledger is unavailable, retry later with the same request_id",
+                    d,
+                )
             }
             ServiceError::Aborted { message, .. } => {
                 Status::with_error_details(Code::Aborted, message, info(reason))

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ekyc_proto::v1 as pb;
+use ekyc_proto::v1::billing_service_server::{BillingService, BillingServiceServer};
 use ekyc_proto::v1::tenant_admin_service_server::{TenantAdminService, TenantAdminServiceServer};
 use ekyc_proto::v1::verification_service_server::{VerificationService, VerificationServiceServer};
 use tokio::net::TcpListener;
@@ -99,6 +100,98 @@ macro_rules! admin_call {
         let out = $body.await?;
         Ok(Response::new($wrap(out)))
     }};
+}
+
+/// The `BillingService` adapter.
+pub struct BillingApi {
+    app: Arc<App>,
+}
+
+#[tonic::async_trait]
+impl BillingService for BillingApi {
+    async fn get_usage_summary(
+        &self,
+        request: Request<pb::GetUsageSummaryRequest>,
+    ) -> Result<Response<pb::GetUsageSummaryResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.usage_summary(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn list_price_plans(
+        &self,
+        request: Request<pb::ListPricePlansRequest>,
+    ) -> Result<Response<pb::ListPricePlansResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, _m| app.list_price_plans(cred),
+            |r| r
+        )
+    }
+
+    async fn get_price_plan(
+        &self,
+        request: Request<pb::GetPricePlanRequest>,
+    ) -> Result<Response<pb::GetPricePlanResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.get_price_plan(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn create_invoice(
+        &self,
+        request: Request<pb::CreateInvoiceRequest>,
+    ) -> Result<Response<pb::CreateInvoiceResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.create_invoice(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn finalize_invoice(
+        &self,
+        request: Request<pb::FinalizeInvoiceRequest>,
+    ) -> Result<Response<pb::FinalizeInvoiceResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.finalize_invoice(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn list_invoices(
+        &self,
+        request: Request<pb::ListInvoicesRequest>,
+    ) -> Result<Response<pb::ListInvoicesResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.list_invoices(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn export_invoice(
+        &self,
+        request: Request<pb::ExportInvoiceRequest>,
+    ) -> Result<Response<pb::ExportInvoiceResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.export_invoice(cred, msg),
+            |r| r
+        )
+    }
 }
 
 #[tonic::async_trait]
@@ -343,8 +436,14 @@ pub async fn run(
     let admin = TenantAdminApi {
         app: Arc::clone(&app),
     };
+    let billing = BillingApi {
+        app: Arc::clone(&app),
+    };
     health
         .set_serving::<TenantAdminServiceServer<TenantAdminApi>>()
+        .await;
+    health
+        .set_serving::<BillingServiceServer<BillingApi>>()
         .await;
     let grace = app.shutdown_grace;
     // In-process limit state is pruned every minute so it follows the
@@ -371,6 +470,9 @@ pub async fn run(
             .set_not_serving::<TenantAdminServiceServer<TenantAdminApi>>()
             .await;
         health
+            .set_not_serving::<BillingServiceServer<BillingApi>>()
+            .await;
+        health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
         let _ = stopping_tx.send(());
@@ -385,6 +487,7 @@ pub async fn run(
         .add_service(reflection)
         .add_service(VerificationServiceServer::new(api))
         .add_service(TenantAdminServiceServer::new(admin))
+        .add_service(BillingServiceServer::new(billing))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
 
     // Bound the drain: once shutdown starts, in-flight calls get `grace`.
@@ -403,6 +506,9 @@ pub async fn run(
     }
     housekeeping.abort();
     app.pool.close();
+    // Every acknowledged usage event is committed before an answer leaves;
+    // closing waits for the writer's connections to finish.
+    app.ledger.close().await;
     app.store.close().await;
     tracing::info!("server stopped");
     Ok(())

@@ -12,7 +12,9 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ekyc_domain::keys::{KdfMemory, KdfParams, Pepper, SubjectKey, derive_key, subject_pseudonym};
+use ekyc_domain::keys::{
+    KdfMemory, KdfParams, Pepper, SubjectKey, derive_key, request_fingerprint, subject_pseudonym,
+};
 use ekyc_domain::normalize::IdNumber;
 use tokio::sync::oneshot;
 
@@ -144,6 +146,12 @@ impl HashPool {
     /// The pepper version every key is derived with.
     pub fn pepper_version(&self) -> u32 {
         self.pepper.version()
+    }
+
+    /// The keyed fingerprint of a request (see
+    /// `ekyc_domain::keys::request_fingerprint`).
+    pub fn fingerprint(&self, parts: &[&[u8]]) -> [u8; 32] {
+        request_fingerprint(&self.pepper, parts)
     }
 
     /// The subject guard's name for `id` (one HMAC, no Argon2): lets the

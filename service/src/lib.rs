@@ -13,12 +13,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod grpc;
 pub mod hashing;
+pub mod idempotency;
 pub mod import;
 pub mod metrics;
 pub mod secrets;
@@ -60,6 +62,13 @@ pub struct App {
     pub counters: Arc<metrics::Counters>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The usage ledger, price plans and invoices.
+    pub ledger: Arc<ekyc_billing::Ledger>,
+    /// Billing settings (idempotency window, issuer, default plan).
+    pub billing: config::BillingConfig,
+    /// Verify calls in flight by (tenant, request id), so concurrent
+    /// duplicates run once.
+    pub(crate) in_flight: Arc<idempotency::InFlight>,
 }
 
 /// The server could not start.
@@ -74,6 +83,9 @@ pub enum StartError {
     /// The limits configuration is invalid.
     #[error(transparent)]
     Limits(#[from] ekyc_limits::ConfigError),
+    /// The ledger failed to open.
+    #[error("billing ledger: {0}")]
+    Ledger(#[from] ekyc_billing::LedgerError),
     /// A TLS file cannot be read.
     #[error("{key}: cannot read {path}: {source}")]
     Tls {
@@ -134,6 +146,12 @@ impl App {
         store
             .publish_signing_key(signer.key_id(), &signer.public_key(), clock::now_ms())
             .await?;
+        let ledger = ekyc_billing::Ledger::open(&config.billing_database_url()).await?;
+        // The demo plan is always there, so a tenant can be billed from day
+        // one; storing it again is a no-op.
+        ledger
+            .put_plan(&ekyc_billing::pricing::demo_plan(), clock::now_ms())
+            .await?;
         let pool = Arc::new(HashPool::start(
             pepper,
             params,
@@ -159,6 +177,9 @@ impl App {
             limiter,
             counters: Arc::default(),
             metrics_listen: config.metrics_listen,
+            ledger: Arc::new(ledger),
+            billing: config.billing.clone(),
+            in_flight: Arc::default(),
         })
     }
 }

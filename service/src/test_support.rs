@@ -233,6 +233,17 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// A request id never used before in this process: each Verify of a test
+/// is a new request unless the test retries on purpose (request ids are
+/// idempotency keys).
+pub fn unique_request_id(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!(
+        "{prefix}-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 /// The shared Redis the test environment runs (scripts/services.sh).
 pub const SHARED_REDIS_URL: &str = "redis://127.0.0.1:6379";
 

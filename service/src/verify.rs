@@ -1,6 +1,7 @@
 //! The Verify request path, as one chain: authenticate, authorise,
-//! validate, apply the tenant's policy, rate limit, quota, subject guard,
-//! hash, look up, match, sign, respond.
+//! validate, apply the tenant's policy, replay a retry (idempotency), rate
+//! limit, quota, subject guard, hash, look up, match, record the usage
+//! event durably, sign, respond.
 //!
 //! Everything before hashing is cheap and rejects early: a request refused
 //! by authentication, validation, policy or a limit never costs an Argon2
@@ -21,8 +22,10 @@ use crate::auth::{self, Caller, Credential};
 use crate::clock;
 use crate::error::{ServiceError, reason};
 use crate::hashing::HashError;
+use crate::idempotency::{self, Claim, Outcome};
 use crate::secrets::random_bytes;
 use crate::store::{Role, TenantPolicy};
+use ekyc_billing::{Recorded, UsageEvent};
 
 use std::sync::Arc;
 
@@ -145,7 +148,35 @@ impl App {
         check_policy(policy, &valid.claims, &req.purpose_code)?;
         let tenant = caller.tenant.id.as_str();
 
-        // 5. Rate limit (counts the request, answered or not).
+        // 5. Idempotency: a retry of an answered request gets the same
+        // answer, unbilled and unhashed; a concurrent duplicate in this
+        // process waits for the first and then gets its answer.
+        let fingerprint = idempotency::fingerprint(&self.pool, req);
+        let _leader = loop {
+            if let Some(event) = self
+                .ledger
+                .find(tenant, &req.request_id)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "ledger lookup failed");
+                    ServiceError::LedgerUnavailable
+                })?
+            {
+                return Ok(Answered {
+                    response: self.replay(&caller, req, &valid, &event, now_ms)?,
+                    allowance: Allowance::default(),
+                });
+            }
+            match self.in_flight.claim(tenant, &req.request_id) {
+                Claim::Leader(leader) => break leader,
+                Claim::Follower(mut done) => {
+                    // Ends when the first call finishes, answered or not.
+                    while done.changed().await.is_ok() {}
+                }
+            }
+        };
+
+        // 6. Rate limit (counts the request, answered or not).
         let rate = RateLimit {
             per_second: policy.limits.requests_per_second,
             burst: policy.limits.burst,
@@ -161,7 +192,7 @@ impl App {
                 return Err(ServiceError::RateLimited { retry_after });
             }
         };
-        // 6. Quota: reserve the call's units in the tenant's day and month.
+        // 7. Quota: reserve the call's units in the tenant's day and month.
         let tz = ekyc_limits::time_zone(&policy.time_zone)
             .map_err(|_| ServiceError::internal("a stored tenant time zone is unknown"))?;
         let quota = Quota {
@@ -196,7 +227,7 @@ impl App {
             grant: Some(grant),
             ticket: None,
         };
-        // 7. The subject guard, keyed by a pepper-keyed pseudonym (one HMAC)
+        // 8. The subject guard, keyed by a pepper-keyed pseudonym (one HMAC)
         // so that a refusal costs no Argon2.
         match self
             .limiter
@@ -220,41 +251,114 @@ impl App {
             }
         }
 
-        // 8. Everything after the reservations; they are settled by how it
-        // ends.
-        match self
-            .answer(&caller, req, valid, deadline, now_ms, started)
-            .await
-        {
-            Ok(response) => {
-                let failed = response.decision != pb::Decision::Yes as i32;
-                reservation.answered(failed).await;
+        // 9. Everything after the reservations; they are settled by how it
+        // ends. The answer is returned only once its usage event is durable.
+        let outcome = match self.answer(&caller, &valid, deadline, now_ms).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                reservation.release().await;
+                return Err(e);
+            }
+        };
+        let event = UsageEvent {
+            tenant_id: tenant.to_string(),
+            request_id: req.request_id.clone(),
+            event_time_ms: outcome.issued_at_ms,
+            method: "Verify".to_string(),
+            fields: valid
+                .claims
+                .iter()
+                .map(|(f, _)| f.name().to_string())
+                .collect(),
+            units,
+            outcome: if outcome.decision { "yes" } else { "no" }.to_string(),
+            fingerprint,
+            replay: Some(outcome.to_replay()),
+            invoice_number: None,
+        };
+        match self.ledger.record(event).await {
+            Ok(Recorded::Inserted) => {
+                reservation.answered(!outcome.decision).await;
+                tracing::info!(
+                    tenant = %caller.tenant.id,
+                    key_id = %caller.key_id,
+                    transaction_id = %outcome.transaction_id,
+                    fields = outcome.fields.len(),
+                    decision = outcome.decision,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "verify answered"
+                );
+                Ok(Answered {
+                    response: self.respond(&caller, req, &valid, &outcome)?,
+                    allowance,
+                })
+            }
+            Ok(Recorded::Existing(winner)) => {
+                // A duplicate on another replica was recorded first: its
+                // answer is the answer, and only it is billed.
+                reservation.release().await;
+                let response = self.replay(&caller, req, &valid, &winner, now_ms)?;
                 Ok(Answered {
                     response,
                     allowance,
                 })
             }
             Err(e) => {
+                // Not durable, so not answered (and not billed).
                 reservation.release().await;
-                Err(e)
+                tracing::error!(error = %e, "usage event not recorded; call refused");
+                Err(ServiceError::LedgerUnavailable)
             }
         }
     }
 
-    /// Hashes, looks up, matches and signs: the work a call pays for.
-    async fn answer(
+    /// Answers a retry from the ledger: the stored outcome, signed again
+    /// over the retried request (whose fingerprint matched).
+    fn replay(
         &self,
         caller: &Caller,
         req: &pb::VerifyRequest,
-        valid: ValidRequest<'_>,
+        valid: &ValidRequest<'_>,
+        event: &UsageEvent,
+        now_ms: i64,
+    ) -> Result<pb::VerifyResponse, ServiceError> {
+        if event.fingerprint != idempotency::fingerprint(&self.pool, req) {
+            return Err(ServiceError::AlreadyExists {
+                reason: reason::REQUEST_ID_REUSED,
+                message: "this request_id was already used for a different request",
+            });
+        }
+        let window_ms = (self.billing.idempotency_window_secs as i64).saturating_mul(1000);
+        let outcome = event
+            .replay
+            .as_deref()
+            .filter(|_| now_ms - event.event_time_ms <= window_ms)
+            .and_then(Outcome::from_replay)
+            .ok_or(ServiceError::AlreadyExists {
+                reason: reason::REQUEST_ID_EXPIRED,
+                message: "this request_id was answered before the retry window; use a new one",
+            })?;
+        tracing::info!(
+            tenant = %caller.tenant.id,
+            key_id = %caller.key_id,
+            transaction_id = %outcome.transaction_id,
+            "verify replayed"
+        );
+        self.respond(caller, req, valid, &outcome)
+    }
+
+    /// Hashes, looks up and matches: the work a call pays for.
+    async fn answer(
+        &self,
+        caller: &Caller,
+        valid: &ValidRequest<'_>,
         deadline: Option<Instant>,
         now_ms: i64,
-        started: Instant,
-    ) -> Result<pb::VerifyResponse, ServiceError> {
+    ) -> Result<Outcome, ServiceError> {
         // Hash: the one expensive step, on the bounded pool.
         let key = self
             .pool
-            .derive(valid.id, deadline)
+            .derive(valid.id.clone(), deadline)
             .await
             .map_err(|e| match e {
                 HashError::Saturated => ServiceError::Overloaded {
@@ -285,19 +389,35 @@ impl App {
             record.as_ref().map(|r| &r.tags),
             &policy,
         );
+        Ok(Outcome {
+            transaction_id: format!(
+                "tx_{}",
+                hex::encode(random_bytes::<16>().map_err(ServiceError::internal)?)
+            ),
+            issued_at_ms: now_ms,
+            registry_version,
+            subject_found: outcome.subject_found,
+            fields: outcome.fields,
+            decision: outcome.decision,
+        })
+    }
 
-        // Sign.
-        let transaction_id = format!(
-            "tx_{}",
-            hex::encode(random_bytes::<16>().map_err(ServiceError::internal)?)
-        );
+    /// Signs an outcome over the request it answers and builds the reply.
+    /// Deterministic: the same outcome and request give the same bytes.
+    fn respond(
+        &self,
+        caller: &Caller,
+        req: &pb::VerifyRequest,
+        valid: &ValidRequest<'_>,
+        outcome: &Outcome,
+    ) -> Result<pb::VerifyResponse, ServiceError> {
         let body = AttestationBody {
             key_id: self.signer.key_id().to_string(),
             tenant_id: caller.tenant.id.clone(),
             request_id: req.request_id.clone(),
-            transaction_id: transaction_id.clone(),
-            issued_at_ms: now_ms,
-            registry_version,
+            transaction_id: outcome.transaction_id.clone(),
+            issued_at_ms: outcome.issued_at_ms,
+            registry_version: outcome.registry_version,
             claims_digest: claims_digest(&req.id_number, &valid.raw_claims)
                 .map_err(ServiceError::internal)?,
             purpose_code: req.purpose_code.clone(),
@@ -308,20 +428,8 @@ impl App {
         };
         let payload = body.encode().map_err(ServiceError::internal)?;
         let signature = self.signer.sign(&payload);
-
-        // Respond. The log line names the tenant, key and transaction,
-        // never the subject or any claimed value.
-        tracing::info!(
-            tenant = %caller.tenant.id,
-            key_id = %caller.key_id,
-            transaction_id = %transaction_id,
-            fields = outcome.fields.len(),
-            decision = outcome.decision,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "verify answered"
-        );
         Ok(pb::VerifyResponse {
-            transaction_id,
+            transaction_id: outcome.transaction_id.clone(),
             decision: if outcome.decision {
                 pb::Decision::Yes
             } else {
@@ -341,8 +449,8 @@ impl App {
                     score: f.score.map(u32::from),
                 })
                 .collect(),
-            registry_version,
-            verified_at: Some(clock::timestamp(now_ms)),
+            registry_version: outcome.registry_version,
+            verified_at: Some(clock::timestamp(outcome.issued_at_ms)),
             subject_status: match outcome.subject_found {
                 None => pb::SubjectStatus::Unspecified,
                 Some(true) => pb::SubjectStatus::Found,

@@ -119,7 +119,7 @@ impl Admin {
 
 fn verify_request(c: &ekyc_synth::Citizen, purpose: &str) -> pb::VerifyRequest {
     pb::VerifyRequest {
-        request_id: "admin-test-1".into(),
+        request_id: ekyc_service::test_support::unique_request_id("admin"),
         id_number: c.id_number.clone(),
         claims: Some(pb::Claims {
             full_name: Some(c.full_name.clone()),
@@ -416,6 +416,7 @@ async fn policy_limits_fields_and_purposes_and_disclosure() {
 
     // Disclosure: off, an unknown subject is a mismatch; on, it is named.
     let mut unknown = only_name.clone();
+    unknown.request_id = ekyc_service::test_support::unique_request_id("admin");
     unknown.id_number = ekyc_synth::citizen(42, 9000).id_number;
     let uniform = narrow.verify(unknown.clone()).await.expect("uniform");
     assert_eq!(
@@ -476,6 +477,8 @@ async fn policy_limits_fields_and_purposes_and_disclosure() {
         vec!["full_name", "gender"],
         "unmasked fields keep their values"
     );
+    // A new request (the same request id would be answered as before).
+    unknown.request_id = ekyc_service::test_support::unique_request_id("admin");
     let disclosed = narrow.verify(unknown).await.expect("disclosed");
     assert_eq!(
         disclosed.response.subject_status,

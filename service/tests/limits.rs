@@ -52,7 +52,7 @@ fn ask(index: u64, date_of_birth: Option<&str>, fields: usize, n: usize) -> pb::
         claims.gender = Some(c.gender.clone());
     }
     pb::VerifyRequest {
-        request_id: format!("req-{index}-{n}"),
+        request_id: ekyc_service::test_support::unique_request_id(&format!("req-{index}-{n}")),
         id_number: c.id_number,
         claims: Some(claims),
         purpose_code: "ACCOUNT_OPENING".into(),

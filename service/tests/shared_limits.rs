@@ -36,7 +36,7 @@ fn reason(s: &Status) -> String {
 fn ask(index: u64, date_of_birth: Option<&str>, n: u64) -> pb::VerifyRequest {
     let c = ekyc_synth::citizen(42, index);
     pb::VerifyRequest {
-        request_id: format!("req-{index}-{n}"),
+        request_id: ekyc_service::test_support::unique_request_id(&format!("req-{index}-{n}")),
         id_number: c.id_number,
         claims: Some(pb::Claims {
             date_of_birth: Some(date_of_birth.unwrap_or(&c.date_of_birth).to_string()),

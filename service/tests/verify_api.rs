@@ -28,7 +28,7 @@ fn claims_of(c: &ekyc_synth::Citizen) -> pb::Claims {
 
 fn request(id: &str, claims: pb::Claims) -> pb::VerifyRequest {
     pb::VerifyRequest {
-        request_id: format!("req-{id}"),
+        request_id: ekyc_service::test_support::unique_request_id(&format!("req-{id}")),
         id_number: id.to_string(),
         claims: Some(claims),
         purpose_code: "ACCOUNT_OPENING".into(),

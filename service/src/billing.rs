@@ -1,0 +1,397 @@
+//! The `BillingService` path: usage summaries, price plans, invoices and
+//! exports, over `ekyc-billing`'s ledger.
+//!
+//! Access: the agency (agency-admin keys and finance keys of the agency
+//! tenant) for every tenant, and only the agency finalizes; a tenant's
+//! finance key for its own tenant's reads and drafts; nobody else.
+
+use ekyc_billing::invoices::{InvoiceRecord, InvoiceRequest, InvoiceSigner, InvoiceStatus};
+use ekyc_billing::ledger::LedgerError;
+use ekyc_billing::period::Month;
+use ekyc_billing::{Issuer, PricePlan, export};
+use ekyc_proto::v1 as pb;
+
+use crate::App;
+use crate::auth::{self, Caller, Credential};
+use crate::clock;
+use crate::error::{ServiceError, reason};
+use crate::secrets::Signer;
+use crate::store::{Role, Tenant};
+use crate::tenants;
+
+impl InvoiceSigner for Signer {
+    fn key_id(&self) -> &str {
+        Signer::key_id(self)
+    }
+
+    fn sign(&self, bytes: &[u8]) -> Vec<u8> {
+        Signer::sign(self, bytes).to_vec()
+    }
+}
+
+/// What a billing call may do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Read a tenant's usage, invoices and exports, or draft.
+    Read,
+    /// Finalize (the agency only).
+    Finalize,
+}
+
+impl App {
+    async fn billing_caller(
+        &self,
+        credential: &Credential,
+        tenant_id: &str,
+        access: Access,
+        method: &str,
+    ) -> Result<Caller, ServiceError> {
+        let caller = auth::authenticate(&self.store, credential, clock::now_ms()).await?;
+        let agency = self
+            .store
+            .get_meta(tenants::META_AGENCY_TENANT)
+            .await
+            .map_err(ServiceError::internal)?;
+        let of_agency = agency.as_deref() == Some(caller.tenant.id.as_str());
+        match caller.role {
+            Role::AgencyAdmin | Role::Finance if of_agency => Ok(caller),
+            Role::Finance if access == Access::Finalize => Err(ServiceError::PermissionDenied {
+                reason: reason::ROLE_NOT_ALLOWED,
+                message: format!("only the agency may call {method}"),
+            }),
+            Role::Finance if caller.tenant.id == tenant_id => Ok(caller),
+            Role::Finance => Err(ServiceError::PermissionDenied {
+                reason: reason::TENANT_NOT_ACCESSIBLE,
+                message: format!("this credential may only call {method} for its own tenant"),
+            }),
+            _ => Err(ServiceError::PermissionDenied {
+                reason: reason::ROLE_NOT_ALLOWED,
+                message: format!("only finance and agency keys may call {method}"),
+            }),
+        }
+    }
+
+    async fn billed_tenant(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
+        self.store
+            .get_tenant(tenant_id)
+            .await
+            .map_err(ServiceError::internal)?
+            .ok_or(ServiceError::NotFound {
+                reason: reason::TENANT_NOT_FOUND,
+                message: "tenant not found",
+            })
+    }
+
+    fn invoice_request(&self, tenant: &Tenant, period: &str) -> InvoiceRequest {
+        InvoiceRequest {
+            tenant_id: tenant.id.clone(),
+            tenant_name: tenant.name.clone(),
+            period: period.to_string(),
+            time_zone: tenant.policy.time_zone.clone(),
+            plan_id: if tenant.policy.price_plan.is_empty() {
+                self.billing.default_plan.clone()
+            } else {
+                tenant.policy.price_plan.clone()
+            },
+            issuer: Issuer {
+                id: self.billing.issuer_id.clone(),
+                name: self.billing.issuer_name.clone(),
+            },
+        }
+    }
+
+    /// GetUsageSummary.
+    pub async fn usage_summary(
+        &self,
+        credential: &Credential,
+        req: &pb::GetUsageSummaryRequest,
+    ) -> Result<pb::GetUsageSummaryResponse, ServiceError> {
+        self.billing_caller(credential, &req.tenant_id, Access::Read, "GetUsageSummary")
+            .await?;
+        let tenant = self.billed_tenant(&req.tenant_id).await?;
+        let tz = &tenant.policy.time_zone;
+        let (from, to) = if req.period.len() == 10 {
+            day_range(&req.period, tz)?
+        } else {
+            let m = Month::parse(&req.period, tz).map_err(period_error)?;
+            (m.start_ms, m.end_ms)
+        };
+        let methods = self
+            .ledger
+            .usage_by_method(&tenant.id, from, to)
+            .await
+            .map_err(ledger_error)?;
+        Ok(pb::GetUsageSummaryResponse {
+            tenant_id: tenant.id.clone(),
+            period: req.period.clone(),
+            time_zone: tz.clone(),
+            methods: methods
+                .into_iter()
+                .map(|(method, q)| pb::MethodUsage {
+                    method,
+                    calls: q.calls as i64,
+                    units: q.units as i64,
+                })
+                .collect(),
+        })
+    }
+
+    /// ListPricePlans: any finance or agency key.
+    pub async fn list_price_plans(
+        &self,
+        credential: &Credential,
+    ) -> Result<pb::ListPricePlansResponse, ServiceError> {
+        let caller = auth::authenticate(&self.store, credential, clock::now_ms()).await?;
+        if !matches!(caller.role, Role::Finance | Role::AgencyAdmin) {
+            return Err(ServiceError::PermissionDenied {
+                reason: reason::ROLE_NOT_ALLOWED,
+                message: "only finance and agency keys may call ListPricePlans".into(),
+            });
+        }
+        let plans = self.ledger.plans().await.map_err(ledger_error)?;
+        Ok(pb::ListPricePlansResponse {
+            plans: plans.iter().map(plan_to_proto).collect(),
+        })
+    }
+
+    /// GetPricePlan.
+    pub async fn get_price_plan(
+        &self,
+        credential: &Credential,
+        req: &pb::GetPricePlanRequest,
+    ) -> Result<pb::GetPricePlanResponse, ServiceError> {
+        let all = self.list_price_plans(credential).await?;
+        let plan = all
+            .plans
+            .into_iter()
+            .filter(|p| p.plan_id == req.plan_id && (req.version == 0 || p.version == req.version))
+            .max_by_key(|p| p.version)
+            .ok_or(ServiceError::NotFound {
+                reason: reason::PRICE_PLAN_NOT_FOUND,
+                message: "price plan not found",
+            })?;
+        Ok(pb::GetPricePlanResponse { plan: Some(plan) })
+    }
+
+    /// CreateInvoice: a draft of the tenant's month.
+    pub async fn create_invoice(
+        &self,
+        credential: &Credential,
+        req: &pb::CreateInvoiceRequest,
+    ) -> Result<pb::CreateInvoiceResponse, ServiceError> {
+        self.billing_caller(credential, &req.tenant_id, Access::Read, "CreateInvoice")
+            .await?;
+        let tenant = self.billed_tenant(&req.tenant_id).await?;
+        let record = self
+            .ledger
+            .draft_invoice(&self.invoice_request(&tenant, &req.period), clock::now_ms())
+            .await
+            .map_err(ledger_error)?;
+        Ok(pb::CreateInvoiceResponse {
+            invoice: Some(invoice_to_proto(&record)),
+        })
+    }
+
+    /// FinalizeInvoice: the agency numbers and signs an ended month.
+    pub async fn finalize_invoice(
+        &self,
+        credential: &Credential,
+        req: &pb::FinalizeInvoiceRequest,
+    ) -> Result<pb::FinalizeInvoiceResponse, ServiceError> {
+        let caller = self
+            .billing_caller(
+                credential,
+                &req.tenant_id,
+                Access::Finalize,
+                "FinalizeInvoice",
+            )
+            .await?;
+        let tenant = self.billed_tenant(&req.tenant_id).await?;
+        let record = self
+            .ledger
+            .finalize_invoice(
+                &self.invoice_request(&tenant, &req.period),
+                &self.signer,
+                clock::now_ms(),
+            )
+            .await
+            .map_err(ledger_error)?;
+        tracing::info!(
+            tenant = %tenant.id,
+            period = %req.period,
+            number = %record.signed.document.number,
+            by = %caller.key_id,
+            "invoice finalized"
+        );
+        Ok(pb::FinalizeInvoiceResponse {
+            invoice: Some(invoice_to_proto(&record)),
+        })
+    }
+
+    /// ListInvoices.
+    pub async fn list_invoices(
+        &self,
+        credential: &Credential,
+        req: &pb::ListInvoicesRequest,
+    ) -> Result<pb::ListInvoicesResponse, ServiceError> {
+        self.billing_caller(credential, &req.tenant_id, Access::Read, "ListInvoices")
+            .await?;
+        // An empty tenant means "every tenant", which only the agency may
+        // ask: billing_caller let a tenant's finance key through only for
+        // its own id, and "" is not one.
+        let tenant = (!req.tenant_id.is_empty()).then_some(req.tenant_id.as_str());
+        let records = self.ledger.invoices(tenant).await.map_err(ledger_error)?;
+        Ok(pb::ListInvoicesResponse {
+            invoices: records.iter().map(invoice_to_proto).collect(),
+        })
+    }
+
+    /// ExportInvoice.
+    pub async fn export_invoice(
+        &self,
+        credential: &Credential,
+        req: &pb::ExportInvoiceRequest,
+    ) -> Result<pb::ExportInvoiceResponse, ServiceError> {
+        let tenant_id = req.invoice_id.split(':').next().unwrap_or_default();
+        self.billing_caller(credential, tenant_id, Access::Read, "ExportInvoice")
+            .await?;
+        let record = self
+            .ledger
+            .invoice(&req.invoice_id)
+            .await
+            .map_err(ledger_error)?;
+        let signed = &record.signed;
+        let name = if signed.document.number.is_empty() {
+            format!(
+                "draft-{}-{}",
+                signed.document.tenant_id, signed.document.period
+            )
+        } else {
+            signed.document.number.clone()
+        };
+        let (content, content_type, ext) = match pb::ExportFormat::try_from(req.format) {
+            Ok(pb::ExportFormat::Csv) => (
+                export::csv::invoice_csv(&signed.document),
+                "text/csv",
+                "csv",
+            ),
+            Ok(pb::ExportFormat::Json) => (
+                export::json::invoice_json(signed),
+                "application/json",
+                "json",
+            ),
+            Ok(pb::ExportFormat::Pdf) => {
+                (export::pdf::invoice_pdf(signed), "application/pdf", "pdf")
+            }
+            _ => {
+                return Err(ServiceError::invalid(
+                    "format",
+                    "required",
+                    "format must be CSV, JSON or PDF",
+                ));
+            }
+        };
+        Ok(pb::ExportInvoiceResponse {
+            content,
+            content_type: content_type.to_string(),
+            file_name: format!("{name}.{ext}"),
+        })
+    }
+}
+
+fn day_range(day: &str, tz: &str) -> Result<(i64, i64), ServiceError> {
+    let bad = || {
+        ServiceError::invalid(
+            "period",
+            "invalid_format",
+            "period must be YYYY-MM or YYYY-MM-DD",
+        )
+    };
+    let date: jiff::civil::Date = day.parse().map_err(|_| bad())?;
+    let start = date.in_tz(tz).map_err(|_| bad())?;
+    let end = date
+        .tomorrow()
+        .map_err(|_| bad())?
+        .in_tz(tz)
+        .map_err(|_| bad())?;
+    Ok((
+        start.timestamp().as_millisecond(),
+        end.timestamp().as_millisecond(),
+    ))
+}
+
+fn period_error(_: ekyc_billing::period::PeriodError) -> ServiceError {
+    ServiceError::invalid(
+        "period",
+        "invalid_format",
+        "period must be YYYY-MM or YYYY-MM-DD",
+    )
+}
+
+/// Ledger errors as the caller should see them.
+fn ledger_error(e: LedgerError) -> ServiceError {
+    use ekyc_billing::invoices::InvoiceError as E;
+    match e {
+        LedgerError::Invoice(E::Period(p)) => period_error(p),
+        LedgerError::Invoice(E::PlanNotFound) => ServiceError::FailedPrecondition {
+            reason: reason::PRICE_PLAN_NOT_FOUND,
+            message: "the tenant's price plan does not exist",
+        },
+        LedgerError::Invoice(E::PeriodNotOver) => ServiceError::FailedPrecondition {
+            reason: reason::PERIOD_NOT_OVER,
+            message: "the billing month has not ended yet",
+        },
+        LedgerError::Invoice(E::AlreadyFinal) => ServiceError::FailedPrecondition {
+            reason: reason::INVOICE_FINALIZED,
+            message: "the invoice for this tenant and month is already finalized",
+        },
+        LedgerError::Invoice(E::NotFound) => ServiceError::NotFound {
+            reason: reason::INVOICE_NOT_FOUND,
+            message: "invoice not found",
+        },
+        other => ServiceError::internal(other),
+    }
+}
+
+fn plan_to_proto(p: &PricePlan) -> pb::PricePlan {
+    pb::PricePlan {
+        plan_id: p.id.clone(),
+        version: p.version,
+        name: p.name.clone(),
+        currency: p.currency.clone(),
+        minor_units: p.minor_units,
+        per_call: p.per_call.to_string(),
+        per_field_tiers: p
+            .per_field_tiers
+            .iter()
+            .map(|t| pb::PriceTier {
+                up_to: t.up_to.map(|u| u as i64),
+                unit_price: t.unit_price.to_string(),
+            })
+            .collect(),
+        included_units: p.included_units as i64,
+        monthly_minimum: p.monthly_minimum.to_string(),
+        tax_rate: p.tax_rate.to_string(),
+    }
+}
+
+fn invoice_to_proto(r: &InvoiceRecord) -> pb::Invoice {
+    let d = &r.signed.document;
+    pb::Invoice {
+        invoice_id: r.invoice_id.clone(),
+        tenant_id: d.tenant_id.clone(),
+        period: d.period.clone(),
+        status: match r.status {
+            InvoiceStatus::Draft => pb::InvoiceStatus::Draft,
+            InvoiceStatus::Final => pb::InvoiceStatus::Final,
+        } as i32,
+        number: d.number.clone(),
+        currency: d.currency.clone(),
+        subtotal: d.priced.subtotal.to_string(),
+        tax: d.priced.tax.to_string(),
+        total: d.priced.total.to_string(),
+        document: r.signed.bytes.clone(),
+        key_id: r.signed.key_id.clone(),
+        signature: r.signed.signature.clone(),
+    }
+}
