@@ -33,6 +33,10 @@ pub struct TestOptions {
     pub tls: crate::config::TlsConfig,
     /// Limits (in process by default).
     pub limits: ekyc_limits::LimitsConfig,
+    /// Ledger database URL (default: SQLite in the data directory).
+    pub billing_database_url: Option<String>,
+    /// How long a request id is answered again identically.
+    pub idempotency_window_secs: u64,
 }
 
 impl Default for TestOptions {
@@ -46,6 +50,8 @@ impl Default for TestOptions {
             queue_capacity: 64,
             tls: crate::config::TlsConfig::default(),
             limits: ekyc_limits::LimitsConfig::default(),
+            billing_database_url: None,
+            idempotency_window_secs: 24 * 3600,
         }
     }
 }
@@ -161,6 +167,106 @@ pub async fn create_tenant_with_key(
         .await
         .expect("key")
         .token
+}
+
+/// An `ekycd serve` child process on a prepared data directory, with the
+/// test Argon2 parameters of [`test_config`] and a metrics endpoint.
+/// Killed when dropped.
+pub struct EkycdProcess {
+    /// The child.
+    pub child: std::process::Child,
+    /// `http://addr` of its gRPC port.
+    pub endpoint: String,
+    /// `addr` of its metrics endpoint.
+    pub metrics: String,
+}
+
+impl EkycdProcess {
+    /// Starts `binary serve` on `data_dir` with `env` added, and waits for
+    /// its address lines.
+    pub fn start(binary: &str, data_dir: &std::path::Path, env: &[(&str, &str)]) -> EkycdProcess {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(binary);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("EKYCD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("serve")
+            .env("EKYCD_DATA_DIR", data_dir)
+            .env("EKYCD_LISTEN", "127.0.0.1:0")
+            .env("EKYCD_METRICS_LISTEN", "127.0.0.1:0")
+            .env("EKYCD_ARGON2__PARAMS_ID", "100")
+            .env("EKYCD_ARGON2__MEMORY_KIB", "64")
+            .env("EKYCD_ARGON2__ITERATIONS", "1")
+            .env("EKYCD_ARGON2__QUEUE_CAPACITY", "256")
+            .env("EKYCD_LOG__FILTER", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ekycd");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let (mut endpoint, mut metrics) = (None, None);
+        while endpoint.is_none() || metrics.is_none() {
+            let line = lines.next().expect("ekycd exited early").expect("line");
+            if let Some(addr) = line.strip_prefix("ekycd listening on ") {
+                endpoint = Some(format!("http://{addr}"));
+            }
+            if let Some(url) = line.strip_prefix("ekycd metrics on http://") {
+                metrics = Some(url.trim_end_matches("/metrics").to_string());
+            }
+        }
+        EkycdProcess {
+            child,
+            endpoint: endpoint.unwrap_or_default(),
+            metrics: metrics.unwrap_or_default(),
+        }
+    }
+
+    /// Kills it with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EkycdProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A data directory with a synthetic registry (`citizens` of seed 42) and
+/// a tenant per entry of `policies`; returns the config and one verifier
+/// key per tenant, plus an agency-admin key. Everything is closed again,
+/// so `ekycd` processes can serve it.
+pub async fn prepare_data_dir(
+    dir: &std::path::Path,
+    citizens: u64,
+    policies: &[(&str, crate::store::TenantPolicy)],
+) -> (Config, Vec<String>, String) {
+    let config = test_config(dir, &TestOptions::default());
+    let app = App::open(&config).await.expect("open");
+    demo::load_synthetic_registry(&app, 42, citizens, ProgressStyle::Quiet)
+        .await
+        .expect("registry");
+    let mut keys = Vec::new();
+    for (name, policy) in policies {
+        keys.push(create_tenant_with_key(&app, name, policy.clone()).await);
+    }
+    let (_, admin) = tenants::bootstrap(&app.store, false)
+        .await
+        .expect("bootstrap");
+    app.pool.close();
+    app.ledger.close().await;
+    app.store.close().await;
+    (config, keys, admin.token)
 }
 
 /// A private `redis-server` on a free loopback port, for tests that stop
@@ -290,6 +396,8 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     config.shutdown_grace_secs = 5;
     config.tls = opts.tls.clone();
     config.limits = opts.limits.clone();
+    config.billing.database_url = opts.billing_database_url.clone();
+    config.billing.idempotency_window_secs = opts.idempotency_window_secs;
     config.validate().expect("valid test config");
     config
 }

@@ -153,22 +153,26 @@ impl App {
         // process waits for the first and then gets its answer.
         let fingerprint = idempotency::fingerprint(&self.pool, req);
         let _leader = loop {
-            if let Some(event) = self
-                .ledger
-                .find(tenant, &req.request_id)
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "ledger lookup failed");
-                    ServiceError::LedgerUnavailable
-                })?
-            {
-                return Ok(Answered {
-                    response: self.replay(&caller, req, &valid, &event, now_ms)?,
-                    allowance: Allowance::default(),
-                });
-            }
             match self.in_flight.claim(tenant, &req.request_id) {
-                Claim::Leader(leader) => break leader,
+                Claim::Leader(leader) => {
+                    // Looked up only once this call leads its request id,
+                    // so a duplicate that finished a moment ago is seen.
+                    if let Some(event) = self
+                        .ledger
+                        .find(tenant, &req.request_id)
+                        .await
+                        .map_err(|e| {
+                            tracing::error!(error = %e, "ledger lookup failed");
+                            ServiceError::LedgerUnavailable
+                        })?
+                    {
+                        return Ok(Answered {
+                            response: self.replay(&caller, req, &valid, &event, now_ms)?,
+                            allowance: Allowance::default(),
+                        });
+                    }
+                    break leader;
+                }
                 Claim::Follower(mut done) => {
                     // Ends when the first call finishes, answered or not.
                     while done.changed().await.is_ok() {}

@@ -320,7 +320,14 @@ fn no_personal_data_in_the_database_its_wal_or_any_log() {
     let data = dir.join("data");
     let mut stored: Vec<(String, Vec<u8>)> = Vec::new();
     let snapshot = |stored: &mut Vec<(String, Vec<u8>)>, when: &str| {
-        for name in ["ekyc.db", "ekyc.db-wal", "ekyc.db-shm"] {
+        for name in [
+            "ekyc.db",
+            "ekyc.db-wal",
+            "ekyc.db-shm",
+            "billing.db",
+            "billing.db-wal",
+            "billing.db-shm",
+        ] {
             if let Ok(bytes) = std::fs::read(data.join(name)) {
                 stored.push((format!("{name} ({when})"), bytes));
             }
@@ -332,6 +339,10 @@ fn no_personal_data_in_the_database_its_wal_or_any_log() {
             .iter()
             .any(|(n, b)| n.starts_with("ekyc.db-wal") && !b.is_empty()),
         "the WAL is searched while it holds data"
+    );
+    assert!(
+        stored.iter().any(|(n, b)| n.starts_with("billing.db") && !b.is_empty()),
+        "the usage ledger is searched too"
     );
 
     // Graceful shutdown on SIGTERM: exits cleanly within the grace period.

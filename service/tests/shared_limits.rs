@@ -6,22 +6,18 @@
 //! to the run, removed at the end. Outage tests start their own
 //! `redis-server` on a free port and kill that one.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ekyc_client::{Client, v1 as pb};
 use ekyc_limits::{LimitStats, LimitsConfig, OnRedisFailure, RateLimit};
-use ekyc_service::App;
-use ekyc_service::demo;
-use ekyc_service::import::ProgressStyle;
 use ekyc_service::store::{Limits, TenantPolicy};
 use ekyc_service::test_support::{
-    PrivateRedis, SHARED_REDIS_URL, TestOptions, TestServer, create_tenant_with_key,
-    remove_redis_prefix, test_config, unique_redis_prefix,
+    EkycdProcess, PrivateRedis, SHARED_REDIS_URL, TestOptions, TestServer, prepare_data_dir,
+    remove_redis_prefix, unique_redis_prefix,
 };
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -59,60 +55,25 @@ fn limits(rate: u64, burst: u64, daily: u64) -> TenantPolicy {
     }
 }
 
-/// One `ekycd serve` on a prepared data directory.
-struct Replica {
-    child: Child,
-    endpoint: String,
-    metrics: String,
-}
+/// One `ekycd serve` sharing the test's Redis prefix.
+struct Replica(EkycdProcess);
 
 impl Replica {
     fn start(dir: &Path, prefix: &str) -> Replica {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ekycd"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("EKYCD_") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd
-            .arg("serve")
-            .env("EKYCD_DATA_DIR", dir)
-            .env("EKYCD_LISTEN", "127.0.0.1:0")
-            .env("EKYCD_METRICS_LISTEN", "127.0.0.1:0")
-            .env("EKYCD_ARGON2__PARAMS_ID", "100")
-            .env("EKYCD_ARGON2__MEMORY_KIB", "64")
-            .env("EKYCD_ARGON2__ITERATIONS", "1")
-            .env("EKYCD_ARGON2__QUEUE_CAPACITY", "256")
-            .env("EKYCD_LIMITS__REDIS_URL", SHARED_REDIS_URL)
-            .env("EKYCD_LIMITS__REDIS_KEY_PREFIX", prefix)
-            .env("EKYCD_LIMITS__REPLICAS", "2")
-            .env("EKYCD_LOG__FILTER", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ekycd");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let (mut endpoint, mut metrics) = (None, None);
-        while endpoint.is_none() || metrics.is_none() {
-            let line = lines.next().expect("ekycd exited early").expect("line");
-            if let Some(addr) = line.strip_prefix("ekycd listening on ") {
-                endpoint = Some(format!("http://{addr}"));
-            }
-            if let Some(url) = line.strip_prefix("ekycd metrics on http://") {
-                metrics = Some(url.trim_end_matches("/metrics").to_string());
-            }
-        }
-        Replica {
-            child,
-            endpoint: endpoint.unwrap_or_default(),
-            metrics: metrics.unwrap_or_default(),
-        }
+        Replica(EkycdProcess::start(
+            env!("CARGO_BIN_EXE_ekycd"),
+            dir,
+            &[
+                ("EKYCD_LIMITS__REDIS_URL", SHARED_REDIS_URL),
+                ("EKYCD_LIMITS__REDIS_KEY_PREFIX", prefix),
+                ("EKYCD_LIMITS__REPLICAS", "2"),
+            ],
+        ))
     }
 
     async fn client(&self, key: &str) -> Arc<Client> {
         Arc::new(
-            Client::connect(&self.endpoint, Some(key), Duration::from_secs(10))
+            Client::connect(&self.0.endpoint, Some(key), Duration::from_secs(10))
                 .await
                 .expect("connect"),
         )
@@ -120,7 +81,7 @@ impl Replica {
 
     /// A sample from its Prometheus endpoint.
     fn metric(&self, line_prefix: &str) -> u64 {
-        let mut stream = std::net::TcpStream::connect(&self.metrics).expect("metrics");
+        let mut stream = std::net::TcpStream::connect(&self.0.metrics).expect("metrics");
         stream
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .expect("request");
@@ -130,13 +91,6 @@ impl Replica {
         body.lines()
             .find_map(|l| l.strip_prefix(line_prefix)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("{line_prefix} not in {body}"))
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -153,20 +107,7 @@ struct Prepared {
 async fn two_replicas(test: &str, policies: &[(&str, TenantPolicy)]) -> Prepared {
     let dir = tempfile::tempdir().expect("dir");
     let prefix = unique_redis_prefix(test);
-    let config = test_config(dir.path(), &TestOptions::default());
-    let app = App::open(&config).await.expect("open");
-    demo::load_synthetic_registry(&app, 42, 50, ProgressStyle::Quiet)
-        .await
-        .expect("registry");
-    let mut keys = Vec::new();
-    for (name, policy) in policies {
-        keys.push(create_tenant_with_key(&app, name, policy.clone()).await);
-    }
-    let (_, admin) = ekyc_service::tenants::bootstrap(&app.store, false)
-        .await
-        .expect("bootstrap");
-    app.pool.close();
-    app.store.close().await;
+    let (_, keys, admin_key) = prepare_data_dir(dir.path(), 50, policies).await;
     let replicas = [
         Replica::start(dir.path(), &prefix),
         Replica::start(dir.path(), &prefix),
@@ -176,7 +117,7 @@ async fn two_replicas(test: &str, policies: &[(&str, TenantPolicy)]) -> Prepared
         prefix,
         replicas,
         keys,
-        admin_key: admin.token,
+        admin_key,
     }
 }
 
