@@ -448,13 +448,19 @@ pub async fn run(
     let grace = app.shutdown_grace;
     // In-process limit state is pruned every minute so it follows the
     // active tenants and subjects, not history.
+    // Replay material older than the idempotency window is dropped from
+    // the ledger (a retry that late is refused anyway).
     let housekeeping = {
-        let limiter = Arc::clone(&app.limiter);
+        let (limiter, ledger) = (Arc::clone(&app.limiter), Arc::clone(&app.ledger));
+        let window_ms = (app.billing.idempotency_window_secs as i64).saturating_mul(1000);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 limiter.housekeep(jiff::Timestamp::now());
+                if let Err(e) = ledger.expire_replays(clock::now_ms() - window_ms).await {
+                    tracing::warn!(error = %e, "could not expire replay material");
+                }
             }
         })
     };

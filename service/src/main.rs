@@ -95,6 +95,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Billing operations run on the server's machine (the ledger only).
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
     /// Create a tenant if needed and issue it a verifier API key (printed once).
     IssueKey {
         /// Tenant name.
@@ -103,6 +108,26 @@ enum Command {
         /// Issue an `ekyc_live_` key instead of `ekyc_test_`.
         #[arg(long)]
         live: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BillingCommand {
+    /// Prove that a tenant's finalized invoices match the usage ledger, and
+    /// list usage no invoice accounts for. Exits 1 if anything is off.
+    Reconcile {
+        /// Tenant id ("tn_...").
+        #[arg(long)]
+        tenant: String,
+        /// Only the invoice of this month (YYYY-MM).
+        #[arg(long)]
+        period: Option<String>,
+    },
+    /// Add a price plan version from a JSON file (see README, "Billing").
+    /// Versions are immutable: a changed plan needs a new version.
+    PutPlan {
+        /// The plan, as JSON.
+        file: PathBuf,
     },
 }
 
@@ -232,6 +257,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
             );
             Ok(())
         }
+        Command::Billing { command } => billing_command(&config, command).await,
         Command::IssueKey { tenant, live } => {
             let app = App::open(&config).await?;
             let actor = tenants::Actor::local("issue-key");
@@ -244,6 +270,67 @@ async fn run(command: Command, config: Config) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn billing_command(config: &Config, command: BillingCommand) -> Result<()> {
+    let ledger = ekyc_billing::Ledger::open(&config.billing_database_url()).await?;
+    let result = match command {
+        BillingCommand::Reconcile { tenant, period } => {
+            let report = ledger.reconcile(&tenant, period.as_deref()).await?;
+            for c in &report.invoices {
+                let ok = c.reproducible && c.ledger == c.invoiced;
+                println!(
+                    "{} {} {}: ledger {} calls / {} units, invoice {} calls / {} units, {}",
+                    if ok { "OK  " } else { "FAIL" },
+                    c.number,
+                    c.period,
+                    c.ledger.calls,
+                    c.ledger.units,
+                    c.invoiced.calls,
+                    c.invoiced.units,
+                    if c.reproducible {
+                        "reproducible"
+                    } else {
+                        "NOT reproducible"
+                    }
+                );
+            }
+            for e in &report.unaccounted {
+                println!(
+                    "UNACCOUNTED {} at {} ({} units){}",
+                    e.request_id,
+                    ekyc_billing::period::rfc3339(e.event_time_ms),
+                    e.units,
+                    e.invoice_number
+                        .as_deref()
+                        .map(|n| format!(", marked with unknown invoice {n}"))
+                        .unwrap_or_else(|| ", late: billed on the next invoice".into())
+                );
+            }
+            if report.invoices.is_empty() {
+                println!("no finalized invoice for this tenant");
+            }
+            if report.is_clean() {
+                println!("reconciled: every invoice equals the ledger");
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("reconciliation found differences"))
+            }
+        }
+        BillingCommand::PutPlan { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let plan: ekyc_billing::PricePlan = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a price plan", file.display()))?;
+            ledger
+                .put_plan(&plan, ekyc_service::clock::now_ms())
+                .await?;
+            println!("price plan {} version {} stored", plan.id, plan.version);
+            Ok(())
+        }
+    };
+    ledger.close().await;
+    result
 }
 
 async fn serve(config: Config, prepared: Option<(App, String)>) -> Result<()> {

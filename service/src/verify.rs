@@ -157,14 +157,14 @@ impl App {
                 Claim::Leader(leader) => {
                     // Looked up only once this call leads its request id,
                     // so a duplicate that finished a moment ago is seen.
-                    if let Some(event) = self
-                        .ledger
-                        .find(tenant, &req.request_id)
-                        .await
-                        .map_err(|e| {
-                            tracing::error!(error = %e, "ledger lookup failed");
-                            ServiceError::LedgerUnavailable
-                        })?
+                    if let Some(event) =
+                        self.ledger
+                            .find(tenant, &req.request_id)
+                            .await
+                            .map_err(|e| {
+                                tracing::error!(error = %e, "ledger lookup failed");
+                                ServiceError::LedgerUnavailable
+                            })?
                     {
                         return Ok(Answered {
                             response: self.replay(&caller, req, &valid, &event, now_ms)?,

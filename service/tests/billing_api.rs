@@ -112,7 +112,12 @@ async fn retries_are_answered_once_and_refusals_never_billed(ledger_url: Option<
     .await;
     let c = Arc::new(client(&server, &server.api_key).await);
     let tenant = tenant_id(&server, "test-bank").await;
-    let before = server.app.pool.stats().evaluations.load(std::sync::atomic::Ordering::SeqCst);
+    let before = server
+        .app
+        .pool
+        .stats()
+        .evaluations
+        .load(std::sync::atomic::Ordering::SeqCst);
 
     // 50 concurrent copies of one request.
     let request = ask(3, "storm-1");
@@ -133,7 +138,13 @@ async fn retries_are_answered_once_and_refusals_never_billed(ledger_url: Option<
     );
     assert_eq!(billed_calls(&server, &tenant).await, 1, "billed once");
     assert_eq!(
-        server.app.pool.stats().evaluations.load(std::sync::atomic::Ordering::SeqCst) - before,
+        server
+            .app
+            .pool
+            .stats()
+            .evaluations
+            .load(std::sync::atomic::Ordering::SeqCst)
+            - before,
         1,
         "hashed once"
     );
@@ -155,7 +166,9 @@ async fn retries_are_answered_once_and_refusals_never_billed(ledger_url: Option<
     invalid.claims.as_mut().expect("claims").date_of_birth = Some("1990-02-30".into());
     let s = c.verify_unchecked(invalid).await.expect_err("invalid");
     assert_eq!(s.code(), Code::InvalidArgument);
-    c.verify(ask(4, "refused-1")).await.expect("the id is still free");
+    c.verify(ask(4, "refused-1"))
+        .await
+        .expect("the id is still free");
     let limited_key = server
         .tenant(
             "limited-bank",
@@ -173,7 +186,10 @@ async fn retries_are_answered_once_and_refusals_never_billed(ledger_url: Option<
     let limited = client(&server, &limited_key).await;
     let mut reasons = Vec::new();
     for n in 0..6 {
-        match limited.verify_unchecked(ask(5, &format!("limited-{n}"))).await {
+        match limited
+            .verify_unchecked(ask(5, &format!("limited-{n}")))
+            .await
+        {
             Ok(_) => reasons.push("answered".to_string()),
             Err(s) => reasons.push(reason(&s)),
         }
@@ -183,7 +199,11 @@ async fn retries_are_answered_once_and_refusals_never_billed(ledger_url: Option<
     }
     assert_eq!(reasons[..3], ["answered", "RATE_LIMITED", "RATE_LIMITED"]);
     assert_eq!(reasons[3], "answered");
-    assert!(reasons[4..].iter().all(|r| r == "RATE_LIMITED" || r == "QUOTA_EXCEEDED"));
+    assert!(
+        reasons[4..]
+            .iter()
+            .all(|r| r == "RATE_LIMITED" || r == "QUOTA_EXCEEDED")
+    );
     let limited_id = tenant_id(&server, "limited-bank").await;
     assert_eq!(billed_calls(&server, &limited_id).await, 2);
     assert_eq!(billed_calls(&server, &tenant).await, 2);
@@ -195,14 +215,16 @@ async fn retries_are_answered_once_and_refusals_never_billed(ledger_url: Option<
     let agency = client(&server, &admin.token).await;
     let draft = agency
         .billing()
-        .create_invoice(agency.request(pb::CreateInvoiceRequest {
-            tenant_id: limited_id.clone(),
-            period: jiff::Timestamp::now()
-                .in_tz("Asia/Ho_Chi_Minh")
-                .expect("zone")
-                .strftime("%Y-%m")
-                .to_string(),
-        }))
+        .create_invoice(
+            agency.request(pb::CreateInvoiceRequest {
+                tenant_id: limited_id.clone(),
+                period: jiff::Timestamp::now()
+                    .in_tz("Asia/Ho_Chi_Minh")
+                    .expect("zone")
+                    .strftime("%Y-%m")
+                    .to_string(),
+            }),
+        )
         .await
         .expect("draft")
         .into_inner()
@@ -242,7 +264,10 @@ async fn a_retry_after_the_window_is_refused() {
     let again = c.verify(request.clone()).await.expect("within the window");
     assert_eq!(first.response, again.response);
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let s = c.verify_unchecked(request).await.expect_err("after the window");
+    let s = c
+        .verify_unchecked(request)
+        .await
+        .expect_err("after the window");
     assert_eq!(
         (s.code(), reason(&s).as_str()),
         (Code::AlreadyExists, "REQUEST_ID_EXPIRED")
@@ -279,7 +304,13 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
         .expect("bootstrap");
     let agency = client(&server, &admin.token).await;
     let actor = ekyc_service::tenants::Actor::local("test");
-    let test_bank = server.app.store.get_tenant(&tenant).await.expect("get").expect("tenant");
+    let test_bank = server
+        .app
+        .store
+        .get_tenant(&tenant)
+        .await
+        .expect("get")
+        .expect("tenant");
     let finance = ekyc_service::tenants::issue_key(
         &server.app.store,
         &test_bank,
@@ -352,8 +383,8 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
         .iter()
         .find(|k| k.key_id == invoice.key_id)
         .expect("the signing key is published");
-    let public = VerifyingKey::from_bytes(&key.public_key[..].try_into().expect("32 bytes"))
-        .expect("key");
+    let public =
+        VerifyingKey::from_bytes(&key.public_key[..].try_into().expect("32 bytes")).expect("key");
     public
         .verify(
             &invoice.document,
@@ -388,7 +419,11 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
         }
     };
     let dir = tempfile::tempdir().expect("dir");
-    for format in [pb::ExportFormat::Csv, pb::ExportFormat::Json, pb::ExportFormat::Pdf] {
+    for format in [
+        pb::ExportFormat::Csv,
+        pb::ExportFormat::Json,
+        pb::ExportFormat::Pdf,
+    ] {
         let a = export(format).await;
         let b = export(format).await;
         assert_eq!(a.content, b.content, "{format:?} export is byte-stable");
@@ -404,7 +439,11 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
         .arg(dir.path().join("EKYC-000001.csv"))
         .output()
         .expect("python3 must be installed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).expect("rows");
     assert_eq!(rows[0][0], "format_version");
     let kinds: Vec<&str> = rows[1..].iter().map(|r| r[8].as_str()).collect();
@@ -418,8 +457,17 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
         .output()
         .expect("pdftotext must be installed (scripts/services.sh installs poppler-utils)");
     let text = String::from_utf8_lossy(&text.stdout);
-    for needle in ["EKYC-000001", "test-bank", last.label.as_str(), "Field units", "50,000"] {
-        assert!(text.contains(needle), "{needle} missing from the PDF text:\n{text}");
+    for needle in [
+        "EKYC-000001",
+        "test-bank",
+        last.label.as_str(),
+        "Field units",
+        "50,000",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from the PDF text:\n{text}"
+        );
     }
     // Listing shows it; reconcile is clean.
     let listed = finance
@@ -432,8 +480,91 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
         .into_inner()
         .invoices;
     assert_eq!(listed.len(), 1);
-    let report = server.app.ledger.reconcile(&tenant, None).await.expect("reconcile");
+    let report = server
+        .app
+        .ledger
+        .reconcile(&tenant, None)
+        .await
+        .expect("reconcile");
     assert!(report.is_clean(), "{report:?}");
+
+    // The operator's reconcile command agrees, then flags a late event.
+    let ekycd = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ekycd"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("EKYCD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("EKYCD_DATA_DIR", server.dir.path())
+            .env("EKYCD_LOG__FILTER", "warn")
+            .args(args)
+            .output()
+            .expect("run ekycd")
+    };
+    let out = ekycd(&["billing", "reconcile", "--tenant", &tenant]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("OK   EKYC-000001") && stdout.contains("reconciled"),
+        "{stdout}"
+    );
+    let late = UsageEvent {
+        tenant_id: tenant.clone(),
+        request_id: "past-late".into(),
+        event_time_ms: last.end_ms - 1,
+        method: "Verify".into(),
+        fields: vec!["full_name".into()],
+        units: 1,
+        outcome: "no".into(),
+        fingerprint: "fp".into(),
+        replay: None,
+        invoice_number: None,
+    };
+    server.app.ledger.record(late).await.expect("late event");
+    let out = ekycd(&["billing", "reconcile", "--tenant", &tenant]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("UNACCOUNTED past-late"), "{stdout}");
+
+    // Plans: a new one is stored, a changed version and a bad plan refused.
+    let plan = dir.path().join("plan.json");
+    let mut bank_plan = ekyc_billing::pricing::demo_plan();
+    bank_plan.id = "bank-2027".into();
+    bank_plan.tax_rate = rust_decimal::Decimal::new(8, 2);
+    std::fs::write(&plan, serde_json::to_vec(&bank_plan).expect("json")).expect("write");
+    let path = plan.to_str().expect("utf-8");
+    assert!(ekycd(&["billing", "put-plan", path]).status.success());
+    assert!(
+        ekycd(&["billing", "put-plan", path]).status.success(),
+        "same again: no-op"
+    );
+    bank_plan.tax_rate = rust_decimal::Decimal::new(10, 2);
+    std::fs::write(&plan, serde_json::to_vec(&bank_plan).expect("json")).expect("write");
+    let out = ekycd(&["billing", "put-plan", path]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plans = finance
+        .billing()
+        .list_price_plans(finance.request(pb::ListPricePlansRequest {}))
+        .await
+        .expect("plans")
+        .into_inner()
+        .plans;
+    let ids: Vec<(&str, u32)> = plans
+        .iter()
+        .map(|p| (p.plan_id.as_str(), p.version))
+        .collect();
+    assert_eq!(ids, [("bank-2027", 1), ("demo", 1)]);
+    assert_eq!(plans[0].tax_rate, "0.08");
     server.stop().await;
 }
 
@@ -478,7 +609,9 @@ async fn a_sigkill_under_load_loses_nothing_a_client_saw_answered() {
     let seen = seen.lock().expect("lock").clone();
     assert!(seen.len() >= 200);
 
-    let ledger = Ledger::open(&config.billing_database_url()).await.expect("ledger");
+    let ledger = Ledger::open(&config.billing_database_url())
+        .await
+        .expect("ledger");
     let tenant = {
         let store = ekyc_service::store::Store::open(&config.database_url())
             .await
@@ -498,7 +631,10 @@ async fn a_sigkill_under_load_loses_nothing_a_client_saw_answered() {
     let ids: std::collections::HashSet<&str> =
         recorded.iter().map(|e| e.request_id.as_str()).collect();
     assert_eq!(ids.len(), recorded.len(), "no request id twice");
-    let missing: Vec<&String> = seen.iter().filter(|id| !ids.contains(id.as_str())).collect();
+    let missing: Vec<&String> = seen
+        .iter()
+        .filter(|id| !ids.contains(id.as_str()))
+        .collect();
     assert!(
         missing.is_empty(),
         "{} of {} answered calls are not in the ledger: {:?}",

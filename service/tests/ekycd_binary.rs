@@ -341,7 +341,9 @@ fn no_personal_data_in_the_database_its_wal_or_any_log() {
         "the WAL is searched while it holds data"
     );
     assert!(
-        stored.iter().any(|(n, b)| n.starts_with("billing.db") && !b.is_empty()),
+        stored
+            .iter()
+            .any(|(n, b)| n.starts_with("billing.db") && !b.is_empty()),
         "the usage ledger is searched too"
     );
 
