@@ -48,6 +48,8 @@ pub struct PoolStats {
     pub shed: AtomicU64,
     /// Jobs dropped because their deadline passed while queued.
     pub expired: AtomicU64,
+    /// Jobs waiting in the queue now.
+    pub queued: AtomicUsize,
 }
 
 struct Job {
@@ -64,6 +66,7 @@ pub struct HashPool {
     threads: usize,
     params: KdfParams,
     pepper: Arc<Pepper>,
+    queue_capacity: usize,
 }
 
 impl HashPool {
@@ -84,6 +87,7 @@ impl HashPool {
                 .unwrap_or_else(|e| panic!("cannot start hashing thread: {e}"));
         }
         HashPool {
+            queue_capacity: queue,
             pepper,
             sender: Mutex::new(Some(tx)),
             stats,
@@ -111,13 +115,20 @@ impl HashPool {
         {
             let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
             let sender = guard.as_ref().ok_or(HashError::Closed)?;
+            // Counted before the send so a worker can never take the job
+            // (and uncount it) first.
+            self.stats.queued.fetch_add(1, Ordering::SeqCst);
             match sender.try_send(job) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
+                    self.stats.queued.fetch_sub(1, Ordering::SeqCst);
                     self.stats.shed.fetch_add(1, Ordering::Relaxed);
                     return Err(HashError::Saturated);
                 }
-                Err(TrySendError::Disconnected(_)) => return Err(HashError::Closed),
+                Err(TrySendError::Disconnected(_)) => {
+                    self.stats.queued.fetch_sub(1, Ordering::SeqCst);
+                    return Err(HashError::Closed);
+                }
             }
         }
         rx.await.map_err(|_| HashError::Closed)?
@@ -126,6 +137,17 @@ impl HashPool {
     /// Stops accepting work; threads exit when the queue drains.
     pub fn close(&self) {
         self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Sheds a call at once if the queue is full now: it would be shed at
+    /// [`HashPool::derive`] anyway, and refusing early spares it the
+    /// ledger lookup and the limits. Counted as shed.
+    pub fn shed_if_saturated(&self) -> bool {
+        let full = self.stats.queued.load(Ordering::SeqCst) >= self.queue_capacity;
+        if full {
+            self.stats.shed.fetch_add(1, Ordering::Relaxed);
+        }
+        full
     }
 
     /// The counters.
@@ -188,6 +210,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, pepper: &Pepper, params: KdfParams, stats: 
                 Err(_) => return,
             }
         };
+        stats.queued.fetch_sub(1, Ordering::SeqCst);
         if job.reply.is_closed() {
             // The caller went away (cancelled or timed out): skip the work.
             continue;

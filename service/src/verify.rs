@@ -147,6 +147,13 @@ impl App {
         let policy = &caller.tenant.policy;
         check_policy(policy, &valid.claims, &req.purpose_code)?;
         let tenant = caller.tenant.id.as_str();
+        // With the hashing queue full, this call would be shed at the pool
+        // anyway: shed it now, before the ledger lookup and the limits.
+        if self.pool.shed_if_saturated() {
+            return Err(ServiceError::Overloaded {
+                retry_after: self.pool.retry_hint(),
+            });
+        }
 
         // 5. Idempotency: a retry of an answered request gets the same
         // answer, unbilled and unhashed; a concurrent duplicate in this

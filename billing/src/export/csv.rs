@@ -29,7 +29,7 @@ pub const CSV_FORMAT_VERSION: u32 = 1;
 /// | `period`         | billing month, `YYYY-MM` |
 /// | `currency`       | ISO 4217 code, e.g. `VND` |
 /// | `line_no`        | 1, 2, ... for line items; empty on total rows |
-/// | `kind`           | a line's kind in snake_case (`calls`, `included_units`, `field_units`, `adjustment`, `minimum_top_up`), or `subtotal`, `tax`, `total` |
+/// | `kind`           | a line's kind in snake_case (`calls`, `included_units`, `field_units`, `adjustment`, `adjustment_calls`, `minimum_top_up`), or `subtotal`, `tax`, `total` |
 /// | `description`    | the line's description; `Subtotal`, `Tax`, `Total` on total rows |
 /// | `quantity`       | count of calls or units, an integer; empty on total rows |
 /// | `unit_price`     | price of one, as exact as priced, trailing zeros dropped (`350.5`, `0`); the tax rate as a fraction (`0.1` for 10 %) on the `tax` row; empty on the `subtotal` and `total` rows |
