@@ -123,6 +123,19 @@ impl TestServer {
         create_tenant_with_key(&self.app, name, policy).await
     }
 
+    /// The id of the tenant named `name`.
+    pub async fn tenant_id(&self, name: &str) -> String {
+        self.app
+            .store
+            .list_tenants(None, 1000)
+            .await
+            .expect("tenants")
+            .into_iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no tenant named {name}"))
+            .id
+    }
+
     /// `http://addr` (`https://addr` with TLS), for clients.
     pub fn endpoint(&self) -> String {
         if self.config.tls.cert_file.is_some() {

@@ -287,6 +287,16 @@ impl App {
             replay: Some(outcome.to_replay()),
             invoice_number: None,
         };
+        // From here the units follow the ledger: if this call is dropped
+        // while its event is being written, the event is (almost surely)
+        // committed and billed, so the units stay used. They are given back
+        // below only when the ledger says this call was not billed.
+        let grant = reservation.grant.take();
+        let give_back = |grant: Option<QuotaGrant>| async {
+            if let Some(grant) = grant {
+                self.limiter.release_quota(grant).await;
+            }
+        };
         match self.ledger.record(event).await {
             Ok(Recorded::Inserted) => {
                 reservation.answered(!outcome.decision).await;
@@ -307,6 +317,7 @@ impl App {
             Ok(Recorded::Existing(winner)) => {
                 // A duplicate on another replica was recorded first: its
                 // answer is the answer, and only it is billed.
+                give_back(grant).await;
                 reservation.release().await;
                 let response = self.replay(&caller, req, &valid, &winner, now_ms)?;
                 Ok(Answered {
@@ -316,6 +327,7 @@ impl App {
             }
             Err(e) => {
                 // Not durable, so not answered (and not billed).
+                give_back(grant).await;
                 reservation.release().await;
                 tracing::error!(error = %e, "usage event not recorded; call refused");
                 Err(ServiceError::LedgerUnavailable)

@@ -47,19 +47,6 @@ async fn client(server: &TestServer, key: &str) -> Client {
         .expect("connect")
 }
 
-async fn tenant_id(server: &TestServer, name: &str) -> String {
-    server
-        .app
-        .store
-        .list_tenants(None, 100)
-        .await
-        .expect("tenants")
-        .into_iter()
-        .find(|t| t.name == name)
-        .expect("tenant")
-        .id
-}
-
 async fn billed_calls(server: &TestServer, tenant: &str) -> u64 {
     server
         .app
@@ -111,7 +98,7 @@ async fn retries_are_answered_once_and_refusals_never_billed(ledger_url: Option<
     })
     .await;
     let c = Arc::new(client(&server, &server.api_key).await);
-    let tenant = tenant_id(&server, "test-bank").await;
+    let tenant = server.tenant_id("test-bank").await;
     let before = server
         .app
         .pool
@@ -204,7 +191,7 @@ async fn retries_are_answered_once_and_refusals_never_billed(ledger_url: Option<
             .iter()
             .all(|r| r == "RATE_LIMITED" || r == "QUOTA_EXCEEDED")
     );
-    let limited_id = tenant_id(&server, "limited-bank").await;
+    let limited_id = server.tenant_id("limited-bank").await;
     assert_eq!(billed_calls(&server, &limited_id).await, 2);
     assert_eq!(billed_calls(&server, &tenant).await, 2);
 
@@ -278,7 +265,7 @@ async fn a_retry_after_the_window_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invoices_are_finalized_signed_exported_and_access_controlled() {
     let server = TestServer::start(TestOptions::default()).await;
-    let tenant = tenant_id(&server, "test-bank").await;
+    let tenant = server.tenant_id("test-bank").await;
     // Last month's usage, as the ledger holds it (the service's clock
     // cannot be moved, and a month must be over to be finalized).
     let now = jiff::Timestamp::now().as_millisecond();

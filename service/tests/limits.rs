@@ -474,7 +474,7 @@ async fn a_refused_or_shed_call_gives_its_quota_back() {
         .app
         .limiter
         .usage(
-            &tenant_id(&server, "busy-bank").await,
+            &server.tenant_id("busy-bank").await,
             RateLimit {
                 per_second: 0,
                 burst: 0,
@@ -486,17 +486,4 @@ async fn a_refused_or_shed_call_gives_its_quota_back() {
         .expect("usage");
     assert_eq!(usage.day_used, 2 * answered, "two units per answered call");
     server.stop().await;
-}
-
-async fn tenant_id(server: &TestServer, name: &str) -> String {
-    server
-        .app
-        .store
-        .list_tenants(None, 100)
-        .await
-        .expect("tenants")
-        .into_iter()
-        .find(|t| t.name == name)
-        .expect("tenant")
-        .id
 }
