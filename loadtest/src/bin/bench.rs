@@ -1,0 +1,695 @@
+//! The one benchmark command for `ekycd`: every figure next to the baseline
+//! it should be judged against, all measured in one run on the same cores.
+//!
+//! Baselines: raw Argon2id evaluations per second on all cores (R_raw) and
+//! the unary throughput of a bare tonic server that answers at once (E).
+//! Against them: the real service's saturation throughput at the default
+//! Argon2 cost (S / R_raw), at the minimum cost (M / E), its rate-limit
+//! refusals (Q / E), open-loop p99 latency at 50 % and 70 % of S (as a
+//! multiple of one evaluation's time) and peak RSS growth under 2 x S
+//! (against pool threads x Argon2 memory). Run it with
+//! `bash loadtest/bench.sh [--out target/bench.md]`.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Parser;
+use ekyc_client::{Client, v1 as pb};
+use ekyc_domain::keys::{KdfMemory, KdfParams, Pepper, derive_key};
+use ekyc_domain::normalize::normalize_id;
+use ekyc_loadtest::{Arrivals, Config, Mix, Mode, Report, run};
+use ekyc_proto::v1::verification_service_server::{VerificationService, VerificationServiceServer};
+use tonic::{Request, Response, Status};
+
+/// Synthetic citizens in each registry (`ekycd demo --citizens`).
+const CITIZENS: u64 = 1000;
+/// Seed of the synthetic registry (`ekycd demo --seed`).
+const SEED: u64 = 42;
+/// Argon2 memory of one evaluation at the default cost, KiB.
+const DEFAULT_KIB: i64 = KdfParams::DEFAULT.m_kib as i64;
+/// The rate-limit refusal's ErrorInfo reason, as the generator keys it.
+const RATE_LIMITED: &str = "RESOURCE_EXHAUSTED/RATE_LIMITED";
+
+#[derive(Parser)]
+#[command(about = "The ekycd benchmark: service figures against raw Argon2 and bare tonic")]
+struct Args {
+    /// The release ekycd binary.
+    #[arg(long, default_value = "target/release/ekycd")]
+    ekycd: PathBuf,
+    /// Where to write the markdown table.
+    #[arg(long, default_value = "target/bench.md")]
+    out: PathBuf,
+    /// Cores to use: Argon2 threads of the raw baseline and of the server's
+    /// pool [default: available parallelism].
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Closed-loop callers for the echo server, the minimum-cost service
+    /// and the rejection path.
+    #[arg(long, default_value_t = 32)]
+    fast_callers: usize,
+    /// gRPC connections used round robin.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Scale every phase's duration (e.g. 0.5 for a quick look).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+}
+
+impl Args {
+    fn secs(&self, s: f64) -> Duration {
+        Duration::from_secs_f64((s * self.time_scale).max(0.5))
+    }
+}
+
+/// A running `ekycd serve`; stopped with SIGTERM and reaped on drop.
+struct Server {
+    child: Child,
+    pid: u32,
+    endpoint: String,
+}
+
+impl Server {
+    fn stop(mut self) -> Result<()> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Result<()> {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return Ok(());
+        }
+        let ok = Command::new("kill").arg(self.pid.to_string()).status()?;
+        ensure!(ok.success(), "kill {} failed", self.pid);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        bail!("ekycd {} ignored SIGTERM for 10 s; killed", self.pid)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Error paths must not leave a server running.
+        if let Err(e) = self.terminate() {
+            eprintln!("stopping ekycd: {e:#}");
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The minimum Argon2 cost as server environment variables.
+fn minimum_cost_env() -> Vec<(&'static str, String)> {
+    let m = KdfParams::MINIMUM;
+    vec![
+        // A params id of its own: this data dir never saw another cost.
+        ("EKYCD_ARGON2__PARAMS_ID", "2".to_string()),
+        ("EKYCD_ARGON2__MEMORY_KIB", m.m_kib.to_string()),
+        ("EKYCD_ARGON2__ITERATIONS", m.t.to_string()),
+        ("EKYCD_ARGON2__PARALLELISM", m.p.to_string()),
+    ]
+}
+
+/// `ekycd` with a clean environment (no inherited EKYCD_* variables) on
+/// the data dir `dir/data`, with extra variables `env`.
+fn ekycd(bin: &Path, dir: &Path, env: &[(&'static str, String)]) -> Command {
+    let mut cmd = Command::new(bin);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("EKYCD_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("EKYCD_DATA_DIR", dir.join("data"))
+        .env("EKYCD_LOG__FILTER", "warn")
+        .current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs `cmd` to completion; its stdout, or its stderr in the error.
+fn output(mut cmd: Command, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+    ensure!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Loads the demo registry into `dir/data`; returns the demo API key.
+fn prepare(bin: &Path, dir: &Path, env: &[(&'static str, String)]) -> Result<String> {
+    std::fs::create_dir_all(dir)?;
+    let mut cmd = ekycd(bin, dir, env);
+    cmd.args(["demo", "--citizens", &CITIZENS.to_string()])
+        .args(["--seed", &SEED.to_string(), "--no-serve", "--out"])
+        .arg(dir.join("demo"));
+    output(cmd, "ekycd demo")?;
+    Ok(std::fs::read_to_string(dir.join("demo/api-key"))?
+        .trim()
+        .to_string())
+}
+
+/// The agency-admin key of a fresh `ekycd admin bootstrap`.
+fn bootstrap(bin: &Path, dir: &Path, env: &[(&'static str, String)]) -> Result<String> {
+    let mut cmd = ekycd(bin, dir, env);
+    cmd.args(["admin", "bootstrap"]);
+    let out = output(cmd, "ekycd admin bootstrap")?;
+    out.lines()
+        .find_map(|l| l.split_once("store it now):").map(|(_, k)| k.trim()))
+        .map(str::to_string)
+        .context("no agency admin api key in the output of ekycd admin bootstrap")
+}
+
+fn start_server(
+    bin: &Path,
+    dir: &Path,
+    env: &[(&'static str, String)],
+    threads: usize,
+) -> Result<Server> {
+    let stderr = std::fs::File::create(dir.join("ekycd.stderr"))?;
+    let mut child = ekycd(bin, dir, env)
+        .arg("serve")
+        .env("EKYCD_LISTEN", "127.0.0.1:0")
+        .env("EKYCD_ARGON2__POOL_THREADS", threads.to_string())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let mut server = Server {
+        pid: child.id(),
+        child,
+        endpoint: String::new(),
+    };
+    let addr = loop {
+        let Some(line) = lines.next() else {
+            let log = std::fs::read_to_string(dir.join("ekycd.stderr"))?;
+            bail!("ekycd exited before listening:\n{log}");
+        };
+        if let Some(addr) = line?.strip_prefix("ekycd listening on ") {
+            break addr.to_string();
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    server.endpoint = format!("http://{addr}");
+    Ok(server)
+}
+
+/// A field of /proc/PID/status in KiB (VmRSS: resident now, VmHWM: peak).
+fn proc_kib(pid: u32, field: &str) -> Result<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// VmRSS once startup has settled (unchanged for 250 ms, at most 3 s): the
+/// hashing threads fill their Argon2 buffers while the server starts.
+async fn settled_rss(pid: u32) -> Result<i64> {
+    let (mut last, mut stable) = (proc_kib(pid, "VmRSS")?, 0);
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = proc_kib(pid, "VmRSS")?;
+        stable = if now == last { stable + 1 } else { 0 };
+        last = now;
+        if stable == 5 {
+            break;
+        }
+    }
+    Ok(last)
+}
+
+/// Samples VmRSS every 20 ms on its own OS thread until `stop`; the peak.
+fn sample_rss(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<i64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(kib) = proc_kib(pid, "VmRSS") {
+                peak = peak.max(kib);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    })
+}
+
+/// Raw Argon2id at the default cost: one OS thread per core, each reusing
+/// one `KdfMemory`, distinct valid IDs; evaluations per second in total.
+fn raw_argon2(cores: usize, duration: Duration) -> Result<f64> {
+    let pepper = Arc::new(Pepper::new(1, [7u8; 32]));
+    let start = Instant::now();
+    let end = start + duration;
+    let threads: Vec<_> = (0..cores)
+        .map(|t| {
+            let pepper = Arc::clone(&pepper);
+            std::thread::spawn(move || -> Result<u64> {
+                let params = KdfParams::DEFAULT;
+                let mut memory = KdfMemory::new(&params);
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    let serial = (t as u64 * 100_000 + n) % 1_000_000;
+                    let id = normalize_id(&format!("079085{serial:06}"))
+                        .map_err(|v| anyhow::anyhow!("invalid ID: {v:?}"))?;
+                    derive_key(&pepper, &params, &id, &mut memory)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in threads {
+        total += t
+            .join()
+            .map_err(|_| anyhow::anyhow!("argon2 thread panicked"))??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A bare VerificationService that answers every call at once.
+struct Echo;
+
+#[tonic::async_trait]
+impl VerificationService for Echo {
+    async fn verify(
+        &self,
+        _request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        Ok(Response::new(pb::VerifyResponse::default()))
+    }
+
+    async fn list_signing_keys(
+        &self,
+        _request: Request<pb::ListSigningKeysRequest>,
+    ) -> Result<Response<pb::ListSigningKeysResponse>, Status> {
+        Ok(Response::new(pb::ListSigningKeysResponse::default()))
+    }
+}
+
+/// Starts the echo server on 127.0.0.1:0; its endpoint and task.
+async fn echo_server() -> Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(VerificationServiceServer::new(Echo))
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    Ok((format!("http://{addr}"), task))
+}
+
+/// A load run's configuration: matching claims only unless `mix` says
+/// otherwise, one warm-up second.
+fn load(
+    args: &Args,
+    endpoint: &str,
+    api_key: &str,
+    mode: Mode,
+    duration: Duration,
+    mix: &str,
+) -> Result<Config> {
+    Ok(Config {
+        endpoint: endpoint.to_string(),
+        api_key: api_key.to_string(),
+        overlimit_key: None,
+        mode,
+        connections: args.connections,
+        warmup: args.secs(1.0),
+        duration,
+        max_requests: None,
+        timeout: Duration::from_secs(10),
+        mix: mix.parse::<Mix>()?,
+        citizens: CITIZENS,
+        registry_seed: SEED,
+        rng_seed: 1,
+    })
+}
+
+/// Runs a load and keeps its table for the details section.
+async fn measure(cfg: &Config, title: &str, details: &mut String) -> Result<Report> {
+    eprintln!("bench: {title}");
+    let report = run(cfg).await?;
+    let _ = writeln!(details, "### {title}\n\n```text\n{}```\n", report.table());
+    Ok(report)
+}
+
+fn per_sec(report: &Report, n: u64) -> f64 {
+    if report.window_secs > 0.0 {
+        n as f64 / report.window_secs
+    } else {
+        0.0
+    }
+}
+
+/// Creates a tenant limited to 1 call/s with a burst of 1 and returns a
+/// verifier key for it, through the agency-admin API.
+async fn overlimit_key(endpoint: &str, agency_key: &str) -> Result<String> {
+    let client = Client::connect(endpoint, Some(agency_key), Duration::from_secs(10)).await?;
+    let mut admin = client.admin();
+    let tenant = admin
+        .create_tenant(client.request(pb::CreateTenantRequest {
+            tenant: Some(pb::Tenant {
+                name: "bench-overlimit".into(),
+                policy: Some(pb::TenantPolicy {
+                    limits: Some(pb::Limits {
+                        requests_per_second: 1,
+                        burst: 1,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .context("CreateTenant")?
+        .into_inner()
+        .tenant
+        .context("CreateTenant returned no tenant")?;
+    let issued = admin
+        .issue_api_key(client.request(pb::IssueApiKeyRequest {
+            tenant_id: tenant.tenant_id,
+            role: pb::Role::Verifier as i32,
+            ttl_seconds: 0,
+            live: false,
+        }))
+        .await
+        .context("IssueApiKey")?
+        .into_inner();
+    Ok(issued.secret)
+}
+
+/// Where the figures come from: the machine and the source revision.
+fn machine(cores: usize) -> String {
+    let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map_or("unknown", |c| c.1.trim());
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = read("/proc/loadavg");
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let git = Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "nproc={nproc} (using {cores}), cpu={cpu}, loadavg at start {}, git {git}",
+        load.join(" ")
+    )
+}
+
+/// One row of the table.
+struct Row {
+    name: &'static str,
+    value: String,
+    baseline: String,
+    ratio: String,
+    note: String,
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| # | measure | value | baseline | ratio | note |\n|---|---|---|---|---|---|\n",
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            i + 1,
+            r.name,
+            r.value,
+            r.baseline,
+            r.ratio,
+            r.note
+        );
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut args = Args::parse();
+    let path = args.ekycd.display().to_string();
+    args.ekycd = std::fs::canonicalize(&args.ekycd).context(path)?;
+    let cores = args
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let began = Instant::now();
+    let machine = machine(cores);
+    eprintln!("bench: {machine}");
+    let tmp = tempfile::tempdir()?;
+    let mut details = String::new();
+    let mut rows = Vec::new();
+
+    // 1. Raw Argon2, before any server runs.
+    eprintln!("bench: raw Argon2id on {cores} thread(s)");
+    let r_raw = raw_argon2(cores, args.secs(5.0))?;
+    let eval_ms = cores as f64 / r_raw * 1e3;
+    rows.push(Row {
+        name: "R_raw: raw Argon2id evaluations/s (default cost, all cores)",
+        value: format!("{r_raw:.1}/s; one evaluation {eval_ms:.2} ms"),
+        baseline: "-".into(),
+        ratio: "1.00".into(),
+        note: format!("{cores} thread(s), 19 MiB, t=2, p=1"),
+    });
+
+    // 2. Bare tonic echo server.
+    let (echo, echo_task) = echo_server().await?;
+    let fast = Mode::Closed {
+        callers: args.fast_callers,
+    };
+    let cfg = load(&args, &echo, "echo-key", fast, args.secs(5.0), "match=1")?;
+    let rep = measure(&cfg, "E: bare tonic echo server, closed loop", &mut details).await?;
+    echo_task.abort();
+    let e = per_sec(&rep, rep.total.answered);
+    rows.push(Row {
+        name: "E: bare tonic echo server, unary answered/s",
+        value: format!("{e:.0}/s"),
+        baseline: "-".into(),
+        ratio: "1.00".into(),
+        note: format!(
+            "{} callers over {} connections",
+            args.fast_callers, args.connections
+        ),
+    });
+
+    // Data dirs: the default cost, and the minimum cost with an agency key.
+    eprintln!("bench: preparing the data dirs (ekycd demo --citizens {CITIZENS})");
+    let (dflt_dir, min_dir) = (tmp.path().join("default"), tmp.path().join("minimum"));
+    let dflt_key = prepare(&args.ekycd, &dflt_dir, &[])?;
+    let min_env = minimum_cost_env();
+    let min_key = prepare(&args.ekycd, &min_dir, &min_env)?;
+    let agency_key = bootstrap(&args.ekycd, &min_dir, &min_env)?;
+
+    // 3, 6, 7: the default-cost service.
+    let server = start_server(&args.ekycd, &dflt_dir, &[], cores)?;
+    let idle_kib = settled_rss(server.pid).await?;
+    let sat = Mode::Closed { callers: 4 * cores };
+    let cfg = load(
+        &args,
+        &server.endpoint,
+        &dflt_key,
+        sat,
+        args.secs(8.0),
+        "match=1",
+    )?;
+    let rep = measure(&cfg, "S: default-cost ekycd, closed loop", &mut details).await?;
+    let s = per_sec(&rep, rep.total.yes);
+    ensure!(s > 0.0, "the default-cost service answered nothing YES");
+    let ratio = s / r_raw;
+    rows.push(Row {
+        name: "S: ekycd saturation, default cost (YES/s)",
+        value: format!("{s:.1}/s"),
+        baseline: format!("R_raw {r_raw:.1}/s"),
+        ratio: format!("{ratio:.3}"),
+        note: format!(
+            "target >= 0.90: {}; {} callers, errors {}",
+            if ratio >= 0.90 {
+                "target met"
+            } else {
+                "missed"
+            },
+            4 * cores,
+            rep.total.sent - rep.total.answered
+        ),
+    });
+    let mut open = Vec::new();
+    for share in [0.5, 0.7] {
+        let mode = Mode::Open {
+            rate: share * s,
+            arrivals: Arrivals::Poisson,
+        };
+        let cfg = load(
+            &args,
+            &server.endpoint,
+            &dflt_key,
+            mode,
+            args.secs(10.0),
+            "match=1",
+        )?;
+        let title = format!("open loop at {:.0} % of S", share * 100.0);
+        let rep = measure(&cfg, &title, &mut details).await?;
+        open.push((share, rep));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_rss(server.pid, Arc::clone(&stop));
+    let mode = Mode::Open {
+        rate: 2.0 * s,
+        arrivals: Arrivals::Poisson,
+    };
+    let cfg = load(
+        &args,
+        &server.endpoint,
+        &dflt_key,
+        mode,
+        args.secs(8.0),
+        "match=1",
+    )?;
+    let over = measure(&cfg, "open loop at 2 x S (memory)", &mut details).await;
+    stop.store(true, Ordering::Relaxed);
+    let peak_kib = sampler
+        .join()
+        .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
+    let hwm_kib = proc_kib(server.pid, "VmHWM")?;
+    let over = over?;
+    server.stop()?;
+
+    // 4, 5: the minimum-cost service.
+    let server = start_server(&args.ekycd, &min_dir, &min_env, cores)?;
+    let cfg = load(
+        &args,
+        &server.endpoint,
+        &min_key,
+        fast,
+        args.secs(5.0),
+        "match=1",
+    )?;
+    let rep = measure(&cfg, "M: minimum-cost ekycd, closed loop", &mut details).await?;
+    let m = per_sec(&rep, rep.total.answered);
+    rows.push(Row {
+        name: "M: ekycd saturation, minimum Argon2 cost (answered/s)",
+        value: format!("{m:.0}/s"),
+        baseline: format!("E {e:.0}/s"),
+        ratio: format!("{:.3}", m / e),
+        note: format!(
+            "m=8 KiB, t=1, p=1; {} callers, errors {}",
+            args.fast_callers,
+            rep.total.sent - rep.total.answered
+        ),
+    });
+    let over_key = overlimit_key(&server.endpoint, &agency_key).await?;
+    let mut cfg = load(
+        &args,
+        &server.endpoint,
+        &min_key,
+        fast,
+        args.secs(5.0),
+        "overlimit=1",
+    )?;
+    cfg.overlimit_key = Some(over_key);
+    let rep = measure(&cfg, "Q: rate-limited tenant, closed loop", &mut details).await?;
+    let limited = rep.total.errors.get(RATE_LIMITED).copied().unwrap_or(0);
+    let q = per_sec(&rep, limited);
+    rows.push(Row {
+        name: "Q: RATE_LIMITED refusals/s (tenant at 1/s, burst 1)",
+        value: format!("{q:.0}/s"),
+        baseline: format!("E {e:.0}/s"),
+        ratio: format!("{:.3}", q / e),
+        note: format!(
+            "minimum-cost service; answered {}, other errors {}",
+            rep.total.answered,
+            rep.total.sent - rep.total.answered - limited
+        ),
+    });
+    server.stop()?;
+
+    for (share, rep) in &open {
+        let p99 = rep.total.percentile_ms(99.0);
+        rows.push(Row {
+            name: if *share < 0.6 {
+                "p99 latency, open loop (Poisson) at 50 % of S"
+            } else {
+                "p99 latency, open loop (Poisson) at 70 % of S"
+            },
+            value: format!("{p99:.1} ms"),
+            baseline: format!("one evaluation {eval_ms:.2} ms"),
+            ratio: format!("{:.2} x", p99 / eval_ms),
+            note: format!(
+                "{:.1} calls/s offered; p50 {:.1} ms; answered {}/{}",
+                share * s,
+                rep.total.percentile_ms(50.0),
+                rep.total.answered,
+                rep.total.sent
+            ),
+        });
+    }
+    let bound = cores as i64 * DEFAULT_KIB;
+    let growth = peak_kib - idle_kib;
+    let shed = over
+        .total
+        .errors
+        .get("RESOURCE_EXHAUSTED/HASHING_OVERLOADED")
+        .copied()
+        .unwrap_or(0);
+    rows.push(Row {
+        name: "peak RSS growth under 2 x S open loop",
+        value: format!("{:.1} MiB", growth as f64 / 1024.0),
+        baseline: format!(
+            "{cores} x {DEFAULT_KIB} KiB = {:.1} MiB",
+            bound as f64 / 1024.0
+        ),
+        ratio: format!("{:.3}", growth as f64 / bound as f64),
+        note: format!(
+            "idle {:.1} MiB, peak {:.1} MiB, VmHWM {:.1} MiB; {} shed, {} answered of {}",
+            idle_kib as f64 / 1024.0,
+            peak_kib as f64 / 1024.0,
+            hwm_kib as f64 / 1024.0,
+            shed,
+            over.total.answered,
+            over.total.sent
+        ),
+    });
+
+    let total = began.elapsed().as_secs_f64();
+    let mut doc = String::new();
+    let _ = writeln!(doc, "# ekycd benchmark\n\n{machine}\n");
+    doc.push_str(&table(&rows));
+    let _ = writeln!(doc, "\nTotal run time {total:.1} s.\n\n## Load runs\n");
+    doc.push_str(&details);
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, &doc)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("{machine}\n");
+    print!("{}", table(&rows));
+    println!(
+        "\nTotal run time {total:.1} s; details in {}",
+        args.out.display()
+    );
+    Ok(())
+}
