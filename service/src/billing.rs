@@ -71,6 +71,22 @@ impl App {
         }
     }
 
+    /// Plans are public to every finance and agency key.
+    async fn require_plan_reader(
+        &self,
+        credential: &Credential,
+        method: &str,
+    ) -> Result<(), ServiceError> {
+        let caller = auth::authenticate(&self.store, credential, clock::now_ms()).await?;
+        if !matches!(caller.role, Role::Finance | Role::AgencyAdmin) {
+            return Err(ServiceError::PermissionDenied {
+                reason: reason::ROLE_NOT_ALLOWED,
+                message: format!("only finance and agency keys may call {method}"),
+            });
+        }
+        Ok(())
+    }
+
     async fn billed_tenant(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
         self.store
             .get_tenant(tenant_id)
@@ -141,13 +157,8 @@ impl App {
         &self,
         credential: &Credential,
     ) -> Result<pb::ListPricePlansResponse, ServiceError> {
-        let caller = auth::authenticate(&self.store, credential, clock::now_ms()).await?;
-        if !matches!(caller.role, Role::Finance | Role::AgencyAdmin) {
-            return Err(ServiceError::PermissionDenied {
-                reason: reason::ROLE_NOT_ALLOWED,
-                message: "only finance and agency keys may call ListPricePlans".into(),
-            });
-        }
+        self.require_plan_reader(credential, "ListPricePlans")
+            .await?;
         let plans = self.ledger.plans().await.map_err(ledger_error)?;
         Ok(pb::ListPricePlansResponse {
             plans: plans.iter().map(plan_to_proto).collect(),
@@ -160,17 +171,20 @@ impl App {
         credential: &Credential,
         req: &pb::GetPricePlanRequest,
     ) -> Result<pb::GetPricePlanResponse, ServiceError> {
-        let all = self.list_price_plans(credential).await?;
-        let plan = all
-            .plans
-            .into_iter()
-            .filter(|p| p.plan_id == req.plan_id && (req.version == 0 || p.version == req.version))
-            .max_by_key(|p| p.version)
+        self.require_plan_reader(credential, "GetPricePlan").await?;
+        let version = (req.version != 0).then_some(req.version);
+        let plan = self
+            .ledger
+            .plan(&req.plan_id, version)
+            .await
+            .map_err(ledger_error)?
             .ok_or(ServiceError::NotFound {
                 reason: reason::PRICE_PLAN_NOT_FOUND,
                 message: "price plan not found",
             })?;
-        Ok(pb::GetPricePlanResponse { plan: Some(plan) })
+        Ok(pb::GetPricePlanResponse {
+            plan: Some(plan_to_proto(&plan)),
+        })
     }
 
     /// CreateInvoice: a draft of the tenant's month.

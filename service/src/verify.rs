@@ -174,7 +174,14 @@ impl App {
                             })?
                     {
                         return Ok(Answered {
-                            response: self.replay(&caller, req, &valid, &event, now_ms)?,
+                            response: self.replay(
+                                &caller,
+                                req,
+                                &valid,
+                                &event,
+                                &fingerprint,
+                                now_ms,
+                            )?,
                             allowance: Allowance::default(),
                         });
                     }
@@ -283,7 +290,7 @@ impl App {
                 .collect(),
             units,
             outcome: if outcome.decision { "yes" } else { "no" }.to_string(),
-            fingerprint,
+            fingerprint: fingerprint.clone(),
             replay: Some(outcome.to_replay()),
             invoice_number: None,
         };
@@ -319,7 +326,7 @@ impl App {
                 // answer is the answer, and only it is billed.
                 give_back(grant).await;
                 reservation.release().await;
-                let response = self.replay(&caller, req, &valid, &winner, now_ms)?;
+                let response = self.replay(&caller, req, &valid, &winner, &fingerprint, now_ms)?;
                 Ok(Answered {
                     response,
                     allowance,
@@ -336,16 +343,18 @@ impl App {
     }
 
     /// Answers a retry from the ledger: the stored outcome, signed again
-    /// over the retried request (whose fingerprint matched).
+    /// over the retried request, if `fingerprint` (the retried request's)
+    /// matches the stored one.
     fn replay(
         &self,
         caller: &Caller,
         req: &pb::VerifyRequest,
         valid: &ValidRequest<'_>,
         event: &UsageEvent,
+        fingerprint: &str,
         now_ms: i64,
     ) -> Result<pb::VerifyResponse, ServiceError> {
-        if event.fingerprint != idempotency::fingerprint(&self.pool, req) {
+        if event.fingerprint != fingerprint {
             return Err(ServiceError::AlreadyExists {
                 reason: reason::REQUEST_ID_REUSED,
                 message: "this request_id was already used for a different request",
