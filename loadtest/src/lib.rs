@@ -13,6 +13,8 @@
 //! from the actual send, as a closed-loop caller sees it.
 #![forbid(unsafe_code)]
 
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::str::FromStr;

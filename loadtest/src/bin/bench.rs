@@ -12,18 +12,19 @@
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use ekyc_client::{Client, v1 as pb};
 use ekyc_domain::keys::{KdfMemory, KdfParams, Pepper, derive_key};
 use ekyc_domain::normalize::normalize_id;
+use ekyc_loadtest::process::{
+    ekycd, machine, output, prepare, proc_kib, sample_rss, settled_rss, start_server,
+};
 use ekyc_loadtest::{Arrivals, Config, Mix, Mode, Report, run};
 use ekyc_proto::v1::verification_service_server::{VerificationService, VerificationServiceServer};
 use tonic::{Request, Response, Status};
@@ -68,48 +69,6 @@ impl Args {
     }
 }
 
-/// A running `ekycd serve`; stopped with SIGTERM and reaped on drop.
-struct Server {
-    child: Child,
-    pid: u32,
-    endpoint: String,
-}
-
-impl Server {
-    fn stop(mut self) -> Result<()> {
-        self.terminate()
-    }
-
-    fn terminate(&mut self) -> Result<()> {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return Ok(());
-        }
-        let ok = Command::new("kill").arg(self.pid.to_string()).status()?;
-        ensure!(ok.success(), "kill {} failed", self.pid);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child.kill()?;
-        self.child.wait()?;
-        bail!("ekycd {} ignored SIGTERM for 10 s; killed", self.pid)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Error paths must not leave a server running.
-        if let Err(e) = self.terminate() {
-            eprintln!("stopping ekycd: {e:#}");
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// The minimum Argon2 cost as server environment variables.
 fn minimum_cost_env() -> Vec<(&'static str, String)> {
     let m = KdfParams::MINIMUM;
@@ -122,49 +81,6 @@ fn minimum_cost_env() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// `ekycd` with a clean environment (no inherited EKYCD_* variables) on
-/// the data dir `dir/data`, with extra variables `env`.
-fn ekycd(bin: &Path, dir: &Path, env: &[(&'static str, String)]) -> Command {
-    let mut cmd = Command::new(bin);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("EKYCD_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("EKYCD_DATA_DIR", dir.join("data"))
-        .env("EKYCD_LOG__FILTER", "warn")
-        .current_dir(dir);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// Runs `cmd` to completion; its stdout, or its stderr in the error.
-fn output(mut cmd: Command, what: &str) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
-    ensure!(
-        out.status.success(),
-        "{what} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Loads the demo registry into `dir/data`; returns the demo API key.
-fn prepare(bin: &Path, dir: &Path, env: &[(&'static str, String)]) -> Result<String> {
-    std::fs::create_dir_all(dir)?;
-    let mut cmd = ekycd(bin, dir, env);
-    cmd.args(["demo", "--citizens", &CITIZENS.to_string()])
-        .args(["--seed", &SEED.to_string(), "--no-serve", "--out"])
-        .arg(dir.join("demo"));
-    output(cmd, "ekycd demo")?;
-    Ok(std::fs::read_to_string(dir.join("demo/api-key"))?
-        .trim()
-        .to_string())
-}
-
 /// The agency-admin key of a fresh `ekycd admin bootstrap`.
 fn bootstrap(bin: &Path, dir: &Path, env: &[(&'static str, String)]) -> Result<String> {
     let mut cmd = ekycd(bin, dir, env);
@@ -174,81 +90,6 @@ fn bootstrap(bin: &Path, dir: &Path, env: &[(&'static str, String)]) -> Result<S
         .find_map(|l| l.split_once("store it now):").map(|(_, k)| k.trim()))
         .map(str::to_string)
         .context("no agency admin api key in the output of ekycd admin bootstrap")
-}
-
-fn start_server(
-    bin: &Path,
-    dir: &Path,
-    env: &[(&'static str, String)],
-    threads: usize,
-) -> Result<Server> {
-    let stderr = std::fs::File::create(dir.join("ekycd.stderr"))?;
-    let mut child = ekycd(bin, dir, env)
-        .arg("serve")
-        .env("EKYCD_LISTEN", "127.0.0.1:0")
-        .env("EKYCD_ARGON2__POOL_THREADS", threads.to_string())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-    let mut server = Server {
-        pid: child.id(),
-        child,
-        endpoint: String::new(),
-    };
-    let addr = loop {
-        let Some(line) = lines.next() else {
-            let log = std::fs::read_to_string(dir.join("ekycd.stderr"))?;
-            bail!("ekycd exited before listening:\n{log}");
-        };
-        if let Some(addr) = line?.strip_prefix("ekycd listening on ") {
-            break addr.to_string();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    server.endpoint = format!("http://{addr}");
-    Ok(server)
-}
-
-/// A field of /proc/PID/status in KiB (VmRSS: resident now, VmHWM: peak).
-fn proc_kib(pid: u32, field: &str) -> Result<i64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
-}
-
-/// VmRSS once startup has settled (unchanged for 250 ms, at most 3 s): the
-/// hashing threads fill their Argon2 buffers while the server starts.
-async fn settled_rss(pid: u32) -> Result<i64> {
-    let (mut last, mut stable) = (proc_kib(pid, "VmRSS")?, 0);
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = proc_kib(pid, "VmRSS")?;
-        stable = if now == last { stable + 1 } else { 0 };
-        last = now;
-        if stable == 5 {
-            break;
-        }
-    }
-    Ok(last)
-}
-
-/// Samples VmRSS every 20 ms on its own OS thread until `stop`; the peak.
-fn sample_rss(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<i64> {
-    std::thread::spawn(move || {
-        let mut peak = 0;
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok(kib) = proc_kib(pid, "VmRSS") {
-                peak = peak.max(kib);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        peak
-    })
 }
 
 /// Raw Argon2id at the default cost: one OS thread per core, each reusing
@@ -400,28 +241,6 @@ async fn overlimit_key(endpoint: &str, agency_key: &str) -> Result<String> {
     Ok(issued.secret)
 }
 
-/// Where the figures come from: the machine and the source revision.
-fn machine(cores: usize) -> String {
-    let read = |path| std::fs::read_to_string(path).unwrap_or_default();
-    let cpuinfo = read("/proc/cpuinfo");
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
-        .map_or("unknown", |c| c.1.trim());
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = read("/proc/loadavg");
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    let git = Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    format!(
-        "nproc={nproc} (using {cores}), cpu={cpu}, loadavg at start {}, git {git}",
-        load.join(" ")
-    )
-}
-
 /// One row of the table.
 struct Row {
     name: &'static str,
@@ -500,9 +319,9 @@ async fn main() -> Result<()> {
     // Data dirs: the default cost, and the minimum cost with an agency key.
     eprintln!("bench: preparing the data dirs (ekycd demo --citizens {CITIZENS})");
     let (dflt_dir, min_dir) = (tmp.path().join("default"), tmp.path().join("minimum"));
-    let dflt_key = prepare(&args.ekycd, &dflt_dir, &[])?;
+    let dflt_key = prepare(&args.ekycd, &dflt_dir, &[], CITIZENS, SEED)?;
     let min_env = minimum_cost_env();
-    let min_key = prepare(&args.ekycd, &min_dir, &min_env)?;
+    let min_key = prepare(&args.ekycd, &min_dir, &min_env, CITIZENS, SEED)?;
     let agency_key = bootstrap(&args.ekycd, &min_dir, &min_env)?;
 
     // 3, 6, 7: the default-cost service.
@@ -556,7 +375,7 @@ async fn main() -> Result<()> {
         open.push((share, rep));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = sample_rss(server.pid, Arc::clone(&stop));
+    let sampler = sample_rss(server.pid, Duration::from_millis(20), Arc::clone(&stop));
     let mode = Mode::Open {
         rate: 2.0 * s,
         arrivals: Arrivals::Poisson,
@@ -571,7 +390,7 @@ async fn main() -> Result<()> {
     )?;
     let over = measure(&cfg, "open loop at 2 x S (memory)", &mut details).await;
     stop.store(true, Ordering::Relaxed);
-    let peak_kib = sampler
+    let (peak_kib, _samples) = sampler
         .join()
         .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
     let hwm_kib = proc_kib(server.pid, "VmHWM")?;

@@ -11,17 +11,16 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use ekyc_client::{Client, v1 as pb};
 use ekyc_domain::keys::KdfParams;
+use ekyc_loadtest::process::{machine, prepare, proc_kib, sample_rss, settled_rss, start_server};
 use serde_json::json;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -65,106 +64,6 @@ struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-/// A running `ekycd serve`; killed and reaped on drop if not stopped.
-struct Server {
-    child: Child,
-    pid: u32,
-    endpoint: String,
-}
-
-impl Server {
-    fn stop(mut self) -> Result<()> {
-        // SIGTERM, not SIGKILL: the graceful shutdown is what a deployment
-        // does, and it must not hang under this load either.
-        let ok = Command::new("kill").arg(self.pid.to_string()).status()?;
-        ensure!(ok.success(), "kill {} failed", self.pid);
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Error paths must not leave a server running; after stop() the
-        // child is reaped and this does nothing.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `ekycd` with a clean environment: inherited EKYCD_* variables (a
-/// developer's config, another pool size or Argon2 cost) would silently
-/// change what is measured.
-fn ekycd(bin: &Path, dir: &Path) -> Command {
-    let mut cmd = Command::new(bin);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("EKYCD_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("EKYCD_DATA_DIR", dir.join("data"))
-        .env("EKYCD_LOG__FILTER", "warn")
-        .current_dir(dir);
-    cmd
-}
-
-fn start_server(args: &Args, dir: &Path) -> Result<(Server, String)> {
-    // Its log (the development-key warnings, import progress) is kept out
-    // of the report and shown only if it fails.
-    let demo = ekycd(&args.ekycd, dir)
-        .args(["demo", "--citizens", &CITIZENS.to_string()])
-        .args(["--seed", &SEED.to_string(), "--no-serve", "--out"])
-        .arg(dir.join("demo"))
-        .output()
-        .with_context(|| format!("cannot run {}", args.ekycd.display()))?;
-    let log = String::from_utf8_lossy(&demo.stderr);
-    ensure!(
-        demo.status.success(),
-        "ekycd demo failed: {}\n{log}",
-        demo.status
-    );
-    let api_key = std::fs::read_to_string(dir.join("demo/api-key"))?;
-    let stderr = std::fs::File::create(dir.join("ekycd.stderr"))?;
-    let mut child = ekycd(&args.ekycd, dir)
-        .arg("serve")
-        .env("EKYCD_LISTEN", "127.0.0.1:0")
-        .env("EKYCD_ARGON2__POOL_THREADS", args.pool_threads.to_string())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-    let mut server = Server {
-        pid: child.id(),
-        child,
-        endpoint: String::new(),
-    };
-    let addr = loop {
-        let Some(line) = lines.next() else {
-            let log = std::fs::read_to_string(dir.join("ekycd.stderr"))?;
-            bail!("ekycd exited before listening:\n{log}");
-        };
-        if let Some(addr) = line?.strip_prefix("ekycd listening on ") {
-            break addr.to_string();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    server.endpoint = format!("http://{addr}");
-    Ok((server, api_key.trim().to_string()))
-}
-
-/// A field of /proc/PID/status in KiB (VmRSS: resident now, VmHWM: peak).
-fn proc_kib(pid: u32, field: &str) -> Result<i64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 /// utime + stime of a /proc/.../stat file, in ticks.
@@ -364,71 +263,16 @@ fn counts(results: &Results) -> BTreeMap<String, usize> {
     m
 }
 
-/// VmRSS once startup has settled (unchanged for 250 ms, at most 3 s).
-/// The hashing threads fill their Argon2 buffers concurrently with the
-/// server printing its address, so a reading at that moment misses part
-/// of the pool's memory and would count it as growth under load.
-async fn settled_rss(pid: u32) -> Result<i64> {
-    let (mut last, mut stable) = (proc_kib(pid, "VmRSS")?, 0);
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = proc_kib(pid, "VmRSS")?;
-        stable = if now == last { stable + 1 } else { 0 };
-        last = now;
-        if stable == 5 {
-            break;
-        }
-    }
-    Ok(last)
-}
-
-/// Samples the server's VmRSS on its own OS thread, so thousands of
-/// client tasks on the async workers cannot delay the samples.
-fn sample_rss(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(i64, usize)> {
-    std::thread::spawn(move || {
-        let (mut peak, mut samples) = (0, 0);
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok(kib) = proc_kib(pid, "VmRSS") {
-                (peak, samples) = (peak.max(kib), samples + 1);
-            }
-            std::thread::sleep(SAMPLE_EVERY);
-        }
-        (peak, samples)
-    })
-}
-
-/// Where the figures come from: the machine, how busy it was already, and
-/// the source tree (`-dirty` if it had uncommitted changes at run time).
-fn machine() -> String {
-    let read = |path| std::fs::read_to_string(path).unwrap_or_default();
-    let cpuinfo = read("/proc/cpuinfo");
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':'));
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = read("/proc/loadavg");
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    let git = Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .output();
-    let git = git.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    format!(
-        "nproc={nproc}, cpu={}, loadavg at start {}, source {}",
-        cpu.map_or("unknown", |c| c.1.trim()),
-        load.join(" "),
-        git.unwrap_or_default()
-    )
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = Args::parse();
     // The server runs in the temp dir, where a relative path means nothing.
     let path = args.ekycd.display().to_string();
     args.ekycd = std::fs::canonicalize(&args.ekycd).context(path)?;
-    let (began, machine) = (Instant::now(), machine());
+    let (began, machine) = (Instant::now(), machine(args.pool_threads));
     let dir = tempfile::tempdir()?;
-    let (server, api_key) = start_server(&args, dir.path())?;
+    let api_key = prepare(&args.ekycd, dir.path(), &[], CITIZENS, SEED)?;
+    let server = start_server(&args.ekycd, dir.path(), &[], args.pool_threads)?;
     let (pid, threads) = (server.pid, args.pool_threads);
     // Before any connection or call, so everything after is caused by load.
     let at_listen = proc_kib(pid, "VmRSS")?;
@@ -493,7 +337,7 @@ async fn main() -> Result<()> {
     let window = Duration::from_secs(args.overload_secs);
     let total = (rate * window.as_secs_f64()).round() as u64;
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = sample_rss(pid, Arc::clone(&stop));
+    let sampler = sample_rss(pid, SAMPLE_EVERY, Arc::clone(&stop));
     let (cpu0, start) = (Cpu::now(pid), Instant::now());
     let mut lag = Duration::ZERO;
     let mut tasks = Vec::with_capacity(total as usize);
