@@ -13,6 +13,7 @@
 //! from the actual send, as a closed-loop caller sees it.
 #![forbid(unsafe_code)]
 
+pub mod kdf;
 pub mod process;
 
 use std::collections::BTreeMap;
