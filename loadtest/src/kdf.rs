@@ -21,8 +21,8 @@ pub enum Implementation {
     /// RustCrypto with a new buffer for every evaluation (allocation and
     /// page faults included): what buffer reuse saves.
     FreshMemory,
-    /// The reference C implementation, SIMD build for this CPU, with its
-    /// own allocation per evaluation.
+    /// The reference C implementation, SIMD build (`-march=native` unless
+    /// `CFLAGS` overrides it), with its own allocation per evaluation.
     Reference,
     /// The reference with one buffer per thread, like the service's.
     ReferenceReused,

@@ -277,7 +277,10 @@ async fn main() -> Result<()> {
             value: format!("{rate:.1}/s"),
             baseline: format!("R_raw {r_raw:.1}/s"),
             ratio: format!("{:.3}", rate / r_raw),
-            note: format!("{}; not what ekycd runs (docs/argon2.md)", imp.label()),
+            note: format!(
+                "{}, -march=native unless CFLAGS says otherwise; not what ekycd runs (docs/argon2.md)",
+                imp.label()
+            ),
         });
     }
 
