@@ -42,12 +42,8 @@ impl Implementation {
         match self {
             Implementation::Service => "RustCrypto argon2, buffer reused per thread (ekycd)",
             Implementation::FreshMemory => "RustCrypto argon2, fresh buffer per evaluation",
-            Implementation::Reference => {
-                "reference C (argon2-sys, opt.c, -march=native), malloc per evaluation"
-            }
-            Implementation::ReferenceReused => {
-                "reference C (argon2-sys, opt.c, -march=native), buffer reused per thread"
-            }
+            Implementation::Reference => "reference C (argon2-sys opt.c), malloc per evaluation",
+            Implementation::ReferenceReused => "reference C (argon2-sys opt.c), buffer reused",
         }
     }
 }
