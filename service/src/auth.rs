@@ -133,12 +133,12 @@ pub async fn authenticate(
         reason: reason::API_KEY_INVALID,
         message: "api key is not valid",
     };
-    let record = store
-        .get_api_key(&key_id)
+    let found = store
+        .get_api_key_with_tenant(&key_id)
         .await
         .map_err(ServiceError::internal)?;
     let digest: [u8; 32] = Sha256::digest(secret).into();
-    let Some(record) = record else {
+    let Some((record, tenant)) = found else {
         // Same work as a known key, so a probe cannot time which ids exist.
         let _ = digest.ct_eq(&[0u8; 32]);
         return Err(invalid());
@@ -158,11 +158,7 @@ pub async fn authenticate(
             message: "api key has expired",
         });
     }
-    let tenant = store
-        .get_tenant(&record.tenant_id)
-        .await
-        .map_err(ServiceError::internal)?
-        .ok_or_else(invalid)?;
+    let tenant = tenant.ok_or_else(invalid)?;
     if tenant.status == TenantStatus::Suspended {
         return Err(ServiceError::PermissionDenied {
             reason: reason::TENANT_SUSPENDED,

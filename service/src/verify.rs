@@ -403,14 +403,9 @@ impl App {
         // Look up. Records live at the locator of the current pepper and
         // parameters; a record under an older pepper is not found until it
         // is re-imported.
-        let record = self
+        let (record, registry_version) = self
             .store
-            .get_record(&key.locator())
-            .await
-            .map_err(ServiceError::internal)?;
-        let registry_version = self
-            .store
-            .registry_version()
+            .get_record_and_version(&key.locator())
             .await
             .map_err(ServiceError::internal)?;
         // Match under the tenant's policy.

@@ -350,10 +350,14 @@ impl Store {
         }
     }
 
-    /// The record at `locator`, if any.
-    pub async fn get_record(&self, locator: &Locator) -> Result<Option<StoredRecord>> {
+    /// The record at `locator`, if any, with the current registry version,
+    /// read together (one round trip, one snapshot): what Verify needs.
+    pub async fn get_record_and_version(
+        &self,
+        locator: &Locator,
+    ) -> Result<(Option<StoredRecord>, u64)> {
         match &self.backend {
-            Backend::Sqlite(s) => s.get_record(locator).await,
+            Backend::Sqlite(s) => s.get_record_and_version(locator).await,
         }
     }
 
@@ -502,6 +506,17 @@ impl Store {
     pub async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
         match &self.backend {
             Backend::Sqlite(s) => s.get_api_key(key_id).await,
+        }
+    }
+
+    /// The API key with this public id and its tenant (`None` if the
+    /// tenant row is missing), in one read: what authentication needs.
+    pub async fn get_api_key_with_tenant(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<(ApiKeyRecord, Option<Tenant>)>> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.get_api_key_with_tenant(key_id).await,
         }
     }
 

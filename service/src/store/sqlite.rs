@@ -74,15 +74,31 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn get_record(&self, locator: &Locator) -> Result<Option<StoredRecord>> {
+    /// The record at `locator`, if any, and the registry version, read in
+    /// one statement: one round trip, and one snapshot, so an import that
+    /// commits meanwhile cannot pair a record with another version.
+    pub(super) async fn get_record_and_version(
+        &self,
+        locator: &Locator,
+    ) -> Result<(Option<StoredRecord>, u64)> {
         let row = sqlx::query(
-            "SELECT locator, pepper_version, kdf_params_id, normalization_version, registry_version, tags \
-             FROM citizen_records WHERE locator = ?",
+            "SELECT r.locator, r.pepper_version, r.kdf_params_id, r.normalization_version, \
+             r.registry_version, r.tags, (SELECT value FROM registry_meta WHERE key = ?) \
+             FROM (SELECT 1) LEFT JOIN citizen_records r ON r.locator = ?",
         )
+        .bind(super::META_REGISTRY_VERSION)
         .bind(locator.as_slice())
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        row.map(|r| record_from_row(&r)).transpose()
+        let version = row
+            .try_get::<Option<String>, _>(6)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let record = match row.try_get::<Option<Vec<u8>>, _>(0)? {
+            Some(_) => Some(record_from_row(&row)?),
+            None => None,
+        };
+        Ok((record, version))
     }
 
     pub(super) async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>> {
@@ -325,6 +341,33 @@ impl SqliteStore {
             .transpose()
     }
 
+    /// The key and its tenant in one statement: authentication reads
+    /// once per call, not twice (each statement is a round trip to the
+    /// connection's worker thread).
+    pub(super) async fn get_api_key_with_tenant(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<(ApiKeyRecord, Option<Tenant>)>> {
+        let Some(row) = sqlx::query(
+            "SELECT k.key_id, k.tenant_id, k.role, k.secret_sha256, k.created_at_ms, \
+             k.expires_at_ms, k.revoked_at_ms, k.last_used_at_ms, k.label, \
+             t.id, t.name, t.status, t.policy, t.mtls_subject, t.created_at_ms, t.updated_at_ms \
+             FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.key_id = ?",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let key = key_from_row(&row)?;
+        let tenant = match row.try_get::<Option<String>, _>(KEY_COLUMNS)? {
+            Some(_) => Some(tenant_from_row_at(&row, KEY_COLUMNS)?),
+            None => None,
+        };
+        Ok(Some((key, tenant)))
+    }
+
     pub(super) async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
         sqlx::query(concat!(
             key_select!(),
@@ -481,11 +524,16 @@ macro_rules! key_select {
 use key_select;
 
 fn tenant_from_row(r: &SqliteRow) -> Result<Tenant> {
-    let status: String = r.try_get(2)?;
-    let policy: String = r.try_get(3)?;
+    tenant_from_row_at(r, 0)
+}
+
+/// A tenant from `tenant_select!`'s columns starting at column `at`.
+fn tenant_from_row_at(r: &SqliteRow, at: usize) -> Result<Tenant> {
+    let status: String = r.try_get(at + 2)?;
+    let policy: String = r.try_get(at + 3)?;
     Ok(Tenant {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
+        id: r.try_get(at)?,
+        name: r.try_get(at + 1)?,
         status: match status.as_str() {
             "active" => TenantStatus::Active,
             "suspended" => TenantStatus::Suspended,
@@ -493,11 +541,14 @@ fn tenant_from_row(r: &SqliteRow) -> Result<Tenant> {
         },
         policy: serde_json::from_str::<TenantPolicy>(&policy)
             .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?,
-        mtls_subject: r.try_get(4)?,
-        created_at_ms: r.try_get(5)?,
-        updated_at_ms: r.try_get(6)?,
+        mtls_subject: r.try_get(at + 4)?,
+        created_at_ms: r.try_get(at + 5)?,
+        updated_at_ms: r.try_get(at + 6)?,
     })
 }
+
+/// The number of columns `key_select!` reads.
+const KEY_COLUMNS: usize = 9;
 
 fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord> {
     let role: String = r.try_get(2)?;
