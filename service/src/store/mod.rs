@@ -550,3 +550,53 @@ impl Store {
 
 /// Metadata key of the registry version.
 pub const META_REGISTRY_VERSION: &str = "registry_version";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(byte: u8, registry_version: u64) -> StoredRecord {
+        StoredRecord {
+            locator: [byte; 32],
+            pepper_version: 1,
+            kdf_params_id: KdfParams::DEFAULT.id,
+            normalization_version: 1,
+            registry_version,
+            tags: RecordTags::default(),
+        }
+    }
+
+    /// Verify's one read: the record if present, and always the current
+    /// registry version (0 before any import), also for unknown locators.
+    #[tokio::test]
+    async fn record_and_version_come_back_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("ekyc.db").display());
+        let store = Store::open(&url).await.expect("open");
+        assert_eq!(
+            store.get_record_and_version(&[1; 32]).await.expect("read"),
+            (None, 0)
+        );
+        store
+            .register_kdf_params(&KdfParams::DEFAULT)
+            .await
+            .expect("params");
+        let stored = record(1, 3);
+        store
+            .upsert_records(std::slice::from_ref(&stored))
+            .await
+            .expect("upsert");
+        store
+            .set_meta(META_REGISTRY_VERSION, "3")
+            .await
+            .expect("meta");
+        assert_eq!(
+            store.get_record_and_version(&[1; 32]).await.expect("read"),
+            (Some(stored), 3)
+        );
+        assert_eq!(
+            store.get_record_and_version(&[2; 32]).await.expect("read"),
+            (None, 3)
+        );
+    }
+}
