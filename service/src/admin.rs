@@ -91,7 +91,8 @@ impl App {
         Ok(())
     }
 
-    async fn load_tenant(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
+    /// The tenant with this id, or `NotFound` (admin and billing calls).
+    pub(crate) async fn load_tenant(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
         self.store
             .get_tenant(tenant_id)
             .await

@@ -87,17 +87,6 @@ impl App {
         Ok(())
     }
 
-    async fn billed_tenant(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
-        self.store
-            .get_tenant(tenant_id)
-            .await
-            .map_err(ServiceError::internal)?
-            .ok_or(ServiceError::NotFound {
-                reason: reason::TENANT_NOT_FOUND,
-                message: "tenant not found",
-            })
-    }
-
     fn invoice_request(&self, tenant: &Tenant, period: &str) -> InvoiceRequest {
         InvoiceRequest {
             tenant_id: tenant.id.clone(),
@@ -124,7 +113,7 @@ impl App {
     ) -> Result<pb::GetUsageSummaryResponse, ServiceError> {
         self.billing_caller(credential, &req.tenant_id, Access::Read, "GetUsageSummary")
             .await?;
-        let tenant = self.billed_tenant(&req.tenant_id).await?;
+        let tenant = self.load_tenant(&req.tenant_id).await?;
         let tz = &tenant.policy.time_zone;
         let (from, to) = if req.period.len() == 10 {
             day_range(&req.period, tz)?
@@ -195,7 +184,7 @@ impl App {
     ) -> Result<pb::CreateInvoiceResponse, ServiceError> {
         self.billing_caller(credential, &req.tenant_id, Access::Read, "CreateInvoice")
             .await?;
-        let tenant = self.billed_tenant(&req.tenant_id).await?;
+        let tenant = self.load_tenant(&req.tenant_id).await?;
         let record = self
             .ledger
             .draft_invoice(&self.invoice_request(&tenant, &req.period), clock::now_ms())
@@ -220,7 +209,7 @@ impl App {
                 "FinalizeInvoice",
             )
             .await?;
-        let tenant = self.billed_tenant(&req.tenant_id).await?;
+        let tenant = self.load_tenant(&req.tenant_id).await?;
         let record = self
             .ledger
             .finalize_invoice(
