@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -21,6 +21,7 @@ use clap::Parser;
 use ekyc_client::{Client, v1 as pb};
 use ekyc_domain::keys::KdfParams;
 use ekyc_loadtest::process::{machine, prepare, proc_kib, sample_rss, settled_rss, start_server};
+use ekyc_loadtest::{RequestFactory, Scenario};
 use serde_json::json;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -161,22 +162,10 @@ impl CpuUse {
     }
 }
 
-/// A matching claim about citizen `n % CITIZENS`; `n` also makes the
-/// request id unique.
-fn request(n: u64) -> pb::VerifyRequest {
-    let c = ekyc_synth::citizen(SEED, n % CITIZENS);
-    pb::VerifyRequest {
-        request_id: format!("overload-{n}"),
-        id_number: c.id_number,
-        claims: Some(pb::Claims {
-            full_name: Some(c.full_name),
-            date_of_birth: Some(c.date_of_birth),
-            ..Default::default()
-        }),
-        purpose_code: "ACCOUNT_OPENING".into(),
-        consent_reference: "consent-1".into(),
-    }
-}
+/// Matching claims about the demo registry's citizens, in turn; a fresh
+/// data dir per run keeps the request ids unique.
+static REQUESTS: LazyLock<RequestFactory> =
+    LazyLock::new(|| RequestFactory::new(SEED, CITIZENS, "overload"));
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
@@ -207,7 +196,10 @@ type Results = Vec<Call>;
 /// Sends one call scheduled at `since`.
 async fn call(client: &Client, n: u64, since: Instant) -> Call {
     let sent = Instant::now();
-    let outcome = match client.verify_unchecked(request(n)).await {
+    let outcome = match client
+        .verify_unchecked(REQUESTS.build(Scenario::Match, n))
+        .await
+    {
         Ok(r) if r.decision == pb::Decision::Yes as i32 => Outcome::Answered,
         Ok(_) => Outcome::AnsweredNo,
         Err(s) => {
