@@ -353,38 +353,29 @@ async fn main() -> Result<()> {
             rep.total.sent - rep.total.answered
         ),
     });
-    let mut open = Vec::new();
-    for share in [0.5, 0.7] {
-        let mode = Mode::Open {
-            rate: share * s,
-            arrivals: Arrivals::Poisson,
-        };
-        let cfg = load(
+    // Poisson arrivals of matching claims at `rate` for `secs`.
+    let open_loop = |rate: f64, secs: f64| {
+        let arrivals = Arrivals::Poisson;
+        let mode = Mode::Open { rate, arrivals };
+        load(
             &args,
             &server.endpoint,
             &dflt_key,
             mode,
-            args.secs(10.0),
+            args.secs(secs),
             "match=1",
-        )?;
+        )
+    };
+    let mut open = Vec::new();
+    for share in [0.5, 0.7] {
+        let cfg = open_loop(share * s, 10.0)?;
         let title = format!("open loop at {:.0} % of S", share * 100.0);
         let rep = measure(&cfg, &title, &mut details).await?;
         open.push((share, rep));
     }
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_rss(server.pid, Duration::from_millis(20), Arc::clone(&stop));
-    let mode = Mode::Open {
-        rate: 2.0 * s,
-        arrivals: Arrivals::Poisson,
-    };
-    let cfg = load(
-        &args,
-        &server.endpoint,
-        &dflt_key,
-        mode,
-        args.secs(8.0),
-        "match=1",
-    )?;
+    let cfg = open_loop(2.0 * s, 8.0)?;
     let over = measure(&cfg, "open loop at 2 x S (memory)", &mut details).await;
     stop.store(true, Ordering::Relaxed);
     let (peak_kib, _samples) = sampler
