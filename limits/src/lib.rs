@@ -3,7 +3,8 @@
 //! A [`Limiter`] answers three questions before a Verify is hashed:
 //! may this tenant call now ([`Limiter::check_rate`], GCRA), has it units
 //! left today and this month ([`Limiter::reserve_quota`]), and may anyone
-//! still ask about this subject today ([`Limiter::admit_subject`]).
+//! still ask about this subject ([`Limiter::admit_subject`], rolling
+//! windows over the subject's recent unsuccessful answers, `guard.rs`).
 //! Reservations are taken before the expensive work and given back when a
 //! call is not answered, so a refused or shed call consumes nothing.
 //!
@@ -12,6 +13,7 @@
 //! follows its own [`OnRedisFailure`] policy; every fallback is counted in
 //! [`LimitStats`] and logged, never silent.
 
+mod guard;
 mod local;
 pub mod periods;
 mod shared;
@@ -23,9 +25,11 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
+pub use guard::{GuardConfig, IN_FLIGHT_TIMEOUT_MS, Settlement};
 pub use periods::{DEFAULT_TIME_ZONE, Period, PeriodKind, Periods, UnknownTimeZone, time_zone};
 
-use local::{Admission, LocalLimits};
+use guard::Decision;
+use local::LocalLimits;
 use shared::{SharedError, SharedLimits};
 
 /// A tenant's request rate: `per_second` sustained, `burst` at once.
@@ -132,24 +136,26 @@ pub enum QuotaDecision {
     },
 }
 
-/// An admitted attempt about a subject; settle it with
-/// [`Limiter::settle_subject`] once the answer is known.
-#[derive(Debug, Clone)]
-#[must_use = "an attempt must be settled"]
+/// An admitted attempt about a subject. It is recorded, and counts as a
+/// failure, from admission; settle it with [`Limiter::settle_subject`] to
+/// take it back (a match, or nothing computed). A ticket that is never
+/// settled keeps counting, so a caller that vanishes gains nothing.
+#[derive(Debug)]
+#[must_use = "an attempt counts as failed until it is settled"]
 pub struct SubjectTicket {
-    window: u64,
     subject: [u8; 32],
+    id: u128,
     source: Source,
 }
 
 /// What the subject guard decided.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum GuardDecision {
     /// Go on.
     Admitted(SubjectTicket),
-    /// Too many failed attempts about this subject in this window.
+    /// Too many failed attempts about this subject in a rolling window.
     Tripped {
-        /// Until the window ends.
+        /// Until the oldest failure that must age out has.
         retry_after: Duration,
     },
     /// Failed attempts plus attempts still in flight reach the allowance:
@@ -222,26 +228,6 @@ impl Default for FailurePolicy {
     }
 }
 
-/// The subject guard's settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GuardConfig {
-    /// Unsuccessful answers about one subject allowed per window, across
-    /// all tenants; 0 turns the guard off.
-    pub max_failures: u64,
-    /// Window length in seconds; windows are aligned to the Unix epoch.
-    pub window_secs: u64,
-}
-
-impl Default for GuardConfig {
-    fn default() -> Self {
-        GuardConfig {
-            max_failures: 5,
-            window_secs: 24 * 3600,
-        }
-    }
-}
-
 /// Limits configuration (the `[limits]` section of `ekycd`'s config).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -262,6 +248,32 @@ pub struct LimitsConfig {
     pub on_redis_failure: FailurePolicy,
     /// The per-subject guard.
     pub subject_guard: GuardConfig,
+    /// Requests per second of a tenant created without a rate limit of its
+    /// own, so that no tenant is unlimited by omission; 0 leaves such
+    /// tenants unlimited.
+    pub default_requests_per_second: u64,
+    /// Burst of a tenant created without one.
+    pub default_burst: u64,
+    /// Daily quota (units) of a tenant created without one; 0: none.
+    pub default_daily_quota_units: u64,
+    /// Monthly quota (units) of a tenant created without one; 0: none.
+    pub default_monthly_quota_units: u64,
+    /// Admin and billing calls per second, per calling tenant, so that no
+    /// key (a finance key drafting invoices, say) can keep the ledger or
+    /// the store busy; 0 turns it off.
+    pub admin_requests_per_second: u64,
+    /// Burst of admin and billing calls.
+    pub admin_burst: u64,
+}
+
+impl LimitsConfig {
+    /// The admin and billing rate limit of one calling tenant.
+    pub fn admin_rate(&self) -> RateLimit {
+        RateLimit {
+            per_second: self.admin_requests_per_second,
+            burst: self.admin_burst,
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -274,6 +286,12 @@ impl Default for LimitsConfig {
             replicas: 1,
             on_redis_failure: FailurePolicy::default(),
             subject_guard: GuardConfig::default(),
+            default_requests_per_second: 20,
+            default_burst: 40,
+            default_daily_quota_units: 0,
+            default_monthly_quota_units: 0,
+            admin_requests_per_second: 10,
+            admin_burst: 50,
         }
     }
 }
@@ -284,8 +302,20 @@ impl LimitsConfig {
         if self.on_redis_failure.subject_guard == OnRedisFailure::Open {
             return Err(ConfigError::GuardFailOpen);
         }
-        if self.subject_guard.window_secs == 0 {
+        let g = &self.subject_guard;
+        if g.window_secs == 0 {
             return Err(ConfigError::GuardWindow);
+        }
+        if g.long_max_failures > 0
+            && (g.long_window_secs < g.window_secs || g.long_max_failures < g.max_failures)
+        {
+            return Err(ConfigError::GuardLongHorizon);
+        }
+        if self.default_burst > 0 && self.default_requests_per_second == 0 {
+            return Err(ConfigError::BurstWithoutRate("limits.default_burst"));
+        }
+        if self.admin_burst > 0 && self.admin_requests_per_second == 0 {
+            return Err(ConfigError::BurstWithoutRate("limits.admin_burst"));
         }
         if !self.redis_url.is_empty() && redis::Client::open(self.redis_url.as_str()).is_err() {
             return Err(ConfigError::RedisUrl);
@@ -306,6 +336,14 @@ pub enum ConfigError {
     /// A zero-length window.
     #[error("limits.subject_guard.window_secs must be at least 1")]
     GuardWindow,
+    /// A long horizon shorter or stricter than the short window.
+    #[error(
+        "limits.subject_guard.long_window_secs must be at least window_secs and long_max_failures at least max_failures (or 0 to turn the long horizon off)"
+    )]
+    GuardLongHorizon,
+    /// A burst without a rate means nothing.
+    #[error("{0} needs the matching requests_per_second above 0")]
+    BurstWithoutRate(&'static str),
     /// The Redis URL does not parse.
     #[error("limits.redis_url is not a valid Redis URL")]
     RedisUrl,
@@ -321,6 +359,8 @@ pub struct LimitStats {
     pub quota_exceeded: AtomicU64,
     /// Calls refused by the subject guard.
     pub guard_tripped: AtomicU64,
+    /// Failures that used up a subject's allowance (lockouts).
+    pub guard_lockouts: AtomicU64,
     /// Redis calls that failed or timed out.
     pub redis_errors: AtomicU64,
     /// Rate checks decided locally because Redis was unreachable.
@@ -405,6 +445,11 @@ impl Limiter {
             redis_down_until: std::sync::Mutex::new(None),
             stats: LimitStats::default(),
         })
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &LimitsConfig {
+        &self.config
     }
 
     /// Whether state is shared through Redis.
@@ -621,55 +666,49 @@ impl Limiter {
         }
     }
 
-    fn window(&self, now: Timestamp) -> (u64, Duration) {
-        let secs = self.config.subject_guard.window_secs;
-        let t = now.as_second().max(0) as u64;
-        let window = t / secs;
-        let ends = (window + 1) * secs;
-        (window, Duration::from_secs(ends - t))
-    }
-
     /// Admits an attempt about `subject` (a keyed pseudonym, never the ID)
-    /// unless the window's allowance of failed answers is used up, counting
-    /// attempts still in flight as possible failures, so that concurrency
-    /// cannot get more than the allowance answered. Settle the ticket when
-    /// the answer is known.
+    /// unless it has used up an allowance in either rolling window.
+    /// Attempts still in flight count as possible failures, so concurrency
+    /// cannot get more than the allowance answered: when they fill it the
+    /// answer is [`GuardDecision::Busy`]. The admitted attempt is recorded
+    /// at once and counts as a failure until it is settled otherwise.
     pub async fn admit_subject(
         &self,
         subject: [u8; 32],
         now: Timestamp,
     ) -> Result<GuardDecision, Unavailable> {
-        let max = self.config.subject_guard.max_failures;
-        let (window, left) = self.window(now);
+        let config = &self.config.subject_guard;
+        let id = ticket_id();
         let ticket = |source| {
             GuardDecision::Admitted(SubjectTicket {
-                window,
                 subject,
+                id,
                 source,
             })
         };
-        if max == 0 {
+        if !config.enabled() {
             return Ok(ticket(Source::Nowhere));
         }
-        let (source, admission) = match self.shared.as_ref() {
-            None => (Source::Local, self.local.admit(window, subject, max)),
+        let now_ms = now.as_millisecond();
+        let (source, decision) = match self.shared.as_ref() {
+            None => (Source::Local, self.local.admit(subject, id, now_ms, config)),
             Some(_) => {
-                let ttl = left.as_millis() as u64 + 60_000;
                 let outcome = match self.redis() {
-                    Some(redis) => Some(redis.admit(window, &subject, max, ttl).await),
+                    Some(redis) => Some(redis.admit(&subject, id, now_ms, config).await),
                     None => None,
                 };
                 match outcome {
-                    Some(Ok(admission)) => (Source::Shared, admission),
+                    Some(Ok(decision)) => (Source::Shared, decision),
                     failed => {
                         if let Some(Err(e)) = &failed {
                             self.redis_failed(LimitKind::SubjectGuard, e);
                         }
                         LimitStats::bump(&self.stats.guard_fallbacks);
                         match self.config.on_redis_failure.subject_guard {
-                            OnRedisFailure::Local => {
-                                (Source::Local, self.fallback.admit(window, subject, max))
-                            }
+                            OnRedisFailure::Local => (
+                                Source::Local,
+                                self.fallback.admit(subject, id, now_ms, config),
+                            ),
                             // `Open` is refused by `new`.
                             OnRedisFailure::Closed | OnRedisFailure::Open => {
                                 return Err(Unavailable {
@@ -681,36 +720,90 @@ impl Limiter {
                 }
             }
         };
-        match admission {
-            Admission::Admitted => Ok(ticket(source)),
-            Admission::Busy => Ok(GuardDecision::Busy),
-            Admission::Tripped => {
+        match decision {
+            Decision::Admit => Ok(ticket(source)),
+            Decision::Busy => Ok(GuardDecision::Busy),
+            Decision::Tripped(retry_after) => {
                 LimitStats::bump(&self.stats.guard_tripped);
-                Ok(GuardDecision::Tripped { retry_after: left })
+                Ok(GuardDecision::Tripped { retry_after })
             }
         }
     }
 
-    /// Settles an attempt once its answer is known: a failed answer (and
-    /// "not found", which must look the same) stays counted for the
-    /// window; any other outcome only stops being in flight.
-    pub async fn settle_subject(&self, ticket: SubjectTicket, failed: bool) {
-        match ticket.source {
-            Source::Nowhere => {}
+    /// Settles an attempt: [`Settlement::Failed`] keeps it counted (marked
+    /// settled), the others take it back. Returns whether this failure
+    /// used up an allowance, i.e. locked the subject out; the caller
+    /// knows which tenant to blame in its metrics.
+    pub async fn settle_subject(
+        &self,
+        ticket: SubjectTicket,
+        settlement: Settlement,
+        now: Timestamp,
+    ) -> bool {
+        let config = &self.config.subject_guard;
+        let now_ms = now.as_millisecond();
+        let locked = match ticket.source {
+            Source::Nowhere => false,
             Source::Local if self.shared.is_none() => {
-                self.local.settle(ticket.window, ticket.subject, failed)
+                self.local
+                    .settle(ticket.subject, ticket.id, settlement, now_ms, config)
             }
-            Source::Local => self.fallback.settle(ticket.window, ticket.subject, failed),
-            Source::Shared => {
-                if let Some(redis) = self.shared.as_ref()
-                    && let Err(e) = redis.settle(ticket.window, &ticket.subject, failed).await
-                {
-                    // Stays in flight until the window ends: stricter,
-                    // never looser.
+            Source::Local => {
+                self.fallback
+                    .settle(ticket.subject, ticket.id, settlement, now_ms, config)
+            }
+            Source::Shared => match self.shared.as_ref() {
+                Some(redis) => {
+                    match redis
+                        .settle(&ticket.subject, ticket.id, settlement, now_ms, config)
+                        .await
+                    {
+                        Ok(locked) => locked,
+                        Err(e) => {
+                            // The attempt stays recorded as in flight, so
+                            // it counts as failed: stricter, never looser.
+                            self.redis_failed(LimitKind::SubjectGuard, &e);
+                            false
+                        }
+                    }
+                }
+                None => false,
+            },
+        };
+        if locked {
+            LimitStats::bump(&self.stats.guard_lockouts);
+        }
+        locked
+    }
+
+    /// Forgets a subject's unsuccessful answers everywhere this limiter
+    /// keeps them (the agency's clear, after a citizen was locked out by
+    /// someone else's wrong answers). Attempts still in flight stay
+    /// counted. Returns how many failures were forgotten.
+    pub async fn clear_subject(
+        &self,
+        subject: [u8; 32],
+        now: Timestamp,
+    ) -> Result<u64, Unavailable> {
+        let now_ms = now.as_millisecond();
+        let mut cleared = self.local.clear(subject, now_ms) + self.fallback.clear(subject, now_ms);
+        if let Some(redis) = self.shared.as_ref() {
+            // Not through `redis()`: a clear is rare and must reach Redis
+            // or say it did not, whatever the recent outage history.
+            match redis
+                .clear(&subject, now_ms, &self.config.subject_guard)
+                .await
+            {
+                Ok(n) => cleared += n,
+                Err(e) => {
                     self.redis_failed(LimitKind::SubjectGuard, &e);
+                    return Err(Unavailable {
+                        limit: LimitKind::SubjectGuard,
+                    });
                 }
             }
         }
+        Ok(cleared)
     }
 
     /// The tenant's usage now, for the admin view.
@@ -754,9 +847,9 @@ impl Limiter {
     /// Drops in-process state that can no longer affect a decision; call
     /// it periodically (the server does, every minute).
     pub fn housekeep(&self, now: Timestamp) {
-        let (window, _) = self.window(now);
-        self.local.housekeep(now, window);
-        self.fallback.housekeep(now, window);
+        let guard = &self.config.subject_guard;
+        self.local.housekeep(now, guard);
+        self.fallback.housekeep(now, guard);
     }
 
     /// In-process entries held: (rate keys, quota counters, guard counters).
@@ -765,6 +858,23 @@ impl Limiter {
         let (d, e, f) = self.fallback.sizes();
         (a + d, b + e, c + f)
     }
+}
+
+/// A ticket id unique across replicas: 128 random bits.
+fn ticket_id() -> u128 {
+    let mut bytes = [0u8; 16];
+    // Without randomness the id falls back to the wall clock and a
+    // counter: unique within this process, and across replicas unless two
+    // fail at the same nanosecond.
+    if getrandom::fill(&mut bytes).is_err() {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return (nanos << 32) ^ u128::from(n);
+    }
+    u128::from_le_bytes(bytes)
 }
 
 fn remaining(limit: u64, used: u64, source: Source) -> Option<u64> {

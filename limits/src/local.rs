@@ -2,8 +2,9 @@
 //! and the fallback of a replica whose Redis is unreachable.
 //!
 //! Rate limits use `governor`'s keyed GCRA limiters, one per distinct
-//! (rate, burst) pair, keyed by tenant. Quotas and the subject guard are
-//! plain counters per period or window. `housekeep` drops whatever can no
+//! (rate, burst) pair, keyed by tenant. Quotas are plain counters per
+//! period; the subject guard keeps each subject's recent attempts
+//! (`guard.rs` decides over them). `housekeep` drops whatever can no
 //! longer matter (fully recovered rate state, ended periods and windows),
 //! so memory follows the active tenants and subjects, not history.
 
@@ -18,6 +19,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use jiff::Timestamp;
 
+use crate::guard::{self, Attempt, Decision, GuardConfig, Settlement};
 use crate::{RateDecision, RateLimit};
 
 type KeyedLimiter =
@@ -29,21 +31,8 @@ pub(crate) struct LocalLimits {
     rate: Mutex<HashMap<RateLimit, KeyedLimiter>>,
     /// (tenant, period label) -> (units used, end of the period).
     quota: Mutex<HashMap<(String, String), (u64, Timestamp)>>,
-    guard: Mutex<HashMap<(u64, [u8; 32]), GuardCount>>,
-}
-
-/// Per (window index, subject pseudonym): (failed answers, in flight).
-type GuardCount = (u64, u64);
-
-/// The subject guard's answer to one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Admission {
-    /// Counted as in flight.
-    Admitted,
-    /// Failures plus attempts in flight already reach the allowance.
-    Busy,
-    /// Failures alone reach it.
-    Tripped,
+    /// Subject pseudonym -> its attempts within the guard's horizon.
+    guard: Mutex<HashMap<[u8; 32], Vec<Attempt>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,40 +108,62 @@ impl LocalLimits {
             .map_or(0, |(u, _)| *u)
     }
 
-    /// Admits an attempt about `subject` unless failures (and attempts in
-    /// flight, which may still fail) reach `max`.
-    pub(crate) fn admit(&self, window: u64, subject: [u8; 32], max: u64) -> Admission {
+    /// Records attempt `id` about `subject` at `now_ms` unless the guard
+    /// refuses it.
+    pub(crate) fn admit(
+        &self,
+        subject: [u8; 32],
+        id: u128,
+        now_ms: i64,
+        config: &GuardConfig,
+    ) -> Decision {
         let mut map = lock(&self.guard);
-        let (failed, pending) = map.entry((window, subject)).or_insert((0, 0));
-        if *failed >= max {
-            Admission::Tripped
-        } else if *failed + *pending >= max {
-            Admission::Busy
-        } else {
-            *pending += 1;
-            Admission::Admitted
+        let attempts = map.entry(subject).or_default();
+        let decision = guard::decide(attempts, now_ms, config);
+        if decision == Decision::Admit {
+            attempts.push(Attempt {
+                at_ms: now_ms,
+                id,
+                failed: false,
+            });
         }
+        decision
     }
 
-    /// Settles an admitted attempt.
-    pub(crate) fn settle(&self, window: u64, subject: [u8; 32], failed: bool) {
-        if let Some((f, pending)) = lock(&self.guard).get_mut(&(window, subject)) {
-            *pending = pending.saturating_sub(1);
-            if failed {
-                *f += 1;
-            }
-        }
+    /// Settles an admitted attempt; true when it locked the subject out.
+    pub(crate) fn settle(
+        &self,
+        subject: [u8; 32],
+        id: u128,
+        settlement: Settlement,
+        now_ms: i64,
+        config: &GuardConfig,
+    ) -> bool {
+        lock(&self.guard)
+            .get_mut(&subject)
+            .is_some_and(|attempts| guard::settle(attempts, id, settlement, now_ms, config))
+    }
+
+    /// Forgets a subject's failures; returns how many.
+    pub(crate) fn clear(&self, subject: [u8; 32], now_ms: i64) -> u64 {
+        lock(&self.guard)
+            .get_mut(&subject)
+            .map_or(0, |attempts| guard::clear(attempts, now_ms))
     }
 
     /// Drops state that can no longer affect a decision.
-    pub(crate) fn housekeep(&self, now: Timestamp, current_window: u64) {
+    pub(crate) fn housekeep(&self, now: Timestamp, guard: &GuardConfig) {
         lock(&self.rate).retain(|_, limiter| {
             limiter.retain_recent();
             limiter.shrink_to_fit();
             !limiter.is_empty()
         });
         lock(&self.quota).retain(|_, (_, ends_at)| *ends_at > now);
-        lock(&self.guard).retain(|(window, _), _| *window >= current_window);
+        let now_ms = now.as_millisecond();
+        lock(&self.guard).retain(|_, attempts| {
+            guard::expire(attempts, now_ms, guard);
+            !attempts.is_empty()
+        });
     }
 
     /// Entries held (rate keys, quota counters, guard counters).
@@ -215,21 +226,25 @@ mod tests {
     }
 
     #[test]
-    fn the_guard_counts_failures_and_holds_attempts_in_flight() {
+    fn the_guard_keeps_attempts_per_subject() {
         let local = LocalLimits::default();
-        let s = [7; 32];
-        // Two in flight under an allowance of 2: a third must wait.
-        assert_eq!(local.admit(1, s, 2), Admission::Admitted);
-        assert_eq!(local.admit(1, s, 2), Admission::Admitted);
-        assert_eq!(local.admit(1, s, 2), Admission::Busy);
-        // A success frees its place; a failure keeps it for the window.
-        local.settle(1, s, false);
-        local.settle(1, s, true);
-        assert_eq!(local.admit(1, s, 2), Admission::Admitted);
-        local.settle(1, s, true);
-        assert_eq!(local.admit(1, s, 2), Admission::Tripped);
-        // The next window starts afresh.
-        assert_eq!(local.admit(2, s, 2), Admission::Admitted);
+        let config = GuardConfig {
+            max_failures: 2,
+            ..GuardConfig::default()
+        };
+        let (s, other) = ([7; 32], [8; 32]);
+        assert_eq!(local.admit(s, 1, 1_000, &config), Decision::Admit);
+        assert_eq!(local.admit(s, 2, 1_000, &config), Decision::Admit);
+        assert_eq!(local.admit(s, 3, 1_000, &config), Decision::Busy);
+        assert_eq!(local.admit(other, 4, 1_000, &config), Decision::Admit);
+        assert!(!local.settle(s, 1, Settlement::Failed, 1_001, &config));
+        assert!(local.settle(s, 2, Settlement::Failed, 1_001, &config));
+        assert!(matches!(
+            local.admit(s, 5, 1_002, &config),
+            Decision::Tripped(_)
+        ));
+        assert_eq!(local.clear(s, 1_003), 2);
+        assert_eq!(local.admit(s, 6, 1_004, &config), Decision::Admit);
     }
 
     #[test]
@@ -247,12 +262,15 @@ mod tests {
         local
             .reserve("tn", 1, [("old", past, 0), ("current", future, 0)])
             .unwrap();
-        assert_eq!(local.admit(7, [1; 32], 5), Admission::Admitted);
-        assert_eq!(local.admit(8, [1; 32], 5), Admission::Admitted);
+        let guard = GuardConfig::default();
+        let old = past.as_millisecond() - guard.horizon_ms();
+        assert_eq!(local.admit([1; 32], 1, old, &guard), Decision::Admit);
+        let recent = past.as_millisecond();
+        assert_eq!(local.admit([2; 32], 2, recent, &guard), Decision::Admit);
         assert_eq!(local.sizes(), (500, 2, 2));
         // One request per millisecond: 5 ms later every bucket is full again.
         std::thread::sleep(Duration::from_millis(5));
-        local.housekeep("2026-11-29T12:00:00Z".parse().unwrap(), 8);
+        local.housekeep("2026-11-29T12:00:00Z".parse().unwrap(), &guard);
         assert_eq!(local.sizes(), (0, 1, 1));
         assert_eq!(local.used("tn", "current"), 1);
     }

@@ -9,15 +9,18 @@
 //! - `rate:{tenant}`: the GCRA theoretical arrival time, microseconds.
 //! - `quota:{tenant}:{YYYY-MM-DD}` and `quota:{tenant}:{YYYY-MM}`: units
 //!   used in a day or month of the tenant's zone; expire after the period.
-//! - `guard:{window}:{pseudonym hex}`: a hash of failed answers (`f`) and
-//!   attempts in flight (`p`) about one subject in one window.
+//! - `guard:{pseudonym hex}`: the subject's attempts, a sorted set scored
+//!   by admission time (Unix ms, the service's clock) with members
+//!   `p:{ticket}` (in flight) and `f:{ticket}` (settled as failed); it
+//!   expires once its newest attempt is older than the guard's horizon.
 
 use std::time::Duration;
 
 use redis::Script;
 
-use crate::local::Admission;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::guard::{Decision, GuardConfig, Settlement};
 
 /// GCRA, as in `governor`: a request is allowed when the theoretical
 /// arrival time after it lies no more than `capacity` intervals ahead.
@@ -72,29 +75,91 @@ end
 return 1
 ";
 
-/// Admits an attempt about a subject: {0} when `ARGV[1]` failures are
-/// counted (tripped), {2} when failures plus attempts in flight reach it
-/// (busy), else counts one more in flight and returns {1}.
-const ADMIT: &str = r"
-local failed = tonumber(redis.call('HGET', KEYS[1], 'f')) or 0
-local pending = tonumber(redis.call('HGET', KEYS[1], 'p')) or 0
-local max = tonumber(ARGV[1])
-if failed >= max then return 0 end
-if failed + pending >= max then return 2 end
-redis.call('HINCRBY', KEYS[1], 'p', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
+/// Counts a subject's attempts as `guard.rs` does: the shared preamble
+/// of the guard scripts. ARGV[1] is now (ms), ARGV[2..6] the settings
+/// (`GuardConfig::script_args`). Drops attempts past the horizon, then
+/// sets `short`/`long` (attempts in each window) and `sf`/`lf` (failure
+/// times in each, ascending). `skip` names a member left out.
+const GUARD_COUNT: &str = r"
+local now = tonumber(ARGV[1])
+local window, max = tonumber(ARGV[2]), tonumber(ARGV[3])
+local long_window, long_max = tonumber(ARGV[4]), tonumber(ARGV[5])
+local in_flight_timeout = tonumber(ARGV[6])
+local horizon = window
+if long_max > 0 and long_window > horizon then horizon = long_window end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - horizon)
+local function count(skip)
+  local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  local short, long, sf, lf = 0, 0, {}, {}
+  for i = 1, #entries, 2 do
+    local member, at = entries[i], tonumber(entries[i + 1])
+    if member ~= skip then
+      local failed = string.sub(member, 1, 2) == 'f:' or now - at >= in_flight_timeout
+      if at > now - long_window then
+        long = long + 1
+        if failed then lf[#lf + 1] = at end
+      end
+      if at > now - window then
+        short = short + 1
+        if failed then sf[#sf + 1] = at end
+      end
+    end
+  end
+  return short, long, sf, lf
+end
+local function tripped_for(sf, lf)
+  local wait = -1
+  if max > 0 and #sf >= max then wait = math.max(wait, sf[#sf - max + 1] + window - now) end
+  if long_max > 0 and #lf >= long_max then wait = math.max(wait, lf[#lf - long_max + 1] + long_window - now) end
+  return wait
+end
 ";
 
-/// Settles an attempt: no longer in flight, and a failure if `ARGV[1]` is 1.
+/// Admits attempt ARGV[7] unless the guard refuses it: {1} admitted (and
+/// recorded as in flight), {2} busy, {0, ms until one frees up} tripped.
+const ADMIT: &str = r"
+local short, long, sf, lf = count(nil)
+local wait = tripped_for(sf, lf)
+if wait >= 0 then return {0, math.max(wait, 1)} end
+if (max > 0 and short >= max) or (long_max > 0 and long >= long_max) then return {2, 0} end
+redis.call('ZADD', KEYS[1], now, 'p:' .. ARGV[7])
+redis.call('PEXPIRE', KEYS[1], horizon)
+return {1, 0}
+";
+
+/// Settles attempt ARGV[7]; ARGV[8] is 1 for a failure (kept, marked
+/// failed), else it is removed. Returns 1 when the failure locked the
+/// subject out (no allowance was used up before it, one is now).
 const SETTLE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if (tonumber(redis.call('HGET', KEYS[1], 'p')) or 0) > 0 then
-    redis.call('HINCRBY', KEYS[1], 'p', -1)
-  end
-  if ARGV[1] == '1' then redis.call('HINCRBY', KEYS[1], 'f', 1) end
+local member = 'p:' .. ARGV[7]
+local at = redis.call('ZSCORE', KEYS[1], member)
+if not at then return 0 end
+if ARGV[8] ~= '1' then
+  redis.call('ZREM', KEYS[1], member)
+  return 0
 end
-return 1
+local _, _, sf0, lf0 = count(member)
+local was_open = tripped_for(sf0, lf0) < 0
+redis.call('ZREM', KEYS[1], member)
+redis.call('ZADD', KEYS[1], at, 'f:' .. ARGV[7])
+local _, _, sf, lf = count(nil)
+if was_open and tripped_for(sf, lf) >= 0 then return 1 end
+return 0
+";
+
+/// Forgets the subject's failures (and attempts in flight past the
+/// timeout), keeping the others; returns how many were forgotten.
+const CLEAR: &str = r"
+local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local gone = 0
+for i = 1, #entries, 2 do
+  local member, at = entries[i], tonumber(entries[i + 1])
+  if string.sub(member, 1, 2) == 'f:' or now - at >= in_flight_timeout then
+    redis.call('ZREM', KEYS[1], member)
+    gone = gone + 1
+  end
+end
+return gone
 ";
 
 /// Reads counters and the rate state with the server's clock:
@@ -129,6 +194,7 @@ pub(crate) struct SharedLimits {
     release: Script,
     admit: Script,
     settle: Script,
+    clear: Script,
     usage: Script,
 }
 
@@ -152,8 +218,9 @@ impl SharedLimits {
             rate: Script::new(RATE),
             reserve: Script::new(RESERVE),
             release: Script::new(RELEASE),
-            admit: Script::new(ADMIT),
-            settle: Script::new(SETTLE),
+            admit: Script::new(&format!("{GUARD_COUNT}{ADMIT}")),
+            settle: Script::new(&format!("{GUARD_COUNT}{SETTLE}")),
+            clear: Script::new(&format!("{GUARD_COUNT}{CLEAR}")),
             usage: Script::new(USAGE),
         })
     }
@@ -168,14 +235,14 @@ impl SharedLimits {
         &self,
         script: &Script,
         keys: &[String],
-        args: &[u64],
+        args: &[impl redis::ToRedisArgs],
     ) -> Result<T, SharedError> {
         let mut invocation = script.prepare_invoke();
         for k in keys {
             invocation.key(k);
         }
         for a in args {
-            invocation.arg(*a);
+            invocation.arg(a);
         }
         let mut conn = self.conn.clone();
         tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
@@ -251,47 +318,79 @@ impl SharedLimits {
         Ok(())
     }
 
-    fn guard_key(&self, window: u64, subject: &[u8; 32]) -> String {
-        self.key(&["guard", &window.to_string(), &hex(subject)])
+    fn guard_key(&self, subject: &[u8; 32]) -> String {
+        self.key(&["guard", &hex(subject)])
     }
 
-    /// Admits an attempt about a subject (see `ADMIT`).
+    /// The guard scripts' arguments: now, the settings, then `extra`.
+    fn guard_args(now_ms: i64, config: &GuardConfig, extra: &[String]) -> Vec<String> {
+        let mut args = vec![now_ms.to_string()];
+        args.extend(config.script_args().iter().map(i64::to_string));
+        args.extend(extra.iter().cloned());
+        args
+    }
+
+    /// Records attempt `id` unless the guard refuses it (see `ADMIT`).
     pub(crate) async fn admit(
         &self,
-        window: u64,
         subject: &[u8; 32],
-        max: u64,
-        ttl_ms: u64,
-    ) -> Result<Admission, SharedError> {
-        let outcome: i64 = self
+        id: u128,
+        now_ms: i64,
+        config: &GuardConfig,
+    ) -> Result<Decision, SharedError> {
+        let (outcome, wait): (i64, i64) = self
             .run(
                 &self.admit,
-                &[self.guard_key(window, subject)],
-                &[max, ttl_ms],
+                &[self.guard_key(subject)],
+                &Self::guard_args(now_ms, config, &[format!("{id:032x}")]),
             )
             .await?;
         Ok(match outcome {
-            1 => Admission::Admitted,
-            2 => Admission::Busy,
-            _ => Admission::Tripped,
+            1 => Decision::Admit,
+            2 => Decision::Busy,
+            _ => Decision::Tripped(Duration::from_millis(wait.max(1) as u64)),
         })
     }
 
-    /// Settles an admitted attempt.
+    /// Settles attempt `id`; true when it locked the subject out.
     pub(crate) async fn settle(
         &self,
-        window: u64,
         subject: &[u8; 32],
-        failed: bool,
-    ) -> Result<(), SharedError> {
-        let _: i64 = self
+        id: u128,
+        settlement: Settlement,
+        now_ms: i64,
+        config: &GuardConfig,
+    ) -> Result<bool, SharedError> {
+        let failed = if settlement == Settlement::Failed {
+            "1"
+        } else {
+            "0"
+        };
+        let locked: i64 = self
             .run(
                 &self.settle,
-                &[self.guard_key(window, subject)],
-                &[u64::from(failed)],
+                &[self.guard_key(subject)],
+                &Self::guard_args(now_ms, config, &[format!("{id:032x}"), failed.into()]),
             )
             .await?;
-        Ok(())
+        Ok(locked == 1)
+    }
+
+    /// Forgets a subject's failures; returns how many.
+    pub(crate) async fn clear(
+        &self,
+        subject: &[u8; 32],
+        now_ms: i64,
+        config: &GuardConfig,
+    ) -> Result<u64, SharedError> {
+        let gone: i64 = self
+            .run(
+                &self.clear,
+                &[self.guard_key(subject)],
+                &Self::guard_args(now_ms, config, &[]),
+            )
+            .await?;
+        Ok(gone.max(0) as u64)
     }
 
     /// Units used in the two periods, and the rate bucket's remaining
@@ -305,7 +404,7 @@ impl SharedLimits {
         let mut keys = self.quota_keys(tenant, labels);
         keys.push(self.key(&["rate", tenant]));
         let (now, day, month, tat): (i64, i64, i64, i64) =
-            self.run(&self.usage, &keys, &[]).await?;
+            self.run(&self.usage, &keys, &[0u64; 0]).await?;
         let remaining = rate.map(|(interval, capacity)| {
             if tat < now {
                 capacity
