@@ -49,6 +49,7 @@ def main():
         "locator": hmac.new(k, b"locator", hashlib.sha256).hexdigest(),
         "tag_full_name": tag(k, b"full_name", "nguyễn văn an").hex(),
         "tag_full_name_folded": tag(k, b"full_name.folded", "nguyen van an").hex(),
+        "audit_subject": hmac.new(k, b"audit", hashlib.sha256).hexdigest(),
         "locator_default_params": hmac.new(k_default, b"locator", hashlib.sha256).hexdigest(),
     }))
 

@@ -15,7 +15,7 @@ fn both(
     params: KdfParams,
     memory: Memory,
 ) -> ([u8; 32], [u8; 32]) {
-    let pepper = Pepper::new(1, pepper_bytes);
+    let pepper = Pepper::new(1, &pepper_bytes);
     let id = normalize_id(id).expect("valid id");
     let service = derive_key(&pepper, &params, &id, &mut KdfMemory::new(&params))
         .expect("valid parameters")

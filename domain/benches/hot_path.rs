@@ -81,7 +81,7 @@ fn main() {
         .collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
 
-    let pepper = Pepper::new(1, [7u8; 32]);
+    let pepper = Pepper::new(1, &[7u8; 32]);
     let id = normalize_id("079085001234").expect("valid id");
     let key = SubjectKey::from_bytes_for_tests([9u8; 32]);
     let raw: [(Field, &str); 4] = [

@@ -29,7 +29,9 @@ use crate::normalize::IdNumber;
 type HmacSha256 = Hmac<Sha256>;
 
 /// A versioned pepper: 32 secret bytes held outside the database.
-#[derive(Clone)]
+///
+/// Neither `Clone` nor printable: one copy lives for the process (shared
+/// behind an `Arc`), is wiped on drop, and `Debug` shows only the version.
 pub struct Pepper {
     version: u32,
     bytes: [u8; 32],
@@ -42,9 +44,14 @@ impl Drop for Pepper {
 }
 
 impl Pepper {
-    /// Wraps 32 secret bytes as pepper version `version`.
-    pub fn new(version: u32, bytes: [u8; 32]) -> Self {
-        Pepper { version, bytes }
+    /// Copies 32 secret bytes in as pepper version `version`; the caller
+    /// wipes its own buffer (taken by reference so no copy is left behind
+    /// in an argument).
+    pub fn new(version: u32, bytes: &[u8; 32]) -> Self {
+        Pepper {
+            version,
+            bytes: *bytes,
+        }
     }
 
     /// The version recorded with every record derived under this pepper.
@@ -248,6 +255,18 @@ impl SubjectKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// `HMAC-SHA256(K, "audit")`: the subject's name in the audit trail
+    /// (the agency's guard clears). It needs `K`, so finding a person's
+    /// entries costs one Argon2id evaluation per guessed ID even with the
+    /// pepper, unlike the guard's HMAC-speed pseudonym, which lives only
+    /// for the guard's horizon and so must never be written to the
+    /// permanent trail.
+    pub fn audit_subject(&self) -> [u8; 32] {
+        let mut mac = hmac_with(&self.0);
+        mac.update(b"audit");
+        mac.finalize().into_bytes().into()
+    }
+
     /// `HMAC-SHA256(K, label || 0x00 || value)[..16]`.
     pub fn tag(&self, field: Field, form: Form, value: &str) -> Tag {
         let mut mac = hmac_with(&self.0);
@@ -287,7 +306,7 @@ mod tests {
         for (i, b) in bytes.iter_mut().enumerate() {
             *b = i as u8;
         }
-        Pepper::new(1, bytes)
+        Pepper::new(1, &bytes)
     }
 
     const TEST_PARAMS: KdfParams = KdfParams {
@@ -322,6 +341,10 @@ mod tests {
         assert_eq!(
             hex::encode(k.tag(Field::FullName, Form::Folded, "nguyen van an")),
             "05a02a77549cd13624d7171fe35eb1d2"
+        );
+        assert_eq!(
+            hex::encode(k.audit_subject()),
+            "6ef72b186e9f76e9b52ca96ae2f4ae563ede9a57c82fa5b4a122aa33632e98b9"
         );
         let k_default = derive_key(
             &p,
@@ -365,7 +388,7 @@ mod tests {
         let base = derive_key(&p, &TEST_PARAMS, &id, &mut mem)
             .expect("derive")
             .locator();
-        let p2 = Pepper::new(2, [7u8; 32]);
+        let p2 = Pepper::new(2, &[7u8; 32]);
         assert_ne!(
             base,
             derive_key(&p2, &TEST_PARAMS, &id, &mut mem)

@@ -64,6 +64,13 @@ impl MatchResult {
     }
 }
 
+/// The lowest fuzzy threshold a policy may set. Scores are Dice
+/// coefficients of the name tokens: below 70, two three-word names that
+/// share one or two words (a family and a middle name, "Nguyễn Văn An" and
+/// "Nguyễn Văn Bình": 66) would count as the same person. A stored policy
+/// below the floor is read as the floor.
+pub const MIN_FUZZY_THRESHOLD: u8 = 70;
+
 /// How a tenant wants answers computed. The defaults are the registry
 /// owner's safe choices: exact matching, no scores, uniform answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +80,7 @@ pub struct MatchPolicy {
     /// Whether token-overlap scores are computed, reported and may decide.
     pub fuzzy: bool,
     /// Minimum score (0-100) for a token-scored field to count as a match
-    /// when `fuzzy` is on.
+    /// when `fuzzy` is on; never less than [`MIN_FUZZY_THRESHOLD`].
     pub fuzzy_threshold: u8,
     /// Whether "subject not in the registry" is disclosed.
     pub disclose_not_found: bool,
@@ -167,7 +174,8 @@ fn counts_as_match(o: &FieldOutcome, policy: &MatchPolicy) -> bool {
         MatchResult::Match => true,
         MatchResult::MatchFolded => policy.accept_folded,
         MatchResult::NoMatch => {
-            policy.fuzzy && o.score.is_some_and(|s| s >= policy.fuzzy_threshold)
+            let threshold = policy.fuzzy_threshold.max(MIN_FUZZY_THRESHOLD);
+            policy.fuzzy && o.score.is_some_and(|s| s >= threshold)
         }
         MatchResult::NotAvailable => false,
     }
@@ -405,6 +413,32 @@ mod tests {
         assert!((80..100).contains(&score), "score {score}");
         assert_eq!(scored.fields[0].result, MatchResult::NoMatch);
         assert!(scored.decision);
+    }
+
+    #[test]
+    fn a_threshold_below_the_floor_is_read_as_the_floor() {
+        // "Nguyễn Văn Bình" against "Nguyễn Văn An": two of three tokens
+        // shared, score 66. A threshold of 1 would call it a match.
+        let k = key();
+        let stored = RecordTags::compute(&k, &norm(&[(Field::FullName, "Nguyễn Văn An")]));
+        let claims = norm(&[(Field::FullName, "Nguyễn Văn Bình")]);
+        let lax = MatchPolicy {
+            fuzzy: true,
+            fuzzy_threshold: 1,
+            ..MatchPolicy::default()
+        };
+        let out = match_claims(&k, &claims, Some(&stored), &lax);
+        assert_eq!(out.fields[0].score, Some(66));
+        assert!(!out.decision, "one shared name is not the same person");
+        let at_floor = MatchPolicy {
+            fuzzy_threshold: MIN_FUZZY_THRESHOLD,
+            ..lax
+        };
+        assert!(!match_claims(&k, &claims, Some(&stored), &at_floor).decision);
+        let three_of_four = norm(&[(Field::FullName, "Nguyễn Văn An Bình")]);
+        let out = match_claims(&k, &three_of_four, Some(&stored), &at_floor);
+        assert_eq!(out.fields[0].score, Some(85));
+        assert!(out.decision);
     }
 
     #[test]

@@ -113,6 +113,18 @@
 //! be compared with a registry that only holds the coarser value. No folded
 //! form, no tokens.
 //!
+//! ### Range rules ([`check_date_ranges`])
+//!
+//! Checked on a request's claims once every field has normalised; they
+//! refuse, they never change a value, so they are not part of
+//! [`NORMALIZATION_VERSION`]. `date_of_birth` and `id_issue_date` must not
+//! be in the future (`in_the_future`): a partial date is in the future when
+//! its first day is after today, and "today" is the latest calendar date
+//! anywhere on Earth (UTC+14), so no time zone makes a true date look
+//! future. `id_expiry_date` must not be before `id_issue_date`
+//! (`before_issue_date`): refused when the last day the expiry may mean is
+//! before the first day the issue date may mean.
+//!
 //! ## gender
 //!
 //! Case-insensitive: `m`, `male`, `nam` → `M`; `f`, `female`, `nữ`, `nu` →
@@ -383,8 +395,10 @@ fn check_length(field: &'static str, text: &str) -> Result<(), Violation> {
 }
 
 /// Control characters and characters that render as nothing (see the module
-/// documentation for the list and the reason).
-fn is_invisible(c: char) -> bool {
+/// documentation for the list and the reason). Public so that other text
+/// the service stores and shows (tenant names, certificate subjects) is
+/// held to the same rule.
+pub fn is_invisible(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -595,6 +609,64 @@ fn date(field: &'static str, text: &str) -> Result<Normalized, Violation> {
         coarser: vec![month_s.clone(), year_s],
         ..Normalized::exact_only(format!("{month_s}-{day:02}"))
     })
+}
+
+/// A calendar date, for the range rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CivilDate {
+    /// Year.
+    pub year: u32,
+    /// Month, 1-12.
+    pub month: u32,
+    /// Day of the month, 1-31.
+    pub day: u32,
+}
+
+/// The first and last day a normalised date (`YYYY`, `YYYY-MM` or
+/// `YYYY-MM-DD`) may mean; `None` for anything else.
+fn date_span(exact: &str) -> Option<(CivilDate, CivilDate)> {
+    let year = number(exact, 0..4)?;
+    let month = (exact.len() >= 7).then(|| number(exact, 5..7)).flatten();
+    let day = (exact.len() == 10).then(|| number(exact, 8..10)).flatten();
+    let at = |month, day| CivilDate { year, month, day };
+    Some(match (month, day) {
+        (Some(m), Some(d)) => (at(m, d), at(m, d)),
+        (Some(m), None) => (at(m, 1), at(m, days_in_month(year, m))),
+        _ => (at(1, 1), at(12, 31)),
+    })
+}
+
+/// The range rules of a request's normalised dates (see the module
+/// documentation): births and issue dates not in the future, expiry not
+/// before issue. `today` is the latest calendar date anywhere (UTC+14).
+pub fn check_date_ranges(claims: &[(Field, Normalized)], today: CivilDate) -> Vec<Violation> {
+    let span = |field| {
+        claims
+            .iter()
+            .find(|(f, _)| *f == field)
+            .and_then(|(_, n)| date_span(&n.exact))
+    };
+    let mut violations = Vec::new();
+    for field in [Field::DateOfBirth, Field::IdIssueDate] {
+        if span(field).is_some_and(|(first, _)| first > today) {
+            violations.push(Violation::new(
+                field.name(),
+                "in_the_future",
+                "must not be in the future",
+            ));
+        }
+    }
+    if let (Some((issued, _)), Some((_, expires))) =
+        (span(Field::IdIssueDate), span(Field::IdExpiryDate))
+        && expires < issued
+    {
+        violations.push(Violation::new(
+            Field::IdExpiryDate.name(),
+            "before_issue_date",
+            "must not be before id_issue_date",
+        ));
+    }
+    violations
 }
 
 fn gender(field: &'static str, text: &str) -> Result<Normalized, Violation> {
@@ -1008,6 +1080,68 @@ mod tests {
         assert!(year.coarser.is_empty());
         assert_eq!(exact(Field::DateOfBirth, "1900-01-01"), "1900-01-01");
         assert_eq!(exact(Field::DateOfBirth, "31/12/2100"), "2100-12-31");
+    }
+
+    #[test]
+    fn future_dates_and_expiry_before_issue_are_out_of_range() {
+        let today = CivilDate {
+            year: 2026,
+            month: 12,
+            day: 2,
+        };
+        let claims = |pairs: &[(Field, &str)]| -> Vec<(Field, Normalized)> {
+            pairs.iter().map(|(f, v)| (*f, norm(*f, v))).collect()
+        };
+        let rules = |pairs: &[(Field, &str)]| -> Vec<(&'static str, &'static str)> {
+            check_date_ranges(&claims(pairs), today)
+                .into_iter()
+                .map(|v| (v.field, v.rule))
+                .collect()
+        };
+        // Today, this month and this year are not the future.
+        for ok in ["2026-12-02", "02/12/2026", "2026-12", "2026"] {
+            assert!(rules(&[(Field::DateOfBirth, ok)]).is_empty(), "{ok}");
+        }
+        for future in ["2026-12-03", "2027-01", "2027"] {
+            assert_eq!(
+                rules(&[(Field::DateOfBirth, future), (Field::IdIssueDate, future)]),
+                [
+                    ("date_of_birth", "in_the_future"),
+                    ("id_issue_date", "in_the_future")
+                ],
+                "{future}"
+            );
+        }
+        // An expiry in the future is what a valid card has.
+        assert!(rules(&[(Field::IdExpiryDate, "2040-01-01")]).is_empty());
+        assert_eq!(
+            rules(&[
+                (Field::IdIssueDate, "2021-05-10"),
+                (Field::IdExpiryDate, "2021-05-09")
+            ]),
+            [("id_expiry_date", "before_issue_date")]
+        );
+        // Partial dates: refused only when no reading of them fits.
+        assert!(
+            rules(&[
+                (Field::IdIssueDate, "2021-05-10"),
+                (Field::IdExpiryDate, "2021-05")
+            ])
+            .is_empty()
+        );
+        assert!(
+            rules(&[
+                (Field::IdIssueDate, "2021"),
+                (Field::IdExpiryDate, "2021-01-01")
+            ])
+            .is_empty()
+        );
+        assert_eq!(
+            rules(&[(Field::IdIssueDate, "2021"), (Field::IdExpiryDate, "2020")]),
+            [("id_expiry_date", "before_issue_date")]
+        );
+        let v = &check_date_ranges(&claims(&[(Field::DateOfBirth, "2030-01-01")]), today)[0];
+        assert_eq!(v.description, "date_of_birth must not be in the future");
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub fn evaluations_per_sec(
     threads: usize,
     duration: Duration,
 ) -> Result<f64> {
-    let pepper = Pepper::new(1, [7u8; 32]);
+    let pepper = Pepper::new(1, &[7u8; 32]);
     let start = Instant::now();
     let end = start + duration;
     let total = std::thread::scope(|s| -> Result<u64> {

@@ -159,7 +159,7 @@ fn reference_c_argon2_derives_the_same_keys() {
     for (i, b) in pepper_bytes.iter_mut().enumerate() {
         *b = i as u8;
     }
-    let pepper = Pepper::new(1, pepper_bytes);
+    let pepper = Pepper::new(1, &pepper_bytes);
     let id = normalize_id("079085001234").expect("id");
     let small = KdfParams {
         id: 9,
@@ -177,6 +177,7 @@ fn reference_c_argon2_derives_the_same_keys() {
     .expect("derive");
     assert_eq!(expected["salt"], hex::encode(derive_salt(&pepper, &id)));
     assert_eq!(expected["locator"], hex::encode(k.locator()));
+    assert_eq!(expected["audit_subject"], hex::encode(k.audit_subject()));
     assert_eq!(
         expected["tag_full_name"],
         hex::encode(k.tag(Field::FullName, Form::Exact, "nguyễn văn an"))
