@@ -108,6 +108,13 @@ impl Client {
         })
     }
 
+    /// A stub for `VerificationService` on the same connection, for calls
+    /// that set their own deadline (send requests built with
+    /// [`Client::request`], then change it with `set_timeout`).
+    pub fn verification(&self) -> VerificationServiceClient<Channel> {
+        self.inner.clone()
+    }
+
     /// A stub for the agency's `TenantAdminService` on the same connection;
     /// send requests built with [`Client::request`] so they carry the key
     /// and the deadline.

@@ -67,7 +67,7 @@ fn str_of<'a>(v: &'a serde_json::Value, pointer: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agency_admin_manages_tenants_keys_and_reads_the_audit_trail() {
     let server = TestServer::start(TestOptions::default()).await;
-    let (_, issued) = tenants::bootstrap(&server.app.store, false)
+    let (_, issued) = tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
         .await
         .expect("bootstrap");
     let endpoint = server.endpoint();

@@ -9,7 +9,8 @@
 //! - everyone else: nothing here.
 
 use ekyc_domain::Field;
-use ekyc_domain::normalize::Violation;
+use ekyc_domain::matching::MIN_FUZZY_THRESHOLD;
+use ekyc_domain::normalize::{Violation, normalize_id};
 use ekyc_proto::v1 as pb;
 
 use crate::App;
@@ -21,13 +22,40 @@ use crate::store::{
     TenantStatus,
 };
 use crate::tenants::{self, Actor};
+use ekyc_limits::RateDecision;
 
 /// Largest value a limit or quota may take.
 const MAX_LIMIT: i64 = 1_000_000_000_000;
 
+/// Most entries a policy's lists may hold (there are nine claim fields).
+const MAX_POLICY_FIELDS: usize = 9;
+const MAX_POLICY_PURPOSES: usize = 100;
+
 impl App {
+    /// Authenticates an admin or billing call and counts it against the
+    /// calling tenant's admin rate limit (`limits.admin_*`), before any
+    /// store or ledger work: no key, a finance key drafting invoices in a
+    /// loop say, can keep the ledger writer or the store busy.
+    pub(crate) async fn authenticate_admin(
+        &self,
+        credential: &Credential,
+    ) -> Result<Caller, ServiceError> {
+        let caller = auth::authenticate(&self.store, credential, self.clock.now_ms()).await?;
+        let rate = self.limiter.config().admin_rate();
+        match self
+            .limiter
+            .check_rate(&format!("admin:{}", caller.tenant.id), rate)
+            .await
+            .map_err(|e| ServiceError::LimitsUnavailable {
+                limit: e.limit.name(),
+            })? {
+            RateDecision::Allowed { .. } => Ok(caller),
+            RateDecision::Limited { retry_after } => Err(ServiceError::RateLimited { retry_after }),
+        }
+    }
+
     async fn admin_caller(&self, credential: &Credential) -> Result<(Caller, Actor), ServiceError> {
-        let caller = auth::authenticate(&self.store, credential, clock::now_ms()).await?;
+        let caller = self.authenticate_admin(credential).await?;
         let actor = Actor {
             key_id: caller.key_id.clone(),
             tenant_id: caller.tenant.id.clone(),
@@ -125,14 +153,20 @@ impl App {
         let input = req.tenant.clone().unwrap_or_default();
         let mut violations = Vec::new();
         check_name(&input.name, &mut violations);
-        let policy = policy_from_proto(input.policy.as_ref(), &mut violations);
+        let mut policy = policy_from_proto(input.policy.as_ref(), &mut violations);
         check_limits(&policy.limits, &mut violations);
+        // No tenant is unlimited by omission: what the agency left at zero
+        // takes the service's defaults, stored (and audited) as such.
+        if violations.is_empty() {
+            policy.limits = tenants::with_default_limits(&policy.limits, self.limiter.config());
+            check_limits(&policy.limits, &mut violations);
+        }
         let mtls = mtls_subject(&input.mtls_subject, &mut violations);
         if !violations.is_empty() {
             return Err(ServiceError::InvalidArgument(violations));
         }
-        let tenant =
-            tenants::new_tenant(&input.name, policy, mtls).map_err(ServiceError::internal)?;
+        let tenant = tenants::new_tenant(&input.name, policy, mtls, self.limiter.config())
+            .map_err(ServiceError::internal)?;
         tenants::create_tenant(&self.store, &tenant, &actor)
             .await
             .map_err(|e| match e {
@@ -141,6 +175,72 @@ impl App {
             })?;
         tracing::info!(actor = %actor.key_id, tenant = %tenant.id, "tenant created");
         Ok(tenant_to_proto(&tenant))
+    }
+
+    /// ClearSubjectGuard: forgets a subject's unsuccessful answers, for a
+    /// citizen locked out by someone else's wrong answers. The audit entry
+    /// is written first, so no clear happens unaudited; it names the
+    /// subject by `HMAC(K, "audit")` (one Argon2 evaluation), never by the
+    /// ID or the guard's HMAC-speed pseudonym.
+    pub async fn clear_subject_guard(
+        &self,
+        credential: &Credential,
+        req: &pb::ClearSubjectGuardRequest,
+    ) -> Result<pb::ClearSubjectGuardResponse, ServiceError> {
+        let (caller, actor) = self.admin_caller(credential).await?;
+        self.require_agency_admin(&caller, "ClearSubjectGuard")
+            .await?;
+        let mut violations = Vec::new();
+        let id = normalize_id(&req.id_number)
+            .map_err(|v| violations.push(v))
+            .ok();
+        if let Err(rule) = tenants::check_display_text(&req.reason, 500) {
+            violations.push(Violation {
+                field: "reason",
+                rule,
+                description: "reason must be 1 to 500 characters in Unicode NFC without control \
+                              or invisible characters (and must not hold personal data)"
+                    .into(),
+            });
+        }
+        let (Some(id), true) = (id, violations.is_empty()) else {
+            return Err(ServiceError::InvalidArgument(violations));
+        };
+        let key = self
+            .pool
+            .derive(id.clone(), None)
+            .await
+            .map_err(|e| match e {
+                crate::hashing::HashError::Saturated => ServiceError::Overloaded {
+                    retry_after: self.pool.retry_hint(),
+                },
+                crate::hashing::HashError::Closed => ServiceError::ShuttingDown,
+                e => ServiceError::internal(e),
+            })?;
+        let audit_subject = hex::encode(key.audit_subject());
+        let entry = actor.entry(
+            "subject_guard.clear",
+            "",
+            "subject",
+            String::new(),
+            serde_json::json!({"subject": audit_subject, "reason": req.reason}).to_string(),
+        );
+        self.store
+            .append_audit(&[entry])
+            .await
+            .map_err(ServiceError::internal)?;
+        let cleared = self
+            .limiter
+            .clear_subject(self.pool.pseudonym(&id), self.clock.now())
+            .await
+            .map_err(|e| ServiceError::LimitsUnavailable {
+                limit: e.limit.name(),
+            })?;
+        tracing::info!(actor = %actor.key_id, cleared, "subject guard cleared");
+        Ok(pb::ClearSubjectGuardResponse {
+            cleared_failures: cleared as i64,
+            audit_subject,
+        })
     }
 
     /// GetTenantUsage: the same counters Verify enforces, read now.
@@ -343,11 +443,14 @@ impl App {
             "ResumeTenant"
         };
         self.require_agency_admin(&caller, method).await?;
-        if why.chars().count() > 500 || why.chars().any(char::is_control) {
+        if !why.is_empty()
+            && let Err(rule) = tenants::check_display_text(why, 500)
+        {
             return Err(ServiceError::invalid(
                 "reason",
-                "invalid_format",
-                "reason must be at most 500 characters without control characters",
+                rule,
+                "reason must be at most 500 characters in Unicode NFC without control or \
+                 invisible characters",
             ));
         }
         if status == TenantStatus::Suspended
@@ -623,11 +726,12 @@ fn taken(column: &'static str) -> ServiceError {
 }
 
 fn check_name(name: &str, violations: &mut Vec<Violation>) {
-    if !tenants::valid_name(name) {
+    if let Err(rule) = tenants::check_display_text(name, 100) {
         violations.push(Violation {
             field: "tenant.name",
-            rule: if name.is_empty() { "required" } else { "invalid_format" },
-            description: "tenant.name must be 1 to 100 characters without control characters or surrounding spaces"
+            rule,
+            description: "tenant.name must be 1 to 100 characters in Unicode NFC, without \
+                          control or invisible characters, with single spaces and none at either end"
                 .into(),
         });
     }
@@ -637,13 +741,14 @@ fn mtls_subject(raw: &str, violations: &mut Vec<Violation>) -> Option<String> {
     if raw.is_empty() {
         return None;
     }
-    if raw.chars().count() > 200 || raw.chars().any(char::is_control) || raw.trim() != raw {
+    if let Err(rule) = tenants::check_display_text(raw, 200) {
         violations.push(Violation {
             field: "tenant.mtls_subject",
-            rule: "invalid_format",
-            description:
-                "tenant.mtls_subject must be at most 200 characters without control characters"
-                    .into(),
+            rule,
+            description: "tenant.mtls_subject must be at most 200 characters in Unicode NFC, \
+                          without control or invisible characters, with single spaces and none at \
+                          either end"
+                .into(),
         });
         return None;
     }
@@ -658,8 +763,22 @@ fn policy_from_proto(
     let Some(p) = p else {
         return TenantPolicy::default();
     };
+    if p.allowed_fields.len() > MAX_POLICY_FIELDS {
+        violations.push(Violation {
+            field: "tenant.policy.allowed_fields",
+            rule: "too_many",
+            description: "tenant.policy.allowed_fields may name at most the 9 claim fields".into(),
+        });
+    }
+    if p.allowed_purposes.len() > MAX_POLICY_PURPOSES {
+        violations.push(Violation {
+            field: "tenant.policy.allowed_purposes",
+            rule: "too_many",
+            description: "tenant.policy.allowed_purposes may hold at most 100 purpose codes".into(),
+        });
+    }
     let mut allowed_fields: Vec<String> = Vec::new();
-    for f in &p.allowed_fields {
+    for f in p.allowed_fields.iter().take(MAX_POLICY_FIELDS) {
         match Field::from_name(f) {
             Some(field) => allowed_fields.push(field.name().to_string()),
             None => violations.push(Violation {
@@ -690,11 +809,14 @@ fn policy_from_proto(
     }
     allowed_purposes.sort();
     allowed_purposes.dedup();
-    if !(0..=100).contains(&p.fuzzy_threshold) {
+    let floor = i64::from(MIN_FUZZY_THRESHOLD);
+    if p.fuzzy_threshold != 0 && !(floor..=100).contains(&p.fuzzy_threshold) {
         violations.push(Violation {
             field: "tenant.policy.fuzzy_threshold",
             rule: "out_of_range",
-            description: "tenant.policy.fuzzy_threshold must be between 0 and 100".into(),
+            description: "tenant.policy.fuzzy_threshold must be 0 (the default, 85) or between 70 \
+                          and 100: a lower threshold lets one shared name count as a match"
+                .into(),
         });
     }
     if !p.price_plan.is_empty()
@@ -1008,7 +1130,13 @@ mod tests {
 
     #[test]
     fn diff_names_each_changed_leaf() {
-        let old = tenants::new_tenant("bank", TenantPolicy::default(), None).expect("tenant");
+        let no_defaults = ekyc_limits::LimitsConfig {
+            default_requests_per_second: 0,
+            default_burst: 0,
+            ..ekyc_limits::LimitsConfig::default()
+        };
+        let old = tenants::new_tenant("bank", TenantPolicy::default(), None, &no_defaults)
+            .expect("tenant");
         let mut new = old.clone();
         new.policy.limits.burst = 20;
         new.name = "bank two".into();

@@ -8,6 +8,7 @@
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::error::{ServiceError, reason};
 use crate::secrets::{SecretError, random_bytes};
@@ -19,11 +20,13 @@ const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 /// Prefix of every key, so secret scanners can find leaked ones.
 pub const KEY_PREFIX: &str = "ekyc_";
 
-/// What a call presented to prove who it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a call presented to prove who it is. It lives for one call: not
+/// `Clone`, wiped when dropped, and its `Debug` never shows the key, so no
+/// log line or panic message can carry one by accident.
+#[derive(Default)]
 pub struct Credential {
     /// The API key from the metadata, if any. Never logged.
-    pub api_key: Option<String>,
+    pub api_key: Option<Zeroizing<String>>,
     /// Subject CN of a verified client certificate (mutual TLS), if any.
     pub client_cert_subject: Option<String>,
 }
@@ -32,9 +35,18 @@ impl Credential {
     /// A credential with only an API key.
     pub fn api_key(key: Option<&str>) -> Credential {
         Credential {
-            api_key: key.map(str::to_string),
+            api_key: key.map(|k| Zeroizing::new(k.to_string())),
             client_cert_subject: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("client_cert_subject", &self.client_cert_subject)
+            .finish()
     }
 }
 
@@ -119,7 +131,7 @@ pub async fn authenticate(
     credential: &Credential,
     now_ms: i64,
 ) -> Result<Caller, ServiceError> {
-    let Some(token) = credential.api_key.as_deref() else {
+    let Some(token) = credential.api_key.as_deref().map(String::as_str) else {
         return match &credential.client_cert_subject {
             Some(subject) => authenticate_certificate(store, subject).await,
             None => Err(ServiceError::Unauthenticated {
@@ -241,6 +253,42 @@ mod tests {
         let digest: [u8; 32] = Sha256::digest(secret).into();
         assert_eq!(digest, k.record.secret_sha256);
         assert!(!format!("{:?}", k.record).contains(&k.token[27..]));
+    }
+
+    /// Compiles only while the type is not `Clone` (the trick behind
+    /// static_assertions' `assert_not_impl_any!`): for a `Clone` type both
+    /// impls apply and the path is ambiguous. It must name a concrete
+    /// type: inside a generic function the second impl never applies.
+    macro_rules! assert_not_clone {
+        ($t:ty) => {{
+            trait AmbiguousIfClone<A> {
+                fn check() {}
+            }
+            impl<T: ?Sized> AmbiguousIfClone<()> for T {}
+            #[allow(dead_code, reason = "only named in the impl below")]
+            struct Cloned;
+            impl<T: ?Sized + Clone> AmbiguousIfClone<Cloned> for T {}
+            <$t as AmbiguousIfClone<_>>::check();
+        }};
+    }
+
+    #[test]
+    fn secrets_cannot_be_printed_or_copied_by_accident() {
+        let k = issue("t1", Role::Verifier, true, 0, None).expect("issue");
+        let credential = Credential {
+            api_key: Some(Zeroizing::new(k.token.clone())),
+            client_cert_subject: Some("bank-gw".into()),
+        };
+        let shown = format!("{credential:?}");
+        assert!(!shown.contains(&k.token), "{shown}");
+        assert!(!shown.contains(&k.token[27..]), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("bank-gw"),
+            "{shown}"
+        );
+        assert_not_clone!(Credential);
+        assert_not_clone!(ekyc_domain::keys::Pepper);
+        assert_not_clone!(crate::secrets::Signer);
     }
 
     #[test]

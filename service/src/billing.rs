@@ -12,7 +12,7 @@ use ekyc_billing::{Issuer, PricePlan, export};
 use ekyc_proto::v1 as pb;
 
 use crate::App;
-use crate::auth::{self, Caller, Credential};
+use crate::auth::{Caller, Credential};
 use crate::clock;
 use crate::error::{ServiceError, reason};
 use crate::secrets::Signer;
@@ -46,7 +46,7 @@ impl App {
         access: Access,
         method: &str,
     ) -> Result<Caller, ServiceError> {
-        let caller = auth::authenticate(&self.store, credential, clock::now_ms()).await?;
+        let caller = self.authenticate_admin(credential).await?;
         let agency = self
             .store
             .get_meta(tenants::META_AGENCY_TENANT)
@@ -77,7 +77,7 @@ impl App {
         credential: &Credential,
         method: &str,
     ) -> Result<(), ServiceError> {
-        let caller = auth::authenticate(&self.store, credential, clock::now_ms()).await?;
+        let caller = self.authenticate_admin(credential).await?;
         if !matches!(caller.role, Role::Finance | Role::AgencyAdmin) {
             return Err(ServiceError::PermissionDenied {
                 reason: reason::ROLE_NOT_ALLOWED,

@@ -51,6 +51,122 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The usage ledger and invoices.
     pub billing: BillingConfig,
+    /// Transport limits: what any client, authenticated or not, can make
+    /// the server hold.
+    pub transport: TransportConfig,
+}
+
+/// Limits of the gRPC transport (`[transport]`). Authentication runs after
+/// a request message has been read, so these bound what an
+/// unauthenticated client can make the server hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// Largest request message per service, in bytes.
+    pub max_message_bytes: MessageLimits,
+    /// HTTP/2 streams one connection may have open at once
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+    /// Client connections open at once; beyond it a new connection is
+    /// closed as it is accepted.
+    pub max_connections: usize,
+    /// Bytes reserved for partly received request messages across all
+    /// connections; a message that would pass it is refused
+    /// (`REQUEST_BUFFERS_FULL`).
+    pub max_buffered_request_bytes: usize,
+    /// Longest a call may take on the server; a caller's shorter
+    /// `grpc-timeout` wins. It also ends streaming calls (health `Watch`,
+    /// reflection), which clients re-open.
+    pub request_timeout_secs: u64,
+    /// Idle time after which the server pings a connection (HTTP/2 PING);
+    /// 0 turns keepalive off.
+    pub keepalive_interval_secs: u64,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub keepalive_timeout_secs: u64,
+    /// Age after which a connection is asked to go away (GOAWAY) so
+    /// clients rebalance across replicas; 0 means no limit.
+    pub max_connection_age_secs: u64,
+    /// How long an aged connection may finish its calls before it is
+    /// closed.
+    pub max_connection_age_grace_secs: u64,
+    /// Largest header block a request may send (`SETTINGS_MAX_HEADER_LIST_SIZE`).
+    pub max_header_list_bytes: u32,
+    /// HTTP/2 flow-control window per stream: what a client may send on a
+    /// stream before the server has read it.
+    pub stream_window_bytes: u32,
+    /// HTTP/2 flow-control window per connection.
+    pub connection_window_bytes: u32,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_message_bytes: MessageLimits::default(),
+            max_concurrent_streams: 32,
+            max_connections: 1024,
+            max_buffered_request_bytes: 16 << 20,
+            request_timeout_secs: 30,
+            keepalive_interval_secs: 30,
+            keepalive_timeout_secs: 10,
+            max_connection_age_secs: 3600,
+            max_connection_age_grace_secs: 30,
+            max_header_list_bytes: 16 << 10,
+            stream_window_bytes: 64 << 10,
+            connection_window_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The largest request message of each service (`[transport.max_message_bytes]`).
+/// Each default fits the largest valid request of that service with room
+/// to spare; anything larger cannot be valid, so it is refused before it
+/// is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessageLimits {
+    /// `ekyc.v1.VerificationService`: ten values of at most 4 KiB each
+    /// (the ID and nine claims) plus request id, purpose and consent
+    /// reference come to about 41 KiB.
+    pub verification: usize,
+    /// `ekyc.v1.TenantAdminService`: a tenant with 100 purposes is about
+    /// 8 KiB.
+    pub tenant_admin: usize,
+    /// `ekyc.v1.BillingService`: ids and periods, well under 1 KiB.
+    pub billing: usize,
+    /// Everything else (health, reflection).
+    pub other: usize,
+}
+
+impl Default for MessageLimits {
+    fn default() -> Self {
+        MessageLimits {
+            verification: 48 << 10,
+            tenant_admin: 32 << 10,
+            billing: 16 << 10,
+            other: 16 << 10,
+        }
+    }
+}
+
+impl MessageLimits {
+    /// The limit of the method at `path` (`/package.Service/Method`).
+    pub fn for_path(&self, path: &str) -> usize {
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        match service {
+            "ekyc.v1.VerificationService" => self.verification,
+            "ekyc.v1.TenantAdminService" => self.tenant_admin,
+            "ekyc.v1.BillingService" => self.billing,
+            _ => self.other,
+        }
+    }
+
+    /// The largest of them (tonic's own decode limit, a second line).
+    pub fn largest(&self) -> usize {
+        self.verification
+            .max(self.tenant_admin)
+            .max(self.billing)
+            .max(self.other)
+    }
 }
 
 /// The usage ledger, idempotent retries and invoices.
@@ -181,6 +297,7 @@ impl Default for Config {
             limits: ekyc_limits::LimitsConfig::default(),
             metrics_listen: None,
             billing: BillingConfig::default(),
+            transport: TransportConfig::default(),
         }
     }
 }
@@ -364,6 +481,59 @@ impl Config {
             return Err(ConfigError::Semantic {
                 key: "billing.idempotency_window_secs",
                 message: "must be at least 1".into(),
+            });
+        }
+        let t = &self.transport;
+        for (key, value, min) in [
+            (
+                "transport.max_concurrent_streams",
+                u64::from(t.max_concurrent_streams),
+                1,
+            ),
+            ("transport.max_connections", t.max_connections as u64, 1),
+            ("transport.request_timeout_secs", t.request_timeout_secs, 1),
+            (
+                "transport.max_header_list_bytes",
+                u64::from(t.max_header_list_bytes),
+                1024,
+            ),
+        ] {
+            if value < min {
+                return Err(ConfigError::Semantic {
+                    key,
+                    message: format!("must be at least {min}"),
+                });
+            }
+        }
+        let m = &t.max_message_bytes;
+        for (key, v) in [
+            ("transport.max_message_bytes.verification", m.verification),
+            ("transport.max_message_bytes.tenant_admin", m.tenant_admin),
+            ("transport.max_message_bytes.billing", m.billing),
+            ("transport.max_message_bytes.other", m.other),
+        ] {
+            if !(1024..=(4 << 20)).contains(&v) {
+                return Err(ConfigError::Semantic {
+                    key,
+                    message: "must be between 1024 and 4194304 bytes".into(),
+                });
+            }
+        }
+        if t.max_buffered_request_bytes < m.largest() {
+            return Err(ConfigError::Semantic {
+                key: "transport.max_buffered_request_bytes",
+                message: "must hold at least one message of the largest max_message_bytes".into(),
+            });
+        }
+        // HTTP/2 requires windows of 65535 to 2^31-1 bytes for a
+        // connection and of at most 2^31-1 for a stream.
+        if !(65_535..=i32::MAX as u32).contains(&t.connection_window_bytes)
+            || !(1..=i32::MAX as u32).contains(&t.stream_window_bytes)
+        {
+            return Err(ConfigError::Semantic {
+                key: "transport.connection_window_bytes",
+                message: "windows must be 65535 (connection) or 1 (stream) to 2147483647 bytes"
+                    .into(),
             });
         }
         if self.argon2.pool_threads > 1024 {

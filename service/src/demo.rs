@@ -105,7 +105,8 @@ pub async fn prepare(app: &App, opts: &DemoOptions) -> Result<DemoInfo, DemoErro
     std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
     let api_key_file = opts.out_dir.join("api-key");
     let actor = tenants::Actor::local("demo");
-    let tenant = tenants::ensure_tenant(&app.store, DEMO_TENANT, &actor).await?;
+    let tenant =
+        tenants::ensure_tenant(&app.store, DEMO_TENANT, app.limiter.config(), &actor).await?;
     // Reuse the key on disk if it still authenticates; otherwise issue one.
     let existing = std::fs::read_to_string(&api_key_file).ok();
     let still_valid = match existing.as_deref() {

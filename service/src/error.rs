@@ -18,6 +18,15 @@ pub const ERROR_DOMAIN: &str = "ekyc.v1";
 pub mod reason {
     /// One or more request fields are invalid (see `BadRequest`).
     pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
+    /// Fields are well formed but outside their range: a date in the
+    /// future, an expiry before the issue date (see `BadRequest`).
+    pub const VALUE_OUT_OF_RANGE: &str = "VALUE_OUT_OF_RANGE";
+    /// A request message is larger than the method's limit; it was refused
+    /// before being read (see `ErrorInfo.metadata["limit_bytes"]`).
+    pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+    /// The server holds as many partly received messages as it allows;
+    /// retry shortly.
+    pub const REQUEST_BUFFERS_FULL: &str = "REQUEST_BUFFERS_FULL";
     /// No API key in the request metadata.
     pub const API_KEY_MISSING: &str = "API_KEY_MISSING";
     /// The API key is not shaped like one of ours.
@@ -103,6 +112,18 @@ pub enum ServiceError {
     /// The request is invalid; one violation per bad field.
     #[error("invalid request: {}", describe(.0))]
     InvalidArgument(Vec<Violation>),
+    /// Well-formed fields outside their range; one violation per field.
+    #[error("request out of range: {}", describe(.0))]
+    OutOfRange(Vec<Violation>),
+    /// A request message is larger than its method allows.
+    #[error("the request message is larger than {limit} bytes")]
+    MessageTooLarge {
+        /// The method's limit, in bytes.
+        limit: usize,
+    },
+    /// Too many partly received messages are held server-wide.
+    #[error("the server is receiving too many large messages, retry shortly")]
+    RequestBuffersFull,
     /// No valid credential.
     #[error("{message}")]
     Unauthenticated {
@@ -236,6 +257,9 @@ impl ServiceError {
     pub fn reason(&self) -> &'static str {
         match self {
             ServiceError::InvalidArgument(_) => reason::INVALID_REQUEST,
+            ServiceError::OutOfRange(_) => reason::VALUE_OUT_OF_RANGE,
+            ServiceError::MessageTooLarge { .. } => reason::MESSAGE_TOO_LARGE,
+            ServiceError::RequestBuffersFull => reason::REQUEST_BUFFERS_FULL,
             ServiceError::Unauthenticated { reason, .. }
             | ServiceError::PermissionDenied { reason, .. }
             | ServiceError::NotFound { reason, .. }
@@ -269,21 +293,53 @@ impl From<ServiceError> for Status {
             d.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
             d
         };
+        let bad_request = |code, message: String, violations: Vec<Violation>| {
+            let mut d = info(reason);
+            d.set_bad_request(
+                violations
+                    .into_iter()
+                    .map(|v| {
+                        let mut fv = FieldViolation::new(field_path(v.field), v.description);
+                        fv.reason = v.rule.to_ascii_uppercase();
+                        fv
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            Status::with_error_details(code, message, d)
+        };
         match err {
             ServiceError::InvalidArgument(violations) => {
-                let mut d = info(reason);
                 let message = format!("invalid request: {}", describe(&violations));
-                d.set_bad_request(
-                    violations
-                        .into_iter()
-                        .map(|v| {
-                            let mut fv = FieldViolation::new(field_path(v.field), v.description);
-                            fv.reason = v.rule.to_ascii_uppercase();
-                            fv
-                        })
-                        .collect::<Vec<_>>(),
+                bad_request(Code::InvalidArgument, message, violations)
+            }
+            ServiceError::OutOfRange(violations) => {
+                let message = format!("request out of range: {}", describe(&violations));
+                bad_request(Code::OutOfRange, message, violations)
+            }
+            ServiceError::MessageTooLarge { limit } => {
+                let mut d = ErrorDetails::new();
+                d.set_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    HashMap::from([("limit_bytes".to_string(), limit.to_string())]),
                 );
-                Status::with_error_details(Code::InvalidArgument, message, d)
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    format!("the request message is larger than {limit} bytes"),
+                    d,
+                )
+            }
+            ServiceError::RequestBuffersFull => {
+                let mut d = info(reason);
+                let retry_after = Duration::from_secs(1);
+                d.set_retry_info(Some(retry_after));
+                let mut status = Status::with_error_details(
+                    Code::ResourceExhausted,
+                    "the server is receiving too many large messages, retry shortly",
+                    d,
+                );
+                pushback(&mut status, retry_after);
+                status
             }
             ServiceError::Unauthenticated { message, .. } => {
                 Status::with_error_details(Code::Unauthenticated, message, info(reason))

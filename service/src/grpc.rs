@@ -21,6 +21,7 @@ use crate::auth::Credential;
 use crate::clock;
 use crate::error::{ServiceError, allowance};
 use crate::store::TenantStatus;
+use crate::transport::{BufferBudget, MessageLimitLayer, limit_connections};
 
 /// The `VerificationService` implementation.
 pub struct VerificationApi {
@@ -196,6 +197,18 @@ impl BillingService for BillingApi {
 
 #[tonic::async_trait]
 impl TenantAdminService for TenantAdminApi {
+    async fn clear_subject_guard(
+        &self,
+        request: Request<pb::ClearSubjectGuardRequest>,
+    ) -> Result<Response<pb::ClearSubjectGuardResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.clear_subject_guard(cred, msg),
+            |r| r
+        )
+    }
+
     async fn get_tenant_usage(
         &self,
         request: Request<pb::GetTenantUsageRequest>,
@@ -350,7 +363,7 @@ impl TenantAdminService for TenantAdminApi {
 /// CN of the client certificate the TLS layer verified.
 fn credential<T>(request: &Request<T>) -> Credential {
     Credential {
-        api_key: api_key(request.metadata()),
+        api_key: api_key(request.metadata()).map(zeroize::Zeroizing::new),
         client_cert_subject: request
             .peer_certs()
             .and_then(|certs| certs.first().and_then(|c| common_name(c.as_ref()))),
@@ -484,17 +497,58 @@ pub async fn run(
         let _ = stopping_tx.send(());
     };
 
-    let mut builder = tonic::transport::Server::builder();
+    let t = &app.transport;
+    let secs = std::time::Duration::from_secs;
+    let limits = t.max_message_bytes;
+    let budget = BufferBudget::new(
+        t.max_buffered_request_bytes,
+        Arc::clone(&app.transport_stats),
+    );
+    let mut builder = tonic::transport::Server::builder()
+        // Without it hyper's default of 200 is removed and a client may
+        // open streams without end (SETTINGS_MAX_CONCURRENT_STREAMS).
+        .max_concurrent_streams(t.max_concurrent_streams)
+        .http2_max_header_list_size(t.max_header_list_bytes)
+        // What a client may send before the server reads it.
+        .initial_stream_window_size(t.stream_window_bytes)
+        .initial_connection_window_size(t.connection_window_bytes)
+        // Dead peers are found and their streams freed.
+        .http2_keepalive_interval(
+            (t.keepalive_interval_secs > 0).then(|| secs(t.keepalive_interval_secs)),
+        )
+        .http2_keepalive_timeout(Some(secs(t.keepalive_timeout_secs.max(1))))
+        // No call, stalled or not, outlives this (a caller's shorter
+        // grpc-timeout wins).
+        .timeout(secs(t.request_timeout_secs));
+    if t.max_connection_age_secs > 0 {
+        // Old connections go away (GOAWAY, then a grace) so clients spread
+        // over replicas that were added since.
+        builder = builder
+            .max_connection_age(secs(t.max_connection_age_secs))
+            .max_connection_age_grace(secs(t.max_connection_age_grace_secs));
+    }
     if let Some(tls) = app.tls.clone() {
         builder = builder.tls_config(tls)?;
     }
+    // Each message's declared size is checked against its service's limit
+    // before tonic reserves a buffer for it; tonic's own limit (the
+    // largest of them) stays behind it as a second line.
+    let largest = limits.largest();
     let server = builder
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(VerificationServiceServer::new(api))
-        .add_service(TenantAdminServiceServer::new(admin))
-        .add_service(BillingServiceServer::new(billing))
-        .serve_with_incoming_shutdown(incoming(listener), signal);
+        .layer(MessageLimitLayer::new(limits, budget))
+        .add_service(health_service.max_decoding_message_size(largest))
+        .add_service(reflection.max_decoding_message_size(largest))
+        .add_service(VerificationServiceServer::new(api).max_decoding_message_size(largest))
+        .add_service(TenantAdminServiceServer::new(admin).max_decoding_message_size(largest))
+        .add_service(BillingServiceServer::new(billing).max_decoding_message_size(largest))
+        .serve_with_incoming_shutdown(
+            limit_connections(
+                incoming(listener),
+                t.max_connections,
+                Arc::clone(&app.transport_stats),
+            ),
+            signal,
+        );
 
     // Bound the drain: once shutdown starts, in-flight calls get `grace`.
     let drain_limit = async move {

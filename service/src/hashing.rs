@@ -245,11 +245,11 @@ mod tests {
 
     #[tokio::test]
     async fn derives_the_same_key_as_the_domain() {
-        let pool = HashPool::start(Pepper::new(1, [4; 32]), CHEAP, 2, 4);
+        let pool = HashPool::start(Pepper::new(1, &[4; 32]), CHEAP, 2, 4);
         let id = normalize_id("079085001234").expect("id");
         let key = pool.derive(id.clone(), None).await.expect("derive");
         let direct = derive_key(
-            &Pepper::new(1, [4; 32]),
+            &Pepper::new(1, &[4; 32]),
             &CHEAP,
             &id,
             &mut KdfMemory::new(&CHEAP),
@@ -261,7 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_deadlines_are_not_hashed() {
-        let pool = HashPool::start(Pepper::new(1, [4; 32]), CHEAP, 1, 4);
+        let pool = HashPool::start(Pepper::new(1, &[4; 32]), CHEAP, 1, 4);
         let id = normalize_id("079085001234").expect("id");
         let past = Instant::now() - Duration::from_millis(1);
         assert_eq!(
@@ -280,7 +280,7 @@ mod tests {
             t: 4,
             p: 1,
         };
-        let pool = Arc::new(HashPool::start(Pepper::new(1, [4; 32]), slow, 1, 1));
+        let pool = Arc::new(HashPool::start(Pepper::new(1, &[4; 32]), slow, 1, 1));
         let id = normalize_id("079085001234").expect("id");
         let mut tasks = Vec::new();
         for _ in 0..8 {

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use ekyc_domain::Field;
 use ekyc_domain::keys::SubjectKey;
 use ekyc_domain::normalize::{
-    IdNumber, NORMALIZATION_VERSION, Normalized, Violation, normalize_field, normalize_id,
+    CivilDate, IdNumber, NORMALIZATION_VERSION, Normalized, Violation, check_date_ranges,
+    normalize_field, normalize_id,
 };
 use ekyc_domain::record::RecordTags;
 use tokio::task::JoinSet;
@@ -286,7 +287,10 @@ struct ValidRow {
     fields: Vec<(Field, Normalized)>,
 }
 
-fn validate_row(row: &RawRow) -> Result<ValidRow, Vec<Violation>> {
+/// Validates one row: every value normalised, then the date ranges of a
+/// request (no birth or issue date after `today`, no expiry before issue),
+/// so the registry holds nothing a Verify would refuse to ask about.
+fn validate_row(row: &RawRow, today: CivilDate) -> Result<ValidRow, Vec<Violation>> {
     let mut violations = Vec::new();
     let mut id = None;
     let mut fields = Vec::new();
@@ -323,6 +327,9 @@ fn validate_row(row: &RawRow) -> Result<ValidRow, Vec<Violation>> {
             description: "a record needs at least one field besides id_number".into(),
         });
     }
+    if violations.is_empty() {
+        violations = check_date_ranges(&fields, today);
+    }
     match id {
         Some(id) if violations.is_empty() => Ok(ValidRow { id, fields }),
         _ => Err(violations),
@@ -347,10 +354,11 @@ pub async fn import_rows(
     let mut meter = Progress::new(total, progress);
 
     // Validate everything first: cheap, and it sizes the hashing work.
+    let today = crate::clock::latest_date_on_earth(jiff::Timestamp::now());
     let mut seen = HashSet::new();
     let mut valid = Vec::with_capacity(rows.len());
     for row in &rows {
-        match validate_row(row) {
+        match validate_row(row, today) {
             Ok(v) => {
                 if seen.insert(v.id.as_str().to_string()) {
                     valid.push(v);
@@ -603,6 +611,42 @@ mod tests {
         assert!(read_rows(&p, Format::Csv).is_err());
     }
 
+    fn today() -> CivilDate {
+        CivilDate {
+            year: 2026,
+            month: 12,
+            day: 1,
+        }
+    }
+
+    #[test]
+    fn rows_with_dates_out_of_range_are_rejected() {
+        let row = |dob: &str, issued: &str, expires: &str| RawRow {
+            line: 2,
+            values: vec![
+                ("id_number".into(), "079085001234".into()),
+                ("date_of_birth".into(), dob.into()),
+                ("id_issue_date".into(), issued.into()),
+                ("id_expiry_date".into(), expires.into()),
+            ],
+        };
+        assert!(validate_row(&row("1985-03-12", "2021-05-10", "2045-03-12"), today()).is_ok());
+        let rules = |r: &RawRow| -> Vec<(&str, &str)> {
+            validate_row(r, today())
+                .expect_err("out of range")
+                .iter()
+                .map(|v| (v.field, v.rule))
+                .collect()
+        };
+        assert_eq!(
+            rules(&row("2026-12-02", "2021-05-10", "2020-01-01")),
+            [
+                ("date_of_birth", "in_the_future"),
+                ("id_expiry_date", "before_issue_date")
+            ]
+        );
+    }
+
     #[test]
     fn row_violations_name_field_and_rule_without_values() {
         let row = RawRow {
@@ -613,7 +657,7 @@ mod tests {
                 ("full_name".into(), "Trần Thị Bình".into()),
             ],
         };
-        let v = validate_row(&row).expect_err("invalid");
+        let v = validate_row(&row, today()).expect_err("invalid");
         let fields: Vec<_> = v.iter().map(|v| v.field).collect();
         assert!(fields.contains(&"id_number") && fields.contains(&"date_of_birth"));
         for v in &v {

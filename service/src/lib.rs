@@ -27,6 +27,7 @@ pub mod secrets;
 pub mod store;
 pub mod tenants;
 pub mod test_support;
+pub mod transport;
 mod verify;
 
 use std::sync::Arc;
@@ -69,6 +70,12 @@ pub struct App {
     /// Verify calls in flight by (tenant, request id), so concurrent
     /// duplicates run once.
     pub(crate) in_flight: Arc<idempotency::InFlight>,
+    /// The time the request path decides by (manual in tests).
+    pub clock: Arc<clock::Clock>,
+    /// Transport limits the server is built with.
+    pub transport: config::TransportConfig,
+    /// What the transport limits refused, for metrics.
+    pub transport_stats: Arc<transport::TransportStats>,
 }
 
 /// The server could not start.
@@ -180,6 +187,9 @@ impl App {
             ledger: Arc::new(ledger),
             billing: config.billing.clone(),
             in_flight: Arc::default(),
+            clock: Arc::new(clock::Clock::System),
+            transport: config.transport.clone(),
+            transport_stats: Arc::default(),
         })
     }
 }

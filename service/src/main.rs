@@ -247,7 +247,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
             command: AdminCommand::Bootstrap { force },
         } => {
             let app = App::open(&config).await?;
-            let result = tenants::bootstrap(&app.store, force).await;
+            let result = tenants::bootstrap(&app.store, app.limiter.config(), force).await;
             app.store.close().await;
             let (tenant, key) = result?;
             println!("agency tenant {} ({})", tenant.name, tenant.id);
@@ -261,7 +261,8 @@ async fn run(command: Command, config: Config) -> Result<()> {
         Command::IssueKey { tenant, live } => {
             let app = App::open(&config).await?;
             let actor = tenants::Actor::local("issue-key");
-            let t = tenants::ensure_tenant(&app.store, &tenant, &actor).await?;
+            let t =
+                tenants::ensure_tenant(&app.store, &tenant, app.limiter.config(), &actor).await?;
             let issued =
                 tenants::issue_key(&app.store, &t, Role::Verifier, live, None, &actor).await?;
             println!("tenant {} ({})", t.name, t.id);

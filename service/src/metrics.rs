@@ -17,10 +17,26 @@ use tokio::net::TcpListener;
 
 use crate::App;
 
-/// Verify outcomes: `answered`, or the refusal's `ErrorInfo` reason.
+/// Verify outcomes, and the subject guard's work per tenant.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// `answered`, or the refusal's `ErrorInfo` reason.
     verify: Mutex<BTreeMap<&'static str, u64>>,
+    /// Per tenant id: what its calls did to subjects' guard allowances.
+    /// Anyone with a verifier key can lock a citizen out of every bank by
+    /// sending wrong answers; these show who does.
+    guard: Mutex<BTreeMap<String, GuardCounts>>,
+}
+
+/// One tenant's effect on the subject guard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GuardCounts {
+    /// Its unsuccessful answers, each of which used some subject's allowance.
+    pub failures: u64,
+    /// Its failures that used up a subject's allowance (locked it out).
+    pub lockouts: u64,
+    /// Its calls refused because the subject was locked out.
+    pub refusals: u64,
 }
 
 impl Counters {
@@ -32,6 +48,32 @@ impl Counters {
             .unwrap_or_else(|p| p.into_inner())
             .entry(outcome)
             .or_default() += 1;
+    }
+
+    /// Counts a settled guard attempt of `tenant`.
+    pub fn guard_settled(&self, tenant: &str, failed: bool, locked_out: bool) {
+        if failed || locked_out {
+            let mut map = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+            let c = map.entry(tenant.to_string()).or_default();
+            c.failures += u64::from(failed);
+            c.lockouts += u64::from(locked_out);
+        }
+    }
+
+    /// Counts a call of `tenant` refused by the guard.
+    pub fn guard_refused(&self, tenant: &str) {
+        let mut map = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(tenant.to_string()).or_default().refusals += 1;
+    }
+
+    /// What `tenant`'s calls did to the guard so far.
+    pub fn guard_counts(&self, tenant: &str) -> GuardCounts {
+        self.guard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Verify calls with this outcome so far.
@@ -113,6 +155,60 @@ pub fn render(app: &App) -> String {
         "counter",
         "Calls refused because their subject had too many unsuccessful answers.",
         &[("", get(&limits.guard_tripped))],
+    );
+    let guard: Vec<(String, GuardCounts)> = app
+        .counters
+        .guard
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(t, c)| (format!("{{tenant=\"{t}\"}}"), *c))
+        .collect();
+    for (name, help, pick) in [
+        (
+            "ekyc_subject_guard_failures_total",
+            "Unsuccessful answers counted against a subject's allowance, by tenant.",
+            (|c: &GuardCounts| c.failures) as fn(&GuardCounts) -> u64,
+        ),
+        (
+            "ekyc_subject_guard_lockouts_total",
+            "Unsuccessful answers that used up a subject's allowance (locked it out), by tenant.",
+            |c| c.lockouts,
+        ),
+        (
+            "ekyc_subject_guard_refusals_total",
+            "Calls refused because their subject was locked out, by tenant.",
+            |c| c.refusals,
+        ),
+    ] {
+        let samples: Vec<(&str, u64)> = guard.iter().map(|(l, c)| (l.as_str(), pick(c))).collect();
+        metric(name, "counter", help, &samples);
+    }
+    let t = &app.transport_stats;
+    metric(
+        "ekyc_transport_refusals_total",
+        "counter",
+        "Requests or connections refused by a transport limit.",
+        &[
+            ("{reason=\"message_too_large\"}", load(&t.too_large)),
+            ("{reason=\"request_buffers_full\"}", load(&t.buffers_full)),
+            (
+                "{reason=\"connection_limit\"}",
+                load(&t.connections_refused),
+            ),
+        ],
+    );
+    metric(
+        "ekyc_transport_connections",
+        "gauge",
+        "Open client connections.",
+        &[("", t.connections.load(Ordering::Relaxed) as u64)],
+    );
+    metric(
+        "ekyc_transport_buffered_request_bytes",
+        "gauge",
+        "Bytes reserved for partly received request messages, server-wide.",
+        &[("", t.buffered_bytes.load(Ordering::Relaxed) as u64)],
     );
     metric(
         "ekyc_redis_errors_total",

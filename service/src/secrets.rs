@@ -3,7 +3,9 @@
 //!
 //! Files hold 64 hex characters (32 bytes) and a newline. Generated files
 //! are created with mode 0600 and never overwritten. Secrets never reach a
-//! log line: only file paths and public key ids are logged.
+//! log line: only file paths and public key ids are logged. Every buffer a
+//! secret passes through here (the file's text, the decoded bytes, the hex
+//! written for a generated one) is wiped when dropped.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use ekyc_domain::keys::Pepper;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 /// A secret file could not be read or created.
 #[derive(Debug, thiserror::Error)]
@@ -51,10 +54,11 @@ pub enum SecretError {
 /// Loads the pepper, generating a development one if allowed.
 pub fn load_pepper(path: &Path, version: u32, generate: bool) -> Result<Pepper, SecretError> {
     let bytes = load_or_generate(path, generate, "pepper", "pepper.file")?;
-    Ok(Pepper::new(version, bytes))
+    Ok(Pepper::new(version, &bytes))
 }
 
-/// The signing key and its public id.
+/// The signing key and its public id. Not `Clone`: one copy per process,
+/// wiped on drop by `ed25519-dalek`; `Debug` shows only the key id.
 pub struct Signer {
     key: SigningKey,
     key_id: String,
@@ -113,11 +117,12 @@ fn load_or_generate(
     generate: bool,
     what: &'static str,
     key: &'static str,
-) -> Result<[u8; 32], SecretError> {
-    match std::fs::read_to_string(path) {
+) -> Result<Zeroizing<[u8; 32]>, SecretError> {
+    match std::fs::read(path).map(Zeroizing::new) {
         Ok(text) => {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(text.trim(), &mut out).map_err(|_| SecretError::Malformed {
+            let mut out = Zeroizing::new([0u8; 32]);
+            let trimmed = text.trim_ascii();
+            hex::decode_to_slice(trimmed, out.as_mut()).map_err(|_| SecretError::Malformed {
                 what,
                 path: path.to_path_buf(),
             })?;
@@ -131,8 +136,9 @@ fn load_or_generate(
                     key,
                 });
             }
-            let bytes = random_bytes::<32>()?;
-            write_new_secret(path, &hex::encode(bytes)).map_err(|source| SecretError::Io {
+            let bytes = Zeroizing::new(random_bytes::<32>()?);
+            let text = Zeroizing::new(hex::encode(bytes.as_ref()));
+            write_new_secret(path, &text).map_err(|source| SecretError::Io {
                 what,
                 path: path.to_path_buf(),
                 source,

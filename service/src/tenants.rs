@@ -16,8 +16,10 @@ pub enum TenantError {
     /// Randomness failed.
     #[error(transparent)]
     Secret(#[from] SecretError),
-    /// The name is empty or too long.
-    #[error("tenant name must be 1 to 100 characters without control characters")]
+    /// The name is empty, too long or holds invisible characters.
+    #[error(
+        "tenant name must be 1 to 100 characters in Unicode NFC without control or invisible characters, with single spaces"
+    )]
     InvalidName,
     /// `admin bootstrap` already ran.
     #[error(
@@ -67,19 +69,77 @@ impl Actor {
     }
 }
 
-/// Checks a tenant name: 1 to 100 characters, no control characters.
-pub fn valid_name(name: &str) -> bool {
-    let n = name.chars().count();
-    (1..=100).contains(&n) && !name.chars().any(char::is_control) && name.trim() == name
+/// Checks text the service stores and shows to people (tenant names,
+/// certificate subjects, reasons): 1 to `max` characters, Unicode NFC, no
+/// control or invisible characters (bidirectional overrides, zero-width
+/// spaces and joiners, ...: `ekyc_domain::normalize::is_invisible`), no
+/// whitespace but single ASCII spaces between words. Two names that look
+/// the same are then the same string. Returns the violated rule.
+pub fn check_display_text(text: &str, max: usize) -> Result<(), &'static str> {
+    let n = text.chars().count();
+    if n == 0 {
+        return Err("required");
+    }
+    if n > max {
+        return Err("too_long");
+    }
+    if text.chars().any(ekyc_domain::normalize::is_invisible) {
+        return Err("invisible_character");
+    }
+    if text.chars().any(|c| c.is_whitespace() && c != ' ')
+        || text.trim() != text
+        || text.contains("  ")
+    {
+        return Err("invalid_whitespace");
+    }
+    if !unicode_normalization::is_nfc(text) {
+        return Err("not_nfc");
+    }
+    Ok(())
 }
 
-/// A new active tenant (not yet stored).
+/// Checks a tenant name (see [`check_display_text`]).
+pub fn valid_name(name: &str) -> bool {
+    check_display_text(name, 100).is_ok()
+}
+
+/// `limits` with every zero taken from the service's defaults for new
+/// tenants (`limits.default_*`): no tenant is unlimited by omission.
+pub fn with_default_limits(
+    limits: &crate::store::Limits,
+    defaults: &ekyc_limits::LimitsConfig,
+) -> crate::store::Limits {
+    let pick = |own: u64, default: u64| if own == 0 { default } else { own };
+    let rate = pick(
+        limits.requests_per_second,
+        defaults.default_requests_per_second,
+    );
+    crate::store::Limits {
+        requests_per_second: rate,
+        // A default burst only goes with the default rate.
+        burst: if limits.requests_per_second == 0 {
+            pick(limits.burst, defaults.default_burst)
+        } else {
+            limits.burst
+        },
+        daily_quota_units: pick(limits.daily_quota_units, defaults.default_daily_quota_units),
+        monthly_quota_units: pick(
+            limits.monthly_quota_units,
+            defaults.default_monthly_quota_units,
+        ),
+    }
+}
+
+/// A new active tenant (not yet stored); limits it leaves at zero take
+/// `defaults`.
 pub fn new_tenant(
     name: &str,
-    policy: TenantPolicy,
+    mut policy: TenantPolicy,
     mtls_subject: Option<String>,
+    defaults: &ekyc_limits::LimitsConfig,
 ) -> Result<Tenant, TenantError> {
     let now = clock::now_ms();
+    policy.limits = with_default_limits(&policy.limits, defaults);
     Ok(Tenant {
         id: format!("tn_{}", hex::encode(random_bytes::<8>()?)),
         name: name.to_string(),
@@ -124,6 +184,7 @@ pub async fn create_tenant(
 pub async fn ensure_tenant(
     store: &Store,
     name: &str,
+    defaults: &ekyc_limits::LimitsConfig,
     actor: &Actor,
 ) -> Result<Tenant, TenantError> {
     let name = name.trim();
@@ -133,7 +194,7 @@ pub async fn ensure_tenant(
     if let Some(t) = store.find_tenant_by_name(name).await? {
         return Ok(t);
     }
-    let tenant = new_tenant(name, TenantPolicy::default(), None)?;
+    let tenant = new_tenant(name, TenantPolicy::default(), None, defaults)?;
     create_tenant(store, &tenant, actor).await?;
     Ok(tenant)
 }
@@ -192,7 +253,11 @@ async fn agency_name(store: &Store) -> Result<String, TenantError> {
 
 /// Creates the agency tenant (if needed) and an agency-admin key. Refuses
 /// when a usable agency-admin key exists, unless `force`.
-pub async fn bootstrap(store: &Store, force: bool) -> Result<(Tenant, IssuedKey), TenantError> {
+pub async fn bootstrap(
+    store: &Store,
+    defaults: &ekyc_limits::LimitsConfig,
+    force: bool,
+) -> Result<(Tenant, IssuedKey), TenantError> {
     let actor = Actor::local("admin-bootstrap");
     if !force
         && store
@@ -214,7 +279,8 @@ pub async fn bootstrap(store: &Store, force: bool) -> Result<(Tenant, IssuedKey)
         None => {
             // A fresh tenant, never an existing one that happens to carry
             // the name: that one could be a bank's.
-            let tenant = new_tenant(&agency_name(store).await?, TenantPolicy::default(), None)?;
+            let name = agency_name(store).await?;
+            let tenant = new_tenant(&name, TenantPolicy::default(), None, defaults)?;
             create_tenant(store, &tenant, &actor).await?;
             store.set_meta(META_AGENCY_TENANT, &tenant.id).await?;
             tenant

@@ -37,6 +37,24 @@ pub struct TestOptions {
     pub billing_database_url: Option<String>,
     /// How long a request id is answered again identically.
     pub idempotency_window_secs: u64,
+    /// Start the server on a manual clock showing this time (Unix ms),
+    /// moved with [`TestServer::advance`]; `None` runs on the system clock.
+    pub manual_clock_ms: Option<i64>,
+    /// Transport limits.
+    pub transport: crate::config::TransportConfig,
+}
+
+/// The limits tests start from: production defaults, except that tenants
+/// created without limits stay unlimited and admin calls are limited far
+/// above what a test sends, so only tests about those limits meet them.
+pub fn test_limits() -> ekyc_limits::LimitsConfig {
+    ekyc_limits::LimitsConfig {
+        default_requests_per_second: 0,
+        default_burst: 0,
+        admin_requests_per_second: 10_000,
+        admin_burst: 10_000,
+        ..ekyc_limits::LimitsConfig::default()
+    }
 }
 
 impl Default for TestOptions {
@@ -49,9 +67,11 @@ impl Default for TestOptions {
             pool_threads: 2,
             queue_capacity: 64,
             tls: crate::config::TlsConfig::default(),
-            limits: ekyc_limits::LimitsConfig::default(),
+            limits: test_limits(),
             billing_database_url: None,
             idempotency_window_secs: 24 * 3600,
+            manual_clock_ms: None,
+            transport: crate::config::TransportConfig::default(),
         }
     }
 }
@@ -79,7 +99,11 @@ impl TestServer {
     pub async fn start(opts: TestOptions) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = test_config(dir.path(), &opts);
-        let app = Arc::new(App::open(&config).await.expect("open app"));
+        let mut app = App::open(&config).await.expect("open app");
+        if let Some(ms) = opts.manual_clock_ms {
+            app.clock = Arc::new(crate::clock::Clock::manual(ms));
+        }
+        let app = Arc::new(app);
         let (report, rejects) =
             demo::load_synthetic_registry(&app, opts.seed, opts.citizens, ProgressStyle::Quiet)
                 .await
@@ -89,7 +113,7 @@ impl TestServer {
             "synthetic rows were rejected: {rejects:?}"
         );
         let actor = tenants::Actor::local("test");
-        let tenant = tenants::ensure_tenant(&app.store, "test-bank", &actor)
+        let tenant = tenants::ensure_tenant(&app.store, "test-bank", app.limiter.config(), &actor)
             .await
             .expect("tenant");
         let key = tenants::issue_key(&app.store, &tenant, Role::Verifier, false, None, &actor)
@@ -136,6 +160,16 @@ impl TestServer {
             .id
     }
 
+    /// Moves the server's manual clock forward (see
+    /// [`TestOptions::manual_clock_ms`]).
+    pub fn advance(&self, by: std::time::Duration) {
+        assert!(
+            matches!(*self.app.clock, crate::clock::Clock::Manual(_)),
+            "advance needs TestOptions::manual_clock_ms"
+        );
+        self.app.clock.advance(by);
+    }
+
     /// `http://addr` (`https://addr` with TLS), for clients.
     pub fn endpoint(&self) -> String {
         if self.config.tls.cert_file.is_some() {
@@ -172,7 +206,7 @@ pub async fn create_tenant_with_key(
     policy: crate::store::TenantPolicy,
 ) -> String {
     let actor = tenants::Actor::local("test");
-    let tenant = tenants::new_tenant(name, policy, None).expect("tenant");
+    let tenant = tenants::new_tenant(name, policy, None, app.limiter.config()).expect("tenant");
     tenants::create_tenant(&app.store, &tenant, &actor)
         .await
         .expect("create tenant");
@@ -273,7 +307,7 @@ pub async fn prepare_data_dir(
     for (name, policy) in policies {
         keys.push(create_tenant_with_key(&app, name, policy.clone()).await);
     }
-    let (_, admin) = tenants::bootstrap(&app.store, false)
+    let (_, admin) = tenants::bootstrap(&app.store, app.limiter.config(), false)
         .await
         .expect("bootstrap");
     app.pool.close();
@@ -411,6 +445,7 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     config.limits = opts.limits.clone();
     config.billing.database_url = opts.billing_database_url.clone();
     config.billing.idempotency_window_secs = opts.idempotency_window_secs;
+    config.transport = opts.transport.clone();
     config.validate().expect("valid test config");
     config
 }

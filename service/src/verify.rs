@@ -1,38 +1,47 @@
 //! The Verify request path, as one chain: authenticate, authorise,
-//! validate, apply the tenant's policy, replay a retry (idempotency), rate
-//! limit, quota, subject guard, hash, look up, match, record the usage
-//! event durably, sign, respond.
+//! validate, apply the tenant's policy, rate limit, replay a retry
+//! (idempotency), quota, subject guard, hash, look up, match, record the
+//! usage event durably, sign, respond.
 //!
 //! Everything before hashing is cheap and rejects early: a request refused
 //! by authentication, validation, policy or a limit never costs an Argon2
 //! evaluation, and a refused or unanswered call consumes no quota.
 //! Every request that passes costs exactly one, whether or not the subject
 //! exists, so existence does not leak through timing.
+//!
+//! Once the guard has admitted a call, the attempt counts as an
+//! unsuccessful answer until the call ends in a recorded match, and from
+//! the ledger write to the guard's settlement the call runs in a task of
+//! its own: a caller that times out or resets its stream at any moment
+//! cannot take an answer away without the guard counting it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use ekyc_billing::{Ledger, LedgerError, Recorded, UsageEvent};
 use ekyc_domain::Field;
 use ekyc_domain::attestation::{AttestationBody, claims_digest, consent_digest};
 use ekyc_domain::matching::{MatchResult, match_claims};
-use ekyc_domain::normalize::{IdNumber, Normalized, Violation, normalize_field, normalize_id};
+use ekyc_domain::normalize::{
+    CivilDate, IdNumber, Normalized, Violation, check_date_ranges, is_invisible, normalize_field,
+    normalize_id,
+};
+use ekyc_limits::{
+    GuardDecision, Limiter, Quota, QuotaDecision, QuotaGrant, RateDecision, RateLimit, Settlement,
+    SubjectTicket, Unavailable,
+};
 use ekyc_proto::v1 as pb;
+use jiff::Timestamp;
 
 use crate::App;
 use crate::auth::{self, Caller, Credential};
 use crate::clock;
 use crate::error::{ServiceError, reason};
 use crate::hashing::HashError;
-use crate::idempotency::{self, Claim, Outcome};
+use crate::idempotency::{self, Claim, Leader, Outcome};
+use crate::metrics::Counters;
 use crate::secrets::random_bytes;
 use crate::store::{Role, TenantPolicy};
-use ekyc_billing::{Recorded, UsageEvent};
-
-use std::sync::Arc;
-
-use ekyc_limits::{
-    GuardDecision, Limiter, Quota, QuotaDecision, QuotaGrant, RateDecision, RateLimit,
-    SubjectTicket, Unavailable,
-};
 
 /// A request that passed validation.
 struct ValidRequest<'a> {
@@ -63,51 +72,172 @@ pub struct Answered {
     pub allowance: Allowance,
 }
 
-/// The quota units and subject-guard attempt taken for a call before it is
-/// hashed. They are settled once the call's fate is known; if the call is
-/// dropped first (the client went away), they are given back, since an
-/// unanswered call must not consume anything.
-struct Reservation {
+/// An admitted guard attempt. It is recorded, and counts as an
+/// unsuccessful answer, from admission on; settling it as a match (or as
+/// never answered) takes it back. Every settlement runs in a task of its
+/// own, and a ticket dropped unsettled (the caller went away at any
+/// moment, even before it received the ticket) settles itself as failed:
+/// the guard cannot know what the caller saw.
+struct Attempt {
     limiter: Arc<Limiter>,
-    grant: Option<QuotaGrant>,
     ticket: Option<SubjectTicket>,
+    now: Timestamp,
 }
 
-impl Reservation {
-    /// The call was answered: its units stay used, and the attempt stays
-    /// counted if the answer was not a match.
-    async fn answered(mut self, failed: bool) {
-        let _ = self.grant.take();
-        if let Some(ticket) = self.ticket.take() {
-            self.limiter.settle_subject(ticket, failed).await;
+impl Attempt {
+    /// Settles the attempt; true when this failure locked the subject out.
+    async fn settle(mut self, settlement: Settlement) -> bool {
+        let Some(ticket) = self.ticket.take() else {
+            return false;
+        };
+        let (limiter, now) = (Arc::clone(&self.limiter), self.now);
+        tokio::spawn(async move { limiter.settle_subject(ticket, settlement, now).await })
+            .await
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (limiter, now) = (Arc::clone(&self.limiter), self.now);
+            runtime.spawn(async move {
+                limiter
+                    .settle_subject(ticket, Settlement::Failed, now)
+                    .await
+            });
+        }
+    }
+}
+
+/// The quota units a call reserved. Dropped before the call's usage event
+/// was handed to the ledger (the call was refused, shed or abandoned),
+/// they go back: nothing is billed. From the ledger write on, [`commit`]
+/// decides.
+struct Units {
+    limiter: Arc<Limiter>,
+    grant: Option<QuotaGrant>,
+}
+
+impl Units {
+    /// Gives the units back, in a task of its own.
+    async fn release(mut self) {
+        if let Some(grant) = self.grant.take() {
+            let limiter = Arc::clone(&self.limiter);
+            let _ = tokio::spawn(async move { limiter.release_quota(grant).await }).await;
         }
     }
 
-    /// The call was not answered: give everything back.
-    async fn release(mut self) {
-        release(&self.limiter, self.grant.take(), self.ticket.take()).await;
+    /// Keeps the units: the call was billed.
+    fn keep(mut self) {
+        drop(self.grant.take());
     }
 }
 
-async fn release(limiter: &Limiter, grant: Option<QuotaGrant>, ticket: Option<SubjectTicket>) {
-    if let Some(ticket) = ticket {
-        limiter.settle_subject(ticket, false).await;
-    }
-    if let Some(grant) = grant {
-        limiter.release_quota(grant).await;
-    }
-}
-
-impl Drop for Reservation {
+impl Drop for Units {
     fn drop(&mut self) {
-        let (grant, ticket) = (self.grant.take(), self.ticket.take());
-        if (grant.is_some() || ticket.is_some())
+        if let Some(grant) = self.grant.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let limiter = Arc::clone(&self.limiter);
-            runtime.spawn(async move { release(&limiter, grant, ticket).await });
+            runtime.spawn(async move { limiter.release_quota(grant).await });
         }
     }
+}
+
+/// What [`commit`] needs besides the event.
+struct Commit {
+    ledger: Arc<Ledger>,
+    counters: Arc<Counters>,
+    tenant: String,
+    /// Whether the answer is a match (the only answer that gives the guard
+    /// attempt back).
+    matched: bool,
+    /// Held until the event is written and the guard settled, so a
+    /// concurrent duplicate in this process waits and then replays.
+    leader: Leader,
+}
+
+/// Writes the usage event, then settles the guard and the quota by what
+/// the ledger says, in a task of its own. Once the event is handed to the
+/// ledger it will (almost surely) be committed and a retry answered from
+/// it, so this must run to its end even if the call is dropped meanwhile
+/// (the caller's deadline expires, or it resets the stream): the guard
+/// counts every answer that can come out of the ledger.
+async fn commit(
+    units: Units,
+    attempt: Attempt,
+    event: UsageEvent,
+    c: Commit,
+) -> Result<Recorded, LedgerError> {
+    let task = tokio::spawn(async move {
+        let recorded = c.ledger.record(event).await;
+        let settlement = match &recorded {
+            // This answer is the one that leaves, now or on a retry.
+            Ok(Recorded::Inserted) if c.matched => Settlement::Matched,
+            Ok(Recorded::Inserted) => Settlement::Failed,
+            // A duplicate on another replica was recorded first: its
+            // answer (or REQUEST_ID_REUSED) is what leaves, and its own
+            // attempt counted it. Only that one is billed.
+            Ok(Recorded::Existing(_)) => Settlement::Unanswered,
+            // Not known to be durable, but it may be: a retry could still
+            // be answered from it, so it counts unless it was a match.
+            Err(_) if c.matched => Settlement::Matched,
+            Err(_) => Settlement::Failed,
+        };
+        // Inserted: the units stay used, as billed; else they go back.
+        if matches!(recorded, Ok(Recorded::Inserted)) {
+            units.keep();
+        } else {
+            units.release().await;
+        }
+        let locked = attempt.settle(settlement).await;
+        c.counters
+            .guard_settled(&c.tenant, settlement == Settlement::Failed, locked);
+        drop(c.leader);
+        recorded
+    });
+    task.await.unwrap_or(Err(LedgerError::Closed))
+}
+
+/// What the guard said, with an admitted attempt held as an [`Attempt`].
+enum Admission {
+    Admitted(Attempt),
+    Refused(GuardDecision),
+}
+
+/// Asks the guard to admit an attempt, in a task of its own: with Redis
+/// the script may record the attempt although this call is dropped while
+/// it runs, and the [`Attempt`] made in the task then settles itself
+/// rather than leaving the attempt in flight (and the subject busy) until
+/// it times out.
+async fn admit(
+    limiter: &Arc<Limiter>,
+    subject: [u8; 32],
+    now: Timestamp,
+) -> Result<Admission, Unavailable> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let limiter = Arc::clone(limiter);
+    tokio::spawn(async move {
+        let admission = limiter
+            .admit_subject(subject, now)
+            .await
+            .map(|decision| match decision {
+                GuardDecision::Admitted(ticket) => Admission::Admitted(Attempt {
+                    limiter: Arc::clone(&limiter),
+                    ticket: Some(ticket),
+                    now,
+                }),
+                refused => Admission::Refused(refused),
+            });
+        // Unread, an admitted attempt is dropped here and settles itself.
+        let _ = tx.send(admission);
+    });
+    rx.await.unwrap_or(Err(Unavailable {
+        limit: ekyc_limits::LimitKind::SubjectGuard,
+    }))
 }
 
 impl App {
@@ -134,19 +264,37 @@ impl App {
         deadline: Option<Instant>,
     ) -> Result<Answered, ServiceError> {
         let started = Instant::now();
-        let now_ms = clock::now_ms();
-        let now = jiff::Timestamp::from_millisecond(now_ms).map_err(ServiceError::internal)?;
+        let now_ms = self.clock.now_ms();
+        let now = Timestamp::from_millisecond(now_ms).map_err(ServiceError::internal)?;
 
         // 1. Authenticate: the tenant comes from the key, never the request.
         let caller: Caller = auth::authenticate(&self.store, credential, now_ms).await?;
         // 2. Authorise.
         auth::require_role(&caller, Role::Verifier, "Verify")?;
         // 3. Validate and normalise every field; all violations at once.
-        let valid = validate(req)?;
+        let valid = validate(req, clock::latest_date_on_earth(now))?;
         // 4. The tenant's policy: which fields and purposes it may ask about.
         let policy = &caller.tenant.policy;
         check_policy(policy, &valid.claims, &req.purpose_code)?;
         let tenant = caller.tenant.id.as_str();
+
+        // 5. Rate limit: every call that gets here counts, answered, refused
+        // or replayed, so retries of an answered request are not free.
+        let rate = RateLimit {
+            per_second: policy.limits.requests_per_second,
+            burst: policy.limits.burst,
+        };
+        let rate_remaining = match self
+            .limiter
+            .check_rate(tenant, rate)
+            .await
+            .map_err(unavailable)?
+        {
+            RateDecision::Allowed { remaining } => remaining,
+            RateDecision::Limited { retry_after } => {
+                return Err(ServiceError::RateLimited { retry_after });
+            }
+        };
         // With the hashing queue full, this call would be shed at the pool
         // anyway: shed it now, before the ledger lookup and the limits.
         if self.pool.shed_if_saturated() {
@@ -155,11 +303,11 @@ impl App {
             });
         }
 
-        // 5. Idempotency: a retry of an answered request gets the same
+        // 6. Idempotency: a retry of an answered request gets the same
         // answer, unbilled and unhashed; a concurrent duplicate in this
         // process waits for the first and then gets its answer.
         let fingerprint = idempotency::fingerprint(&self.pool, req);
-        let _leader = loop {
+        let leader = loop {
             match self.in_flight.claim(tenant, &req.request_id) {
                 Claim::Leader(leader) => {
                     // Looked up only once this call leads its request id,
@@ -182,7 +330,10 @@ impl App {
                                 &fingerprint,
                                 now_ms,
                             )?,
-                            allowance: Allowance::default(),
+                            allowance: Allowance {
+                                rate_remaining,
+                                ..Allowance::default()
+                            },
                         });
                     }
                     break leader;
@@ -194,22 +345,6 @@ impl App {
             }
         };
 
-        // 6. Rate limit (counts the request, answered or not).
-        let rate = RateLimit {
-            per_second: policy.limits.requests_per_second,
-            burst: policy.limits.burst,
-        };
-        let rate_remaining = match self
-            .limiter
-            .check_rate(tenant, rate)
-            .await
-            .map_err(unavailable)?
-        {
-            RateDecision::Allowed { remaining } => remaining,
-            RateDecision::Limited { retry_after } => {
-                return Err(ServiceError::RateLimited { retry_after });
-            }
-        };
         // 7. Quota: reserve the call's units in the tenant's day and month.
         let tz = ekyc_limits::time_zone(&policy.time_zone)
             .map_err(|_| ServiceError::internal("a stored tenant time zone is unknown"))?;
@@ -240,44 +375,44 @@ impl App {
             daily_remaining: grant.daily_remaining,
             monthly_remaining: grant.monthly_remaining,
         };
-        let mut reservation = Reservation {
+        let reserved = Units {
             limiter: Arc::clone(&self.limiter),
             grant: Some(grant),
-            ticket: None,
         };
         // 8. The subject guard, keyed by a pepper-keyed pseudonym (one HMAC)
-        // so that a refusal costs no Argon2.
-        match self
-            .limiter
-            .admit_subject(self.pool.pseudonym(&valid.id), now)
-            .await
-        {
-            Ok(GuardDecision::Admitted(ticket)) => reservation.ticket = Some(ticket),
-            Ok(GuardDecision::Tripped { retry_after }) => {
-                reservation.release().await;
+        // so that a refusal costs no Argon2. From admission on, the attempt
+        // counts as an unsuccessful answer until settled otherwise.
+        let attempt = match admit(&self.limiter, self.pool.pseudonym(&valid.id), now).await {
+            Ok(Admission::Admitted(attempt)) => attempt,
+            Ok(Admission::Refused(GuardDecision::Tripped { retry_after })) => {
+                reserved.release().await;
+                self.counters.guard_refused(tenant);
                 return Err(ServiceError::SubjectGuardTripped { retry_after });
             }
-            Ok(GuardDecision::Busy) => {
-                reservation.release().await;
+            Ok(Admission::Refused(_)) => {
+                reserved.release().await;
                 return Err(ServiceError::SubjectBusy {
                     retry_after: self.pool.retry_hint(),
                 });
             }
             Err(e) => {
-                reservation.release().await;
+                reserved.release().await;
                 return Err(unavailable(e));
             }
-        }
+        };
 
-        // 9. Everything after the reservations; they are settled by how it
-        // ends. The answer is returned only once its usage event is durable.
+        // 9. Hash, look up, match: the work the call pays for.
         let outcome = match self.answer(&caller, &valid, deadline, now_ms).await {
             Ok(outcome) => outcome,
-            Err(e) => {
-                reservation.release().await;
+            Err((e, settlement)) => {
+                attempt.settle(settlement).await;
+                reserved.release().await;
                 return Err(e);
             }
         };
+        // 10. Record the usage event; the answer is returned only once it
+        // is durable. This and the settlement of the limits run to their
+        // end even if this call is dropped now.
         let event = UsageEvent {
             tenant_id: tenant.to_string(),
             request_id: req.request_id.clone(),
@@ -294,19 +429,22 @@ impl App {
             replay: Some(outcome.to_replay()),
             invoice_number: None,
         };
-        // From here the units follow the ledger: if this call is dropped
-        // while its event is being written, the event is (almost surely)
-        // committed and billed, so the units stay used. They are given back
-        // below only when the ledger says this call was not billed.
-        let grant = reservation.grant.take();
-        let give_back = |grant: Option<QuotaGrant>| async {
-            if let Some(grant) = grant {
-                self.limiter.release_quota(grant).await;
-            }
-        };
-        match self.ledger.record(event).await {
+        let recorded = commit(
+            reserved,
+            attempt,
+            event,
+            Commit {
+                ledger: Arc::clone(&self.ledger),
+                counters: Arc::clone(&self.counters),
+                tenant: tenant.to_string(),
+                matched: outcome.decision,
+                leader,
+            },
+        )
+        .await;
+        // 11. Sign and respond.
+        match recorded {
             Ok(Recorded::Inserted) => {
-                reservation.answered(!outcome.decision).await;
                 tracing::info!(
                     tenant = %caller.tenant.id,
                     key_id = %caller.key_id,
@@ -324,8 +462,6 @@ impl App {
             Ok(Recorded::Existing(winner)) => {
                 // A duplicate on another replica was recorded first: its
                 // answer is the answer, and only it is billed.
-                give_back(grant).await;
-                reservation.release().await;
                 let response = self.replay(&caller, req, &valid, &winner, &fingerprint, now_ms)?;
                 Ok(Answered {
                     response,
@@ -333,9 +469,9 @@ impl App {
                 })
             }
             Err(e) => {
-                // Not durable, so not answered (and not billed).
-                give_back(grant).await;
-                reservation.release().await;
+                // Not known to be durable, so not answered (and not billed
+                // unless it was written after all; a retry with the same
+                // request_id then gets it).
                 tracing::error!(error = %e, "usage event not recorded; call refused");
                 Err(ServiceError::LedgerUnavailable)
             }
@@ -379,27 +515,38 @@ impl App {
         self.respond(caller, req, valid, &outcome)
     }
 
-    /// Hashes, looks up and matches: the work a call pays for.
+    /// Hashes, looks up and matches: the work a call pays for. A failure
+    /// comes with how the guard attempt is to be settled: `Unanswered` when
+    /// the pool refused the job before hashing it (nothing was computed),
+    /// `Failed` otherwise.
     async fn answer(
         &self,
         caller: &Caller,
         valid: &ValidRequest<'_>,
         deadline: Option<Instant>,
         now_ms: i64,
-    ) -> Result<Outcome, ServiceError> {
+    ) -> Result<Outcome, (ServiceError, Settlement)> {
         // Hash: the one expensive step, on the bounded pool.
         let key = self
             .pool
             .derive(valid.id.clone(), deadline)
             .await
             .map_err(|e| match e {
-                HashError::Saturated => ServiceError::Overloaded {
-                    retry_after: self.pool.retry_hint(),
-                },
-                HashError::DeadlinePassed => ServiceError::DeadlineExceeded,
-                HashError::Closed => ServiceError::ShuttingDown,
-                HashError::Kdf(e) => ServiceError::internal(e),
+                HashError::Saturated => (
+                    ServiceError::Overloaded {
+                        retry_after: self.pool.retry_hint(),
+                    },
+                    Settlement::Unanswered,
+                ),
+                HashError::DeadlinePassed => {
+                    (ServiceError::DeadlineExceeded, Settlement::Unanswered)
+                }
+                HashError::Closed => (ServiceError::ShuttingDown, Settlement::Unanswered),
+                HashError::Kdf(e) => (ServiceError::internal(e), Settlement::Failed),
             })?;
+        fn failed(e: impl std::fmt::Display) -> (ServiceError, Settlement) {
+            (ServiceError::internal(e), Settlement::Failed)
+        }
         // Look up. Records live at the locator of the current pepper and
         // parameters; a record under an older pepper is not found until it
         // is re-imported.
@@ -407,7 +554,7 @@ impl App {
             .store
             .get_record_and_version(&key.locator())
             .await
-            .map_err(ServiceError::internal)?;
+            .map_err(failed)?;
         // Match under the tenant's policy.
         let policy = caller.tenant.policy.match_policy();
         let outcome = match_claims(
@@ -417,10 +564,7 @@ impl App {
             &policy,
         );
         Ok(Outcome {
-            transaction_id: format!(
-                "tx_{}",
-                hex::encode(random_bytes::<16>().map_err(ServiceError::internal)?)
-            ),
+            transaction_id: format!("tx_{}", hex::encode(random_bytes::<16>().map_err(failed)?)),
             issued_at_ms: now_ms,
             registry_version,
             subject_found: outcome.subject_found,
@@ -498,7 +642,10 @@ fn unavailable(e: Unavailable) -> ServiceError {
     }
 }
 
-fn validate(req: &pb::VerifyRequest) -> Result<ValidRequest<'_>, ServiceError> {
+/// Validates every field of a request, collecting every violation: format
+/// first (`INVALID_ARGUMENT`), then, once every claim normalised, the date
+/// ranges against `today` (`OUT_OF_RANGE`).
+fn validate(req: &pb::VerifyRequest, today: CivilDate) -> Result<ValidRequest<'_>, ServiceError> {
     let mut violations = Vec::new();
     check_token(
         &mut violations,
@@ -521,8 +668,8 @@ fn validate(req: &pb::VerifyRequest) -> Result<ValidRequest<'_>, ServiceError> {
         "consent_reference",
         &req.consent_reference,
         128,
-        |c| !c.is_control(),
-        "consent_reference must be 1 to 128 characters without control characters",
+        |c| !is_invisible(c),
+        "consent_reference must be 1 to 128 characters without control or invisible characters",
     );
     let id = match normalize_id(&req.id_number) {
         Ok(id) => Some(id),
@@ -555,11 +702,17 @@ fn validate(req: &pb::VerifyRequest) -> Result<ValidRequest<'_>, ServiceError> {
         }
     }
     match id {
-        Some(id) if violations.is_empty() => Ok(ValidRequest {
-            id,
-            claims,
-            raw_claims,
-        }),
+        Some(id) if violations.is_empty() => {
+            let out_of_range = check_date_ranges(&claims, today);
+            if !out_of_range.is_empty() {
+                return Err(ServiceError::OutOfRange(out_of_range));
+            }
+            Ok(ValidRequest {
+                id,
+                claims,
+                raw_claims,
+            })
+        }
         _ => Err(ServiceError::InvalidArgument(violations)),
     }
 }

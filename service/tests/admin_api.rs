@@ -44,9 +44,10 @@ struct Admin {
 
 impl Admin {
     async fn new(server: &TestServer) -> Admin {
-        let (_, key) = ekyc_service::tenants::bootstrap(&server.app.store, false)
-            .await
-            .expect("bootstrap");
+        let (_, key) =
+            ekyc_service::tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
+                .await
+                .expect("bootstrap");
         Admin {
             client: client(server, &key.token).await,
             secret: key.token,
@@ -232,7 +233,7 @@ async fn roles_and_tenant_isolation() {
 
     // Bootstrap refuses to run twice.
     assert!(
-        ekyc_service::tenants::bootstrap(&server.app.store, false)
+        ekyc_service::tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
             .await
             .is_err()
     );
@@ -1040,5 +1041,242 @@ async fn concurrent_changes_never_undo_a_revocation_or_a_suspension() {
             .await
             .expect("resume");
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invisible_text_and_a_lax_fuzzy_threshold_are_refused_and_change_nothing() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let admin = Admin::new(&server).await;
+    let target = admin
+        .create(
+            "Ngân hàng TMCP Ngoại thương Việt Nam",
+            pb::TenantPolicy::default(),
+        )
+        .await
+        .expect("a Vietnamese legal name is fine");
+    let tenants_before = admin.tenant_count().await;
+    let audit_before = admin.audit().await.len();
+    let nfd: String = "Ngân hàng B"
+        .chars()
+        .flat_map(|c| match c {
+            'â' => vec!['a', '\u{302}'],
+            'à' => vec!['a', '\u{300}'],
+            c => vec![c],
+        })
+        .collect();
+    for (name, rule) in [
+        ("Bank\u{202E}lanigiro", "INVISIBLE_CHARACTER"),
+        ("Bank\u{200B}A", "INVISIBLE_CHARACTER"),
+        ("Bank\u{2066}A\u{2069}", "INVISIBLE_CHARACTER"),
+        ("Bank\u{FEFF}", "INVISIBLE_CHARACTER"),
+        ("Bank\u{00A0}A", "INVALID_WHITESPACE"),
+        ("Bank  A", "INVALID_WHITESPACE"),
+        (nfd.as_str(), "NOT_NFC"),
+    ] {
+        let s = admin
+            .create(name, pb::TenantPolicy::default())
+            .await
+            .expect_err(name);
+        assert_eq!(s.code(), Code::InvalidArgument, "{name:?}");
+        assert_eq!(
+            violations(&s),
+            [("tenant.name".to_string(), rule.to_string())],
+            "{name:?}"
+        );
+        assert!(s.message().contains("invisible"), "{}", s.message());
+    }
+    let c = &admin.client;
+    let create_with = |tenant: pb::Tenant| {
+        let c = &admin.client;
+        async move {
+            c.admin()
+                .create_tenant(c.request(pb::CreateTenantRequest {
+                    tenant: Some(tenant),
+                }))
+                .await
+        }
+    };
+    let s = create_with(pb::Tenant {
+        name: "mtls-bank".into(),
+        mtls_subject: "gw.bank\u{200D}.vn".into(),
+        ..Default::default()
+    })
+    .await
+    .expect_err("zero-width joiner in the subject");
+    assert_eq!(
+        violations(&s),
+        [(
+            "tenant.mtls_subject".to_string(),
+            "INVISIBLE_CHARACTER".to_string()
+        )]
+    );
+    // A threshold that lets one shared name decide is refused; 0 (the
+    // default) and the floor are fine.
+    for (threshold, refused) in [(1, true), (69, true), (101, true), (70, false), (0, false)] {
+        let r = create_with(pb::Tenant {
+            name: format!("fuzzy-bank-{threshold}"),
+            policy: Some(pb::TenantPolicy {
+                fuzzy_matching: true,
+                fuzzy_threshold: threshold,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+        match (r, refused) {
+            (Err(s), true) => assert_eq!(
+                violations(&s),
+                [(
+                    "tenant.policy.fuzzy_threshold".to_string(),
+                    "OUT_OF_RANGE".to_string()
+                )]
+            ),
+            (Ok(_), false) => {}
+            (r, _) => panic!("threshold {threshold}: {r:?}"),
+        }
+    }
+    // An update with invisible text changes nothing either.
+    let s = c
+        .admin()
+        .update_tenant(c.request(pb::UpdateTenantRequest {
+            tenant: Some(pb::Tenant {
+                tenant_id: target.tenant_id.clone(),
+                name: "Ngân hàng\u{202E}".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["name".into()],
+            }),
+        }))
+        .await
+        .expect_err("update");
+    assert_eq!(
+        violations(&s),
+        [("tenant.name".to_string(), "INVISIBLE_CHARACTER".to_string())]
+    );
+    // The two accepted fuzzy tenants are the only change.
+    assert_eq!(admin.tenant_count().await, tenants_before + 2);
+    assert_eq!(admin.audit().await.len(), audit_before + 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_tenants_get_default_limits_and_admin_calls_have_their_own() {
+    let server = TestServer::start(TestOptions {
+        limits: ekyc_limits::LimitsConfig {
+            default_requests_per_second: 2,
+            default_burst: 3,
+            default_daily_quota_units: 1_000,
+            admin_requests_per_second: 1,
+            admin_burst: 20,
+            ..ekyc_service::test_support::test_limits()
+        },
+        ..TestOptions::default()
+    })
+    .await;
+    let admin = Admin::new(&server).await;
+    // Created without limits: the defaults, stored and shown.
+    let bank = admin
+        .create("default-bank", pb::TenantPolicy::default())
+        .await
+        .expect("tenant");
+    let limits = bank.policy.expect("policy").limits.expect("limits");
+    assert_eq!(
+        (
+            limits.requests_per_second,
+            limits.burst,
+            limits.daily_quota_units,
+            limits.monthly_quota_units
+        ),
+        (2, 3, 1_000, 0)
+    );
+    // What the agency sets wins.
+    let own = admin
+        .create(
+            "own-limits-bank",
+            pb::TenantPolicy {
+                limits: Some(pb::Limits {
+                    requests_per_second: 50,
+                    burst: 60,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("tenant")
+        .policy
+        .expect("policy")
+        .limits
+        .expect("limits");
+    assert_eq!(
+        (own.requests_per_second, own.burst, own.daily_quota_units),
+        (50, 60, 1_000)
+    );
+    // The default rate holds in Verify.
+    let key = admin
+        .issue(&bank.tenant_id, pb::Role::Verifier, 0)
+        .await
+        .secret;
+    let verifier = client(&server, &key).await;
+    let citizen = ekyc_synth::citizen(42, 1);
+    let mut refused = 0;
+    for n in 0..6 {
+        let r = verifier
+            .verify_unchecked(pb::VerifyRequest {
+                request_id: format!("default-{n}"),
+                id_number: citizen.id_number.clone(),
+                claims: Some(pb::Claims {
+                    full_name: Some(citizen.full_name.clone()),
+                    ..Default::default()
+                }),
+                purpose_code: "ACCOUNT_OPENING".into(),
+                consent_reference: "c-1".into(),
+            })
+            .await;
+        if let Err(s) = r {
+            assert_eq!(reason(&s), "RATE_LIMITED");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 2, "burst 3 at 2/s: {refused} of 6 refused");
+
+    // Admin and billing calls: 20 at once from one tenant, then 1/s. The
+    // agency has used some on the calls above; a flood is cut.
+    let finance = admin
+        .issue(&bank.tenant_id, pb::Role::Finance, 0)
+        .await
+        .secret;
+    let f = client(&server, &finance).await;
+    let mut limited = None;
+    for _ in 0..25 {
+        let r = f
+            .billing()
+            .create_invoice(f.request(pb::CreateInvoiceRequest {
+                tenant_id: bank.tenant_id.clone(),
+                period: "2026-11".into(),
+            }))
+            .await;
+        if let Err(s) = r {
+            limited = Some(s);
+            break;
+        }
+    }
+    let s = limited.expect("the finance key's drafts are rate limited");
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::ResourceExhausted, "RATE_LIMITED")
+    );
+    assert!(s.get_error_details().retry_info().is_some());
+    // Another tenant's admin calls have their own allowance.
+    admin
+        .client
+        .admin()
+        .get_tenant(admin.client.request(pb::GetTenantRequest {
+            tenant_id: bank.tenant_id.clone(),
+        }))
+        .await
+        .expect("the agency's own bucket");
     server.stop().await;
 }

@@ -196,9 +196,10 @@ async fn retries_are_answered_once_and_refusals_never_billed(ledger_url: Option<
     assert_eq!(billed_calls(&server, &tenant).await, 2);
 
     // The draft of this month bills exactly the answered calls.
-    let (_, admin) = ekyc_service::tenants::bootstrap(&server.app.store, false)
-        .await
-        .expect("bootstrap");
+    let (_, admin) =
+        ekyc_service::tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
+            .await
+            .expect("bootstrap");
     let agency = client(&server, &admin.token).await;
     let draft = agency
         .billing()
@@ -286,9 +287,10 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
         };
         server.app.ledger.record(e).await.expect("record");
     }
-    let (_, admin) = ekyc_service::tenants::bootstrap(&server.app.store, false)
-        .await
-        .expect("bootstrap");
+    let (_, admin) =
+        ekyc_service::tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
+            .await
+            .expect("bootstrap");
     let agency = client(&server, &admin.token).await;
     let actor = ekyc_service::tenants::Actor::local("test");
     let test_bank = server

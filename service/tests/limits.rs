@@ -255,9 +255,10 @@ async fn quotas_count_units_refuse_with_quota_failure_and_show_in_usage() {
     );
 
     // The agency sees the usage the service enforces.
-    let (_, admin_key) = ekyc_service::tenants::bootstrap(&server.app.store, false)
-        .await
-        .expect("bootstrap");
+    let (_, admin_key) =
+        ekyc_service::tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
+            .await
+            .expect("bootstrap");
     let admin = client(&server, &admin_key.token).await;
     let tenants = admin
         .admin()
@@ -494,5 +495,65 @@ async fn a_refused_or_shed_call_gives_its_quota_back() {
         .await
         .expect("usage");
     assert_eq!(usage.day_used, 2 * answered, "two units per answered call");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_an_answered_request_count_against_the_rate_limit() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let limit = RateLimit {
+        per_second: 5,
+        burst: 5,
+    };
+    let key = server
+        .tenant(
+            "retrying-bank",
+            policy(Limits {
+                requests_per_second: limit.per_second,
+                burst: limit.burst,
+                ..Limits::default()
+            }),
+        )
+        .await;
+    let c = Arc::new(client(&server, &key).await);
+    let req = ask(12, None, 2, 0);
+    let first = c.verify_unchecked(req.clone()).await.expect("answered");
+    let hashed = evaluations(&server);
+    // 50 retries of the answered request at once.
+    let started = Instant::now();
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let (c, req) = (Arc::clone(&c), req.clone());
+            tokio::spawn(async move { c.verify_raw(req).await })
+        })
+        .collect();
+    let (mut replayed, mut limited) = (0u64, 0u64);
+    for call in calls {
+        match call.await.expect("task") {
+            Ok(r) => {
+                assert_eq!(r.get_ref(), &first, "a replay is the same answer");
+                replayed += 1;
+            }
+            Err(s) => {
+                assert_eq!(reason(&s), "RATE_LIMITED", "{s:?}");
+                assert!(s.get_error_details().retry_info().is_some());
+                limited += 1;
+            }
+        }
+    }
+    let allowed = limit.admitted_over(started.elapsed()) - 1;
+    assert!(
+        replayed <= allowed && limited >= 50 - allowed,
+        "{replayed} replayed, {limited} limited; the limit allows {allowed}"
+    );
+    assert!(limited > 0);
+    assert_eq!(evaluations(&server), hashed, "replays are never hashed");
+    let billed = server
+        .app
+        .ledger
+        .events(&server.tenant_id("retrying-bank").await, 0, i64::MAX)
+        .await
+        .expect("ledger");
+    assert_eq!(billed.len(), 1, "and billed once");
     server.stop().await;
 }

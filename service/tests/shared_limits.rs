@@ -293,7 +293,7 @@ fn outage_limits(redis: &PrivateRedis) -> LimitsConfig {
         redis_timeout_ms: 100,
         redis_retry_ms: 200,
         replicas: 2,
-        ..LimitsConfig::default()
+        ..ekyc_service::test_support::test_limits()
     }
 }
 

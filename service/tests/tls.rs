@@ -98,6 +98,7 @@ async fn api_keys_over_tls_and_client_certificates_map_to_tenants() {
         "bank-x",
         TenantPolicy::default(),
         Some("bank-x-gateway".into()),
+        server.app.limiter.config(),
     )
     .expect("tenant");
     tenants::create_tenant(&server.app.store, &gateway, &Actor::local("test"))

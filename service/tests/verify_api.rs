@@ -447,3 +447,107 @@ async fn signing_keys_health_and_graceful_shutdown() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn future_dates_and_an_expiry_before_issue_are_out_of_range_and_cost_nothing() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let c = client(&server, Some(&server.api_key)).await;
+    let citizen = ekyc_synth::citizen(42, 2);
+    let tomorrow_everywhere = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(14 + 24))
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    let utc_now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let next_year = (utc_now.year() + 1).to_string();
+    let before = evaluations(&server);
+    let billed_before = server
+        .app
+        .ledger
+        .events(&server.tenant_id("test-bank").await, 0, i64::MAX)
+        .await
+        .expect("ledger")
+        .len();
+    let dates = |dob: Option<&str>, issued: Option<&str>, expires: Option<&str>| pb::Claims {
+        full_name: Some(citizen.full_name.clone()),
+        date_of_birth: dob.map(str::to_string),
+        id_issue_date: issued.map(str::to_string),
+        id_expiry_date: expires.map(str::to_string),
+        ..Default::default()
+    };
+    for (what, claims, expected) in [
+        (
+            "born tomorrow everywhere",
+            dates(Some(&tomorrow_everywhere), None, None),
+            vec![("claims.date_of_birth", "IN_THE_FUTURE")],
+        ),
+        (
+            "born next year",
+            dates(Some(&next_year), None, None),
+            vec![("claims.date_of_birth", "IN_THE_FUTURE")],
+        ),
+        (
+            "card issued in the future",
+            dates(None, Some(&tomorrow_everywhere), None),
+            vec![("claims.id_issue_date", "IN_THE_FUTURE")],
+        ),
+        (
+            "expiry before issue",
+            dates(None, Some("2021-05-10"), Some("2021-05-09")),
+            vec![("claims.id_expiry_date", "BEFORE_ISSUE_DATE")],
+        ),
+        (
+            "all at once",
+            dates(Some(&next_year), Some(&next_year), Some("2020")),
+            vec![
+                ("claims.date_of_birth", "IN_THE_FUTURE"),
+                ("claims.id_issue_date", "IN_THE_FUTURE"),
+                ("claims.id_expiry_date", "BEFORE_ISSUE_DATE"),
+            ],
+        ),
+    ] {
+        let s = c
+            .verify_unchecked(request(&citizen.id_number, claims))
+            .await
+            .expect_err(what);
+        assert_eq!(s.code(), Code::OutOfRange, "{what}: {s:?}");
+        let details = s.get_error_details();
+        assert_eq!(
+            details.error_info().map(|i| i.reason.clone()).as_deref(),
+            Some("VALUE_OUT_OF_RANGE")
+        );
+        let got: Vec<(String, String)> = details
+            .bad_request()
+            .expect("BadRequest")
+            .field_violations
+            .iter()
+            .map(|v| (v.field.clone(), v.reason.clone()))
+            .collect();
+        let want: Vec<(String, String)> = expected
+            .iter()
+            .map(|(f, r)| (f.to_string(), r.to_string()))
+            .collect();
+        assert_eq!(got, want, "{what}");
+        assert!(!s.message().contains(&next_year), "no value in the message");
+    }
+    // Today's date anywhere, and a valid card, are answered.
+    let today_here = utc_now.date().to_string();
+    c.verify_unchecked(request(
+        &citizen.id_number,
+        dates(Some(&today_here), Some("2021-05-10"), Some("2041-05-10")),
+    ))
+    .await
+    .expect("today is not the future");
+    // The refusals cost no hashing, no usage, no guard attempt.
+    assert_eq!(evaluations(&server) - before, 1);
+    let billed = server
+        .app
+        .ledger
+        .events(&server.tenant_id("test-bank").await, 0, i64::MAX)
+        .await
+        .expect("ledger")
+        .len();
+    assert_eq!(billed - billed_before, 1);
+    let tenant = server.tenant_id("test-bank").await;
+    assert_eq!(server.app.counters.guard_counts(&tenant).failures, 1);
+    server.stop().await;
+}

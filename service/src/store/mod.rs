@@ -445,6 +445,14 @@ impl Store {
         }
     }
 
+    /// Appends audit entries about a change made outside the store (a
+    /// guard clear), in one transaction.
+    pub async fn append_audit(&self, audit: &[AuditEntry]) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.append_audit(audit).await,
+        }
+    }
+
     /// Writes keys and `audit` in one transaction, so a rotation never
     /// leaves half a change; an update whose key changed since it was read
     /// fails the whole write with `Stale`.

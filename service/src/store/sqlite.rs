@@ -280,6 +280,13 @@ impl SqliteStore {
         .collect()
     }
 
+    pub(super) async fn append_audit(&self, audit: &[AuditEntry]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub(super) async fn write_api_keys(
         &self,
         keys: &[KeyWrite<'_>],
