@@ -20,6 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // No `connect` helpers: they need tonic's transport, which this
+        // crate does not build (clients pass their own channel).
+        .build_transport(false)
         .compile_fds(fds)?;
     Ok(())
 }

@@ -239,6 +239,15 @@ fn describe(violations: &[Violation]) -> String {
         .join("; ")
 }
 
+impl From<ekyc_input::request::Rejected> for ServiceError {
+    fn from(r: ekyc_input::request::Rejected) -> Self {
+        match r {
+            ekyc_input::request::Rejected::Invalid(v) => ServiceError::InvalidArgument(v),
+            ekyc_input::request::Rejected::OutOfRange(v) => ServiceError::OutOfRange(v),
+        }
+    }
+}
+
 impl ServiceError {
     /// One violation of a request field.
     pub fn invalid(

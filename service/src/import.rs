@@ -1,11 +1,7 @@
 //! Registry import for the agency: CSV or JSON Lines in, hashed records out.
 //!
-//! Columns (CSV header names, or JSON keys; all values are strings, an empty
-//! value means "the registry has no value"): `id_number` (required),
-//! `full_name`, `date_of_birth`, `gender`, `nationality`, `place_of_origin`,
-//! `place_of_residence`, `id_issue_date`, `id_expiry_date`, `phone_number`.
-//!
-//! Every row is validated on its own. A bad row is skipped and reported in
+//! Reading and validating rows is `ekyc_input::rows` (the columns are
+//! listed there). Every row is validated on its own. A bad row is skipped and reported in
 //! the reject report (`line,field,rule,description`, never the value); the
 //! good rows are hashed on all cores and written in batched transactions,
 //! so a row is either wholly stored or wholly rejected. Importing the same
@@ -17,42 +13,20 @@
 //! Raw values exist only in this process's memory while a row is hashed.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ekyc_domain::Field;
 use ekyc_domain::keys::SubjectKey;
-use ekyc_domain::normalize::{
-    CivilDate, IdNumber, NORMALIZATION_VERSION, Normalized, Violation, check_date_ranges,
-    normalize_field, normalize_id,
-};
+use ekyc_domain::normalize::{IdNumber, NORMALIZATION_VERSION, normalize_id};
 use ekyc_domain::record::RecordTags;
+pub use ekyc_input::rows::{Format, RawRow, Reject, ValidRow, validate_row};
+use ekyc_input::rows::{RowsError, read_rows_from};
 use tokio::task::JoinSet;
 
 use crate::hashing::{HashError, HashPool};
 use crate::store::{META_REGISTRY_VERSION, Store, StoreError, StoredRecord, Upserted};
-
-/// Input file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Comma-separated values with a header row.
-    Csv,
-    /// One JSON object per line.
-    Jsonl,
-}
-
-impl Format {
-    /// Guesses the format from a file extension.
-    pub fn from_path(path: &Path) -> Option<Format> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "csv" => Some(Format::Csv),
-            "jsonl" | "ndjson" => Some(Format::Jsonl),
-            _ => None,
-        }
-    }
-}
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,33 +35,6 @@ pub enum ProgressStyle {
     Auto,
     /// Nothing.
     Quiet,
-}
-
-/// One raw input row: values by column, exactly as read.
-pub struct RawRow {
-    /// 1-based line (CSV: record line including the header).
-    pub line: u64,
-    /// `(column, value)` pairs.
-    pub values: Vec<(String, String)>,
-}
-
-impl std::fmt::Debug for RawRow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RawRow(line {}, <redacted>)", self.line)
-    }
-}
-
-/// One rejected row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    /// Line in the input file.
-    pub line: u64,
-    /// Column or field name.
-    pub field: String,
-    /// Stable rule name.
-    pub rule: String,
-    /// Explanation without the value.
-    pub description: String,
 }
 
 /// What an import did.
@@ -158,182 +105,13 @@ pub fn read_rows(path: &Path, format: Format) -> Result<(Vec<RawRow>, Vec<Reject
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
-    match format {
-        Format::Csv => read_csv(path, file),
-        Format::Jsonl => read_jsonl(BufReader::new(file)).map_err(io),
-    }
-}
-
-fn known_column(c: &str) -> bool {
-    c == "id_number" || Field::from_name(c).is_some()
-}
-
-fn read_csv(path: &Path, file: impl Read) -> Result<(Vec<RawRow>, Vec<Reject>), ImportError> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| ImportError::Header {
+    read_rows_from(BufReader::new(file), format).map_err(|e| match e {
+        RowsError::Header(message) => ImportError::Header {
             path: path.to_path_buf(),
-            message: format!("cannot read the header row: {e}"),
-        })?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    if let Some(position) = headers.iter().position(|h| !known_column(h)) {
-        // The name is not echoed: in a file without a header row it is a
-        // citizen's value.
-        return Err(ImportError::Header {
-            path: path.to_path_buf(),
-            message: format!(
-                "column {} of the header row is not a known column (the first row must name \
-                 the columns: id_number and the claim field names)",
-                position + 1
-            ),
-        });
-    }
-    if !headers.iter().any(|h| h == "id_number") {
-        return Err(ImportError::Header {
-            path: path.to_path_buf(),
-            message: "the header has no id_number column".into(),
-        });
-    }
-    let mut rows = Vec::new();
-    let mut rejects = Vec::new();
-    for record in reader.records() {
-        match record {
-            Ok(r) => rows.push(RawRow {
-                line: r.position().map_or(0, |p| p.line()),
-                values: headers
-                    .iter()
-                    .cloned()
-                    .zip(r.iter().map(str::to_string))
-                    .collect(),
-            }),
-            Err(e) => rejects.push(Reject {
-                line: e.position().map_or(0, |p| p.line()),
-                field: "row".into(),
-                rule: "malformed_csv".into(),
-                // The csv error text can quote field bytes: use a fixed text.
-                description: "row is not valid csv or has the wrong number of columns".into(),
-            }),
-        }
-    }
-    Ok((rows, rejects))
-}
-
-fn read_jsonl(reader: impl BufRead) -> std::io::Result<(Vec<RawRow>, Vec<Reject>)> {
-    let mut rows = Vec::new();
-    let mut rejects = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let reject = |rule: &str, description: &str| Reject {
-            line: line_no,
-            field: "row".into(),
-            rule: rule.into(),
-            description: description.into(),
-        };
-        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&line)
-        else {
-            rejects.push(reject("malformed_json", "line is not a json object"));
-            continue;
-        };
-        let mut values = Vec::with_capacity(map.len());
-        let mut bad = None;
-        for (k, v) in map {
-            if !known_column(&k) {
-                // The key itself is not echoed: it may be a value.
-                bad = Some(Reject {
-                    line: line_no,
-                    field: "row".into(),
-                    rule: "unknown_column".into(),
-                    description: "an object key is not id_number or a claim field name".into(),
-                });
-                break;
-            }
-            match v {
-                serde_json::Value::String(s) => values.push((k, s)),
-                serde_json::Value::Null => {}
-                _ => {
-                    bad = Some(Reject {
-                        line: line_no,
-                        field: k,
-                        rule: "not_a_string".into(),
-                        description: "every value must be a json string".into(),
-                    });
-                    break;
-                }
-            }
-        }
-        match bad {
-            Some(r) => rejects.push(r),
-            None => rows.push(RawRow {
-                line: line_no,
-                values,
-            }),
-        }
-    }
-    Ok((rows, rejects))
-}
-
-/// A validated row, ready to hash. `Debug` shows no values: both field
-/// types redact themselves.
-#[derive(Debug)]
-struct ValidRow {
-    id: IdNumber,
-    fields: Vec<(Field, Normalized)>,
-}
-
-/// Validates one row: every value normalised, then the date ranges of a
-/// request (no birth or issue date after `today`, no expiry before issue),
-/// so the registry holds nothing a Verify would refuse to ask about.
-fn validate_row(row: &RawRow, today: CivilDate) -> Result<ValidRow, Vec<Violation>> {
-    let mut violations = Vec::new();
-    let mut id = None;
-    let mut fields = Vec::new();
-    for (col, value) in &row.values {
-        if col == "id_number" {
-            match normalize_id(value) {
-                Ok(v) => id = Some(v),
-                Err(v) => violations.push(v),
-            }
-            continue;
-        }
-        let Some(field) = Field::from_name(col) else {
-            continue;
-        };
-        if value.trim().is_empty() {
-            continue;
-        }
-        match normalize_field(field, value) {
-            Ok(n) => fields.push((field, n)),
-            Err(v) => violations.push(v),
-        }
-    }
-    if id.is_none() && violations.iter().all(|v| v.field != "id_number") {
-        violations.push(Violation {
-            field: "id_number",
-            rule: "required",
-            description: "id_number is required".into(),
-        });
-    }
-    if fields.is_empty() && violations.is_empty() {
-        violations.push(Violation {
-            field: "row",
-            rule: "no_fields",
-            description: "a record needs at least one field besides id_number".into(),
-        });
-    }
-    if violations.is_empty() {
-        violations = check_date_ranges(&fields, today);
-    }
-    match id {
-        Some(id) if violations.is_empty() => Ok(ValidRow { id, fields }),
-        _ => Err(violations),
-    }
+            message,
+        },
+        RowsError::Io(source) => io(source),
+    })
 }
 
 /// Imports rows (and deletes) into the store, hashing on `pool`.
@@ -485,15 +263,7 @@ pub fn read_delete_list(path: &Path) -> Result<Vec<RawRow>, ImportError> {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .map(|(i, l)| RawRow {
-            line: i as u64 + 1,
-            values: vec![("id_number".into(), l.trim().to_string())],
-        })
-        .collect())
+    Ok(ekyc_input::rows::delete_list(&text))
 }
 
 /// Writes the reject report as CSV: `line,field,rule,description`.
@@ -609,81 +379,5 @@ mod tests {
         assert!(msg.contains("column 1"), "{msg}");
         std::fs::write(&p, "full_name\nAn\n").expect("write");
         assert!(read_rows(&p, Format::Csv).is_err());
-    }
-
-    fn today() -> CivilDate {
-        CivilDate {
-            year: 2026,
-            month: 12,
-            day: 1,
-        }
-    }
-
-    #[test]
-    fn rows_with_dates_out_of_range_are_rejected() {
-        let row = |dob: &str, issued: &str, expires: &str| RawRow {
-            line: 2,
-            values: vec![
-                ("id_number".into(), "079085001234".into()),
-                ("date_of_birth".into(), dob.into()),
-                ("id_issue_date".into(), issued.into()),
-                ("id_expiry_date".into(), expires.into()),
-            ],
-        };
-        assert!(validate_row(&row("1985-03-12", "2021-05-10", "2045-03-12"), today()).is_ok());
-        let rules = |r: &RawRow| -> Vec<(&str, &str)> {
-            validate_row(r, today())
-                .expect_err("out of range")
-                .iter()
-                .map(|v| (v.field, v.rule))
-                .collect()
-        };
-        assert_eq!(
-            rules(&row("2026-12-02", "2021-05-10", "2020-01-01")),
-            [
-                ("date_of_birth", "in_the_future"),
-                ("id_expiry_date", "before_issue_date")
-            ]
-        );
-    }
-
-    #[test]
-    fn row_violations_name_field_and_rule_without_values() {
-        let row = RawRow {
-            line: 7,
-            values: vec![
-                ("id_number".into(), "12345".into()),
-                ("date_of_birth".into(), "1990-02-30".into()),
-                ("full_name".into(), "Trần Thị Bình".into()),
-            ],
-        };
-        let v = validate_row(&row, today()).expect_err("invalid");
-        let fields: Vec<_> = v.iter().map(|v| v.field).collect();
-        assert!(fields.contains(&"id_number") && fields.contains(&"date_of_birth"));
-        for v in &v {
-            assert!(!v.description.contains("1990") && !v.description.contains("12345"));
-        }
-    }
-
-    #[test]
-    fn jsonl_rejects_bad_lines_and_keeps_good_ones() {
-        let input = "{\"id_number\":\"001085000001\",\"full_name\":\"An\"}\nnot json\n\n{\"id_number\":\"1\",\"079085001234\":\"42\"}\n{\"id_number\":\"1\",\"gender\":3}\n";
-        let (rows, rejects) = read_jsonl(input.as_bytes()).expect("read");
-        assert_eq!(rows.len(), 1);
-        let rules: Vec<_> = rejects.iter().map(|r| (r.line, r.rule.as_str())).collect();
-        assert_eq!(
-            rules,
-            vec![
-                (2, "malformed_json"),
-                (4, "unknown_column"),
-                (5, "not_a_string")
-            ]
-        );
-        assert!(
-            rejects
-                .iter()
-                .all(|r| !format!("{r:?}").contains("079085001234")),
-            "an unknown key may be a value and is never echoed"
-        );
     }
 }

@@ -67,7 +67,7 @@ enum Command {
         input: Option<PathBuf>,
         /// Input format [default: from the extension].
         #[arg(long, value_enum)]
-        format: Option<Format>,
+        format: Option<FormatArg>,
         /// A file of ID numbers (one per line) to delete.
         #[arg(long)]
         delete: Option<PathBuf>,
@@ -109,6 +109,24 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
+}
+
+/// `--format` of `ekycd import`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Jsonl => Format::Jsonl,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -227,7 +245,17 @@ async fn run(command: Command, config: Config) -> Result<()> {
             delete,
             rejects,
             quiet,
-        } => import_command(config, input, format, delete, rejects, quiet).await,
+        } => {
+            import_command(
+                config,
+                input,
+                format.map(Format::from),
+                delete,
+                rejects,
+                quiet,
+            )
+            .await
+        }
         Command::Synth { count, seed, out } => {
             let format = Format::from_path(&out)
                 .with_context(|| format!("{}: use a .csv or .jsonl file name", out.display()))?;

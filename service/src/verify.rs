@@ -22,10 +22,8 @@ use ekyc_billing::{Ledger, LedgerError, Recorded, UsageEvent};
 use ekyc_domain::Field;
 use ekyc_domain::attestation::{AttestationBody, claims_digest, consent_digest};
 use ekyc_domain::matching::{MatchResult, match_claims};
-use ekyc_domain::normalize::{
-    CivilDate, IdNumber, Normalized, Violation, check_date_ranges, is_invisible, normalize_field,
-    normalize_id,
-};
+use ekyc_domain::normalize::Normalized;
+use ekyc_input::request::{ValidRequest, validate_verify};
 use ekyc_limits::{
     GuardDecision, Limiter, Quota, QuotaDecision, QuotaGrant, RateDecision, RateLimit, Settlement,
     SubjectTicket, Unavailable,
@@ -42,14 +40,6 @@ use crate::idempotency::{self, Claim, Leader, Outcome};
 use crate::metrics::Counters;
 use crate::secrets::random_bytes;
 use crate::store::{Role, TenantPolicy};
-
-/// A request that passed validation.
-struct ValidRequest<'a> {
-    id: IdNumber,
-    claims: Vec<(Field, Normalized)>,
-    /// The claims exactly as sent, for the attestation's claims digest.
-    raw_claims: Vec<(Field, &'a str)>,
-}
 
 /// What is left of the tenant's allowance after an answered call; sent
 /// back as response metadata (see `error::allowance`).
@@ -272,7 +262,7 @@ impl App {
         // 2. Authorise.
         auth::require_role(&caller, Role::Verifier, "Verify")?;
         // 3. Validate and normalise every field; all violations at once.
-        let valid = validate(req, clock::latest_date_on_earth(now))?;
+        let valid = validate_verify(req, clock::latest_date_on_earth(now))?;
         // 4. The tenant's policy: which fields and purposes it may ask about.
         let policy = &caller.tenant.policy;
         check_policy(policy, &valid.claims, &req.purpose_code)?;
@@ -642,81 +632,6 @@ fn unavailable(e: Unavailable) -> ServiceError {
     }
 }
 
-/// Validates every field of a request, collecting every violation: format
-/// first (`INVALID_ARGUMENT`), then, once every claim normalised, the date
-/// ranges against `today` (`OUT_OF_RANGE`).
-fn validate(req: &pb::VerifyRequest, today: CivilDate) -> Result<ValidRequest<'_>, ServiceError> {
-    let mut violations = Vec::new();
-    check_token(
-        &mut violations,
-        "request_id",
-        &req.request_id,
-        64,
-        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
-        "request_id must be 1 to 64 characters from A-Z a-z 0-9 . _ : -",
-    );
-    check_token(
-        &mut violations,
-        "purpose_code",
-        &req.purpose_code,
-        64,
-        |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_',
-        "purpose_code must be 1 to 64 characters from A-Z 0-9 _",
-    );
-    check_token(
-        &mut violations,
-        "consent_reference",
-        &req.consent_reference,
-        128,
-        |c| !is_invisible(c),
-        "consent_reference must be 1 to 128 characters without control or invisible characters",
-    );
-    let id = match normalize_id(&req.id_number) {
-        Ok(id) => Some(id),
-        Err(v) => {
-            violations.push(v);
-            None
-        }
-    };
-    // Values as sent, for the attestation's claims digest.
-    let raw_claims: Vec<(Field, &str)> = req
-        .claims
-        .as_ref()
-        .map(|c| c.present())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(f, v)| Field::from_code(f as u8).map(|f| (f, v)))
-        .collect();
-    if raw_claims.is_empty() {
-        violations.push(Violation {
-            field: "claims",
-            rule: "required",
-            description: "claims must hold at least one field besides id_number".into(),
-        });
-    }
-    let mut claims = Vec::with_capacity(raw_claims.len());
-    for (field, raw) in &raw_claims {
-        match normalize_field(*field, raw) {
-            Ok(n) => claims.push((*field, n)),
-            Err(v) => violations.push(v),
-        }
-    }
-    match id {
-        Some(id) if violations.is_empty() => {
-            let out_of_range = check_date_ranges(&claims, today);
-            if !out_of_range.is_empty() {
-                return Err(ServiceError::OutOfRange(out_of_range));
-            }
-            Ok(ValidRequest {
-                id,
-                claims,
-                raw_claims,
-            })
-        }
-        _ => Err(ServiceError::InvalidArgument(violations)),
-    }
-}
-
 /// Refuses fields and purposes the tenant's policy excludes, naming them.
 fn check_policy(
     policy: &TenantPolicy,
@@ -747,30 +662,4 @@ fn check_policy(
         });
     }
     Ok(())
-}
-
-fn check_token(
-    violations: &mut Vec<Violation>,
-    field: &'static str,
-    value: &str,
-    max_chars: usize,
-    allowed: impl Fn(char) -> bool,
-    description: &'static str,
-) {
-    let rule = if value.is_empty() {
-        Some("required")
-    } else if value.chars().count() > max_chars {
-        Some("too_long")
-    } else if !value.chars().all(allowed) {
-        Some("invalid_format")
-    } else {
-        None
-    };
-    if let Some(rule) = rule {
-        violations.push(Violation {
-            field,
-            rule,
-            description: description.into(),
-        });
-    }
 }
