@@ -12,9 +12,13 @@
 //! u8 version = 1
 //! u8 field count
 //! per field, in ascending field code:
-//!   u8 field code, u8 flags (bit 0: folded tag present),
+//!   u8 field code, u8 flags (bit 0: folded tag present; other bits 0),
 //!   16 bytes exact tag, [16 bytes folded tag], u8 token count, 16 bytes per token tag (sorted)
 //! ```
+//!
+//! The decoder accepts exactly what the encoder writes (fields in ascending
+//! code, flags 0 or 1, tokens strictly ascending), so every record has one
+//! encoding and "unchanged" is a byte comparison.
 
 use std::collections::BTreeMap;
 
@@ -111,26 +115,34 @@ impl RecordTags {
         }
         let count = r.u8()?;
         let mut fields = BTreeMap::new();
+        let mut last_code = None;
         for _ in 0..count {
-            let field = Field::from_code(r.u8()?).ok_or(DecodeError("unknown field code"))?;
-            let flags = r.u8()?;
+            let code = r.u8()?;
+            let field = Field::from_code(code).ok_or(DecodeError("unknown field code"))?;
+            if last_code.is_some_and(|last| code <= last) {
+                return Err(DecodeError("fields out of order or repeated"));
+            }
+            last_code = Some(code);
+            let folded = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(DecodeError("unknown flags")),
+            };
             let exact = r.tag()?;
-            let folded = if flags & 1 == 1 { Some(r.tag()?) } else { None };
+            let folded = if folded { Some(r.tag()?) } else { None };
             let n = r.u8()?;
             let tokens = (0..n).map(|_| r.tag()).collect::<Result<Vec<_>, _>>()?;
-            if fields
-                .insert(
-                    field,
-                    FieldTags {
-                        exact,
-                        folded,
-                        tokens,
-                    },
-                )
-                .is_some()
-            {
-                return Err(DecodeError("duplicate field"));
+            if tokens.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(DecodeError("tokens out of order or repeated"));
             }
+            fields.insert(
+                field,
+                FieldTags {
+                    exact,
+                    folded,
+                    tokens,
+                },
+            );
         }
         if !r.0.is_empty() {
             return Err(DecodeError("trailing bytes"));
@@ -202,5 +214,59 @@ mod tests {
         let mut bad_version = bytes;
         bad_version[0] = 9;
         assert!(RecordTags::decode(&bad_version).is_err());
+    }
+
+    /// Found by `cargo fuzz run record_decode`: a flags byte with an unused
+    /// bit set decoded, and re-encoded to other bytes.
+    #[test]
+    fn only_the_canonical_encoding_decodes() {
+        let crash = [
+            1, 1, 1, 0x40, 3, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+        ];
+        assert_eq!(
+            RecordTags::decode(&crash),
+            Err(DecodeError("unknown flags"))
+        );
+        let bytes = sample().encode();
+        // Every single-bit flip either fails or decodes to other tags
+        // whose encoding is exactly the flipped bytes.
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut flipped = bytes.clone();
+                flipped[i] ^= 1 << bit;
+                if let Ok(tags) = RecordTags::decode(&flipped) {
+                    assert_eq!(tags.encode(), flipped, "byte {i} bit {bit}");
+                }
+            }
+        }
+        // Fields out of order, and tokens out of order, are refused.
+        let tags = sample();
+        let mut swapped = RecordTags::default();
+        let residence = tags.fields[&Field::PlaceOfResidence].clone();
+        swapped
+            .fields
+            .insert(Field::PlaceOfResidence, residence.clone());
+        let mut out_of_order = swapped.encode();
+        let mut reversed = residence.clone();
+        reversed.tokens.reverse();
+        let mut with_reversed = RecordTags::default();
+        with_reversed
+            .fields
+            .insert(Field::PlaceOfResidence, reversed);
+        assert_eq!(
+            RecordTags::decode(&with_reversed.encode()),
+            Err(DecodeError("tokens out of order or repeated"))
+        );
+        // Two fields, the second with a lower code.
+        let name = tags.fields[&Field::FullName].clone();
+        let mut one = RecordTags::default();
+        one.fields.insert(Field::FullName, name);
+        let name_bytes = one.encode();
+        out_of_order[1] = 2;
+        out_of_order.extend_from_slice(&name_bytes[2..]);
+        assert_eq!(
+            RecordTags::decode(&out_of_order),
+            Err(DecodeError("fields out of order or repeated"))
+        );
     }
 }
