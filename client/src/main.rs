@@ -75,6 +75,8 @@ enum Command {
     Keys(KeysArgs),
     /// Read the audit trail of administrative changes (agency admins).
     Audit(AuditArgs),
+    /// The per-subject guard (agency admins).
+    Guard(GuardArgs),
     /// Usage, price plans and invoices (finance and agency keys).
     Billing(billing_cli::BillingArgs),
 }
@@ -265,6 +267,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Keys(args) => finish(keys(&client, args.command, args.json).await, args.json),
         Command::Audit(args) => finish(audit(&client, args.command, args.json).await, args.json),
+        Command::Guard(args) => finish(guard(&client, args.command, args.json).await, args.json),
         Command::Billing(args) => finish(
             billing_cli::billing(&client, args.command, args.json).await,
             args.json,
@@ -798,6 +801,62 @@ enum AuditCommand {
         #[arg(long)]
         page_token: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct GuardArgs {
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: GuardCommand,
+}
+
+#[derive(Subcommand)]
+enum GuardCommand {
+    /// Forget a subject's unsuccessful answers, so it is answered again (a
+    /// citizen locked out by someone else's wrong answers). Audited under a
+    /// pseudonym, never the ID.
+    Clear {
+        /// The citizen's ID number; "-" reads it from standard input, so
+        /// it stays out of the shell history and the process list.
+        #[arg(long)]
+        id_number: String,
+        /// Why, for the audit trail (no personal data).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+async fn guard(client: &Client, command: GuardCommand, json: bool) -> Result<()> {
+    let GuardCommand::Clear { id_number, reason } = command;
+    let id_number = if id_number == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the ID number from standard input")?;
+        line.trim().to_string()
+    } else {
+        id_number
+    };
+    let cleared = client
+        .admin()
+        .clear_subject_guard(client.request(pb::ClearSubjectGuardRequest { id_number, reason }))
+        .await?
+        .into_inner();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "cleared_failures": cleared.cleared_failures,
+                "audit_subject": cleared.audit_subject,
+            })
+        );
+    } else {
+        println!("cleared_failures: {}", cleared.cleared_failures);
+        println!("audit_subject:    {}", cleared.audit_subject);
+    }
+    Ok(())
 }
 
 /// Turns a refusal by the service into its printout and exit code 1; any

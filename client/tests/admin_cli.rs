@@ -307,3 +307,92 @@ async fn an_agency_admin_manages_tenants_keys_and_reads_the_audit_trail() {
 
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_admin_clears_a_subjects_guard_with_the_id_on_stdin() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let (_, issued) = tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
+        .await
+        .expect("bootstrap");
+    let dir = server.dir.path();
+    let admin = Ekyc::new(&server.endpoint(), dir, "admin.key", &issued.token);
+    let verifier = Ekyc::new(&server.endpoint(), dir, "bank.key", &server.api_key);
+    let citizen = ekyc_synth::citizen(42, 6);
+    // Five wrong birth dates lock the subject out.
+    for day in 1..=5 {
+        let out = verifier
+            .run(&[
+                "verify",
+                "--id",
+                &citizen.id_number,
+                "--dob",
+                &format!("1970-01-0{day}"),
+            ])
+            .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let refused = verifier
+        .run(&[
+            "verify",
+            "--id",
+            &citizen.id_number,
+            "--dob",
+            &citizen.date_of_birth,
+        ])
+        .await;
+    assert!(!refused.status.success());
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(printed.contains("SUBJECT_GUARD_TRIPPED"), "{printed}");
+
+    // The ID goes in on stdin, never on the command line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ekyc"))
+        .args(["--endpoint", &admin.endpoint, "--api-key-file"])
+        .arg(&admin.key_file)
+        .args([
+            "guard",
+            "clear",
+            "--id-number",
+            "-",
+            "--reason",
+            "ticket 42",
+            "--json",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ekyc");
+    use tokio::io::AsyncWriteExt as _;
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{}\n", citizen.id_number).as_bytes())
+        .await
+        .expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("wait");
+    assert!(out.status.success());
+    let cleared: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(cleared["cleared_failures"], 5);
+    verifier
+        .ok(&[
+            "verify",
+            "--id",
+            &citizen.id_number,
+            "--dob",
+            &citizen.date_of_birth,
+        ])
+        .await;
+    let trail = admin.ok(&["audit", "list", "--json"]).await;
+    assert!(
+        trail.contains("subject_guard.clear") && trail.contains(str_of(&cleared, "/audit_subject"))
+    );
+    assert!(!trail.contains(&citizen.id_number));
+    server.stop().await;
+}
