@@ -191,9 +191,13 @@ impl App {
         self.require_agency_admin(&caller, "ClearSubjectGuard")
             .await?;
         let mut violations = Vec::new();
-        let id = normalize_id(&req.id_number)
-            .map_err(|v| violations.push(v))
-            .ok();
+        let id = match normalize_id(&req.id_number) {
+            Ok(id) => Some(id),
+            Err(v) => {
+                violations.push(v);
+                None
+            }
+        };
         if let Err(rule) = tenants::check_display_text(&req.reason, 500) {
             violations.push(Violation {
                 field: "reason",

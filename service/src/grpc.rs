@@ -531,16 +531,19 @@ pub async fn run(
         builder = builder.tls_config(tls)?;
     }
     // Each message's declared size is checked against its service's limit
-    // before tonic reserves a buffer for it; tonic's own limit (the
-    // largest of them) stays behind it as a second line.
-    let largest = limits.largest();
+    // before tonic reserves a buffer for it; tonic's own limit, the same,
+    // stays behind it as a second line.
     let server = builder
         .layer(MessageLimitLayer::new(limits, budget))
-        .add_service(health_service.max_decoding_message_size(largest))
-        .add_service(reflection.max_decoding_message_size(largest))
-        .add_service(VerificationServiceServer::new(api).max_decoding_message_size(largest))
-        .add_service(TenantAdminServiceServer::new(admin).max_decoding_message_size(largest))
-        .add_service(BillingServiceServer::new(billing).max_decoding_message_size(largest))
+        .add_service(health_service.max_decoding_message_size(limits.other))
+        .add_service(reflection.max_decoding_message_size(limits.other))
+        .add_service(
+            VerificationServiceServer::new(api).max_decoding_message_size(limits.verification),
+        )
+        .add_service(
+            TenantAdminServiceServer::new(admin).max_decoding_message_size(limits.tenant_admin),
+        )
+        .add_service(BillingServiceServer::new(billing).max_decoding_message_size(limits.billing))
         .serve_with_incoming_shutdown(
             limit_connections(
                 incoming(listener),

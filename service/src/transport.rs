@@ -108,6 +108,12 @@ impl LimitedBody {
         }
     }
 
+    /// The length the current message's prefix declares.
+    fn declared(&self) -> usize {
+        let [_, a, b, c, d] = self.prefix;
+        u32::from_be_bytes([a, b, c, d]) as usize
+    }
+
     fn release(&mut self) {
         if self.held > 0 {
             self.budget.give_back(self.held);
@@ -126,12 +132,7 @@ impl LimitedBody {
                 data = &data[take..];
                 if self.prefix_len == 5 {
                     self.prefix_len = 0;
-                    let declared = u32::from_be_bytes([
-                        self.prefix[1],
-                        self.prefix[2],
-                        self.prefix[3],
-                        self.prefix[4],
-                    ]) as usize;
+                    let declared = self.declared();
                     if declared > self.limit {
                         self.budget.stats.too_large.fetch_add(1, Ordering::Relaxed);
                         return Err(ServiceError::MessageTooLarge { limit: self.limit });
@@ -150,12 +151,7 @@ impl LimitedBody {
         // A message that did not arrive whole in this chunk waits in
         // tonic's buffer, which reserved its declared length: account it.
         if self.remaining > 0 && self.held == 0 {
-            let declared = u32::from_be_bytes([
-                self.prefix[1],
-                self.prefix[2],
-                self.prefix[3],
-                self.prefix[4],
-            ]) as usize;
+            let declared = self.declared();
             if !self.budget.try_take(declared) {
                 self.budget
                     .stats

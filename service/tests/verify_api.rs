@@ -460,13 +460,12 @@ async fn future_dates_and_an_expiry_before_issue_are_out_of_range_and_cost_nothi
     let utc_now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC);
     let next_year = (utc_now.year() + 1).to_string();
     let before = evaluations(&server);
-    let billed_before = server
-        .app
-        .ledger
-        .events(&server.tenant_id("test-bank").await, 0, i64::MAX)
-        .await
-        .expect("ledger")
-        .len();
+    let tenant = server.tenant_id("test-bank").await;
+    let billed = || async {
+        let events = server.app.ledger.events(&tenant, 0, i64::MAX).await;
+        events.expect("ledger").len()
+    };
+    let billed_before = billed().await;
     let dates = |dob: Option<&str>, issued: Option<&str>, expires: Option<&str>| pb::Claims {
         full_name: Some(citizen.full_name.clone()),
         date_of_birth: dob.map(str::to_string),
@@ -539,15 +538,7 @@ async fn future_dates_and_an_expiry_before_issue_are_out_of_range_and_cost_nothi
     .expect("today is not the future");
     // The refusals cost no hashing, no usage, no guard attempt.
     assert_eq!(evaluations(&server) - before, 1);
-    let billed = server
-        .app
-        .ledger
-        .events(&server.tenant_id("test-bank").await, 0, i64::MAX)
-        .await
-        .expect("ledger")
-        .len();
-    assert_eq!(billed - billed_before, 1);
-    let tenant = server.tenant_id("test-bank").await;
+    assert_eq!(billed().await - billed_before, 1);
     assert_eq!(server.app.counters.guard_counts(&tenant).failures, 1);
     server.stop().await;
 }
