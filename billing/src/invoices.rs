@@ -28,8 +28,8 @@ use crate::ledger::{
 };
 use crate::period::{Month, PeriodError, rfc3339};
 use crate::{
-    Adjustment, INVOICE_FORMAT, InvoiceDocument, Issuer, PricePlan, Quantities, SignedInvoice,
-    pricing,
+    Adjustment, INVOICE_FORMAT, InvoiceDocument, Issuer, Party, PricePlan, Quantities,
+    SignedInvoice, pricing,
 };
 
 /// Signs finalized invoices (the service's Ed25519 attestation key).
@@ -82,6 +82,8 @@ pub struct InvoiceRequest {
     pub tenant_id: String,
     /// Its name, printed on the invoice.
     pub tenant_name: String,
+    /// Its legal particulars, printed on the invoice.
+    pub buyer: Party,
     /// `YYYY-MM`.
     pub period: String,
     /// The tenant's zone.
@@ -502,12 +504,13 @@ impl Ledger {
         let req = InvoiceRequest {
             tenant_id: doc.tenant_id.clone(),
             tenant_name: doc.tenant_name.clone(),
+            buyer: doc.buyer.clone().unwrap_or_default(),
             period: doc.period.clone(),
             time_zone: doc.time_zone.clone(),
             plan_id: doc.plan_id.clone(),
             issuer: doc.issuer.clone(),
         };
-        let rebuilt = build(
+        let mut rebuilt = build(
             &req,
             &month,
             &plan,
@@ -516,6 +519,10 @@ impl Ledger {
             &doc.number,
             &doc.issued_at,
         )?;
+        // What it was finalized as: a v1 invoice has no particulars and
+        // keeps its tag, so it regenerates to its original bytes.
+        rebuilt.format = doc.format.clone();
+        rebuilt.buyer = doc.buyer.clone();
         canonical(&rebuilt)
     }
 
@@ -655,6 +662,7 @@ fn build(
         issuer: req.issuer.clone(),
         tenant_id: req.tenant_id.clone(),
         tenant_name: req.tenant_name.clone(),
+        buyer: Some(req.buyer.clone()),
         period: month.label.clone(),
         time_zone: req.time_zone.clone(),
         period_start: rfc3339(month.start_ms),

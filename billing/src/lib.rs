@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod model;
 pub mod period;
 pub mod pricing;
+pub mod words;
 
 pub use invoices::events_digest;
 pub use ledger::{Ledger, LedgerError, Recorded, UsageEvent};

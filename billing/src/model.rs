@@ -122,14 +122,40 @@ pub struct Priced {
     pub marginal_unit_price: Decimal,
 }
 
+/// A party's legal particulars, as a Vietnamese invoice prints them.
+/// Empty strings where they are not known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Party {
+    /// Legal name (tên đơn vị), in Unicode NFC.
+    pub legal_name: String,
+    /// Registered address (địa chỉ).
+    pub address: String,
+    /// Tax code (mã số thuế): see [`valid_tax_code`].
+    pub tax_code: String,
+}
+
+/// Whether `code` is a Vietnamese tax code: 10 digits, or 13 written as
+/// the 10 digits, `-` and a 3-digit branch suffix (`0100112437-001`).
+pub fn valid_tax_code(code: &str) -> bool {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    match code.split_once('-') {
+        None => digits(code, 10),
+        Some((main, branch)) => digits(main, 10) && digits(branch, 3),
+    }
+}
+
 /// Who issues invoices (numbers are gapless per issuer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Issuer {
     /// Short stable id, the prefix of invoice numbers (e.g. `EKYC`).
     pub id: String,
-    /// Legal name printed on invoices.
+    /// Name printed on invoices when it has no legal name.
     pub name: String,
+    /// Legal particulars (format v2; absent on v1 invoices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party: Option<Party>,
 }
 
 /// The canonical content of an invoice: what is signed, stored and
@@ -148,6 +174,10 @@ pub struct InvoiceDocument {
     pub tenant_id: String,
     /// The billed tenant's name.
     pub tenant_name: String,
+    /// The billed tenant's legal particulars (format v2; absent on v1
+    /// invoices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer: Option<Party>,
     /// Billing month in the tenant's zone, `YYYY-MM`.
     pub period: String,
     /// The tenant's zone.
@@ -176,8 +206,36 @@ pub struct InvoiceDocument {
     pub events_digest: String,
 }
 
-/// Format tag of [`InvoiceDocument`].
-pub const INVOICE_FORMAT: &str = "ekyc.invoice.v1";
+/// Format tag of the [`InvoiceDocument`]s written now: version 2 adds the
+/// issuer's and the buyer's legal particulars ([`Issuer::party`],
+/// [`InvoiceDocument::buyer`]).
+pub const INVOICE_FORMAT: &str = "ekyc.invoice.v2";
+
+/// Format tag of invoices finalized before the particulars existed; they
+/// keep it, and regenerate to their original bytes.
+pub const INVOICE_FORMAT_V1: &str = "ekyc.invoice.v1";
+
+impl InvoiceDocument {
+    /// The seller as printed: the issuer's particulars, its name standing
+    /// in for a legal name it lacks.
+    pub fn seller(&self) -> Party {
+        let mut p = self.issuer.party.clone().unwrap_or_default();
+        if p.legal_name.is_empty() {
+            p.legal_name = self.issuer.name.clone();
+        }
+        p
+    }
+
+    /// The buyer as printed: the tenant's particulars, its name standing
+    /// in for a legal name it lacks.
+    pub fn buyer(&self) -> Party {
+        let mut p = self.buyer.clone().unwrap_or_default();
+        if p.legal_name.is_empty() {
+            p.legal_name = self.tenant_name.clone();
+        }
+        p
+    }
+}
 
 /// A finalized invoice: the document's bytes and their signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,4 +248,55 @@ pub struct SignedInvoice {
     pub key_id: String,
     /// Ed25519 signature over `bytes`.
     pub signature: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tax_codes() {
+        for ok in ["0100112437", "0100112437-001", "0109876543"] {
+            assert!(valid_tax_code(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "010011243",
+            "01001124370",
+            "0100112437-01",
+            "0100112437-0011",
+            "0100112437001",
+            "0100112437 001",
+            "01001124a7",
+            "０１００１１２４３７",
+            "-001",
+        ] {
+            assert!(!valid_tax_code(bad), "{bad:?}");
+        }
+    }
+
+    /// An invoice finalized before the particulars existed reads back and
+    /// serialises to its original bytes, so its signature still verifies
+    /// and it regenerates identically.
+    #[test]
+    fn a_version_1_document_keeps_its_bytes() {
+        let mut v2 = crate::export::sample_invoice(3).document;
+        assert_eq!(v2.format, INVOICE_FORMAT);
+        let with_particulars = serde_json::to_string(&v2).expect("json");
+        assert!(
+            with_particulars.contains("\"buyer\":{") && with_particulars.contains("\"party\":{")
+        );
+        v2.format = INVOICE_FORMAT_V1.to_owned();
+        v2.issuer.party = None;
+        v2.buyer = None;
+        let v1_bytes = serde_json::to_vec(&v2).expect("json");
+        let text = std::str::from_utf8(&v1_bytes).expect("utf-8");
+        assert!(!text.contains("party") && !text.contains("buyer"), "{text}");
+        let back: InvoiceDocument = serde_json::from_slice(&v1_bytes).expect("a v1 document reads");
+        assert_eq!(serde_json::to_vec(&back).expect("json"), v1_bytes);
+        // Printed, it falls back to the names it has.
+        assert_eq!(back.buyer().legal_name, back.tenant_name);
+        assert_eq!(back.seller().legal_name, back.issuer.name);
+        assert_eq!(back.buyer().tax_code, "");
+    }
 }

@@ -7,7 +7,7 @@ use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
 use ekyc_billing::invoices::{InvoiceError, InvoiceRequest, InvoiceSigner, InvoiceStatus};
 use ekyc_billing::ledger::{Ledger, LedgerError, Recorded, UsageEvent};
 use ekyc_billing::period::Month;
-use ekyc_billing::{Issuer, LineKind, PricePlan, Tier};
+use ekyc_billing::{Issuer, LineKind, Party, PricePlan, Tier};
 use rust_decimal::Decimal;
 
 const PG_ADMIN_URL: &str = "postgres://root@127.0.0.1:5432/test";
@@ -134,12 +134,18 @@ fn request(tenant: &str, period: &str, plan: &str) -> InvoiceRequest {
     InvoiceRequest {
         tenant_id: tenant.into(),
         tenant_name: format!("{tenant} name"),
+        buyer: Party {
+            legal_name: format!("{tenant} legal name"),
+            address: "1 Test Street".into(),
+            tax_code: "0100112437".into(),
+        },
         period: period.into(),
         time_zone: TZ.into(),
         plan_id: plan.into(),
         issuer: Issuer {
             id: "EKYC".into(),
             name: "eKYC test issuer".into(),
+            party: Some(Party::default()),
         },
     }
 }

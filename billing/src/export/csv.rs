@@ -7,21 +7,53 @@
 //! CR or LF. The columns are [`CSV_COLUMNS`], versioned by
 //! [`CSV_FORMAT_VERSION`], which is also the first cell of every data row.
 
+use rust_decimal::prelude::ToPrimitive;
+
 use crate::model::{InvoiceDocument, LineKind};
+use crate::words::vnd_in_words;
 
 use super::{amount_string, price_string};
 
-/// Version of the column layout [`CSV_COLUMNS`]; it is the value of the
-/// `format_version` column of every data row. A consumer must reject a
-/// version it does not know. Columns are only ever added at the end, and
-/// adding or changing one bumps the version.
-pub const CSV_FORMAT_VERSION: u32 = 1;
+/// Version of the column layout [`invoice_csv`] writes by default; it is
+/// the value of the `format_version` column of every data row. A consumer
+/// must reject a version it does not know. Columns are only ever added at
+/// the end, and adding or changing one bumps the version; every earlier
+/// version stays available ([`CsvVersion`]).
+pub const CSV_FORMAT_VERSION: u32 = 2;
 
-/// The header row of [`invoice_csv`] (format version 1), in order.
+/// A column layout of the CSV export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvVersion {
+    /// [`CSV_COLUMNS_V1`]: lines and totals.
+    V1,
+    /// [`CSV_COLUMNS`]: version 1 and the parties' legal particulars and
+    /// the total in words.
+    V2,
+}
+
+impl CsvVersion {
+    /// The layout with this number, if there is one.
+    pub fn from_number(n: u32) -> Option<CsvVersion> {
+        match n {
+            1 => Some(CsvVersion::V1),
+            2 => Some(CsvVersion::V2),
+            _ => None,
+        }
+    }
+
+    fn number(self) -> u32 {
+        match self {
+            CsvVersion::V1 => 1,
+            CsvVersion::V2 => 2,
+        }
+    }
+}
+
+/// The header row of format version 1, in order.
 ///
 /// | column           | content |
 /// |------------------|---------|
-/// | `format_version` | [`CSV_FORMAT_VERSION`], `1` |
+/// | `format_version` | the layout's version, `1` or `2` |
 /// | `invoice_number` | e.g. `EKYC-000042`; empty on a draft |
 /// | `issuer_id`      | the issuer's id, e.g. `EKYC` |
 /// | `tenant_id`      | the billed tenant's id |
@@ -41,13 +73,13 @@ pub const CSV_FORMAT_VERSION: u32 = 1;
 ///
 /// Formula injection: a *text* cell (`invoice_number`, `issuer_id`,
 /// `tenant_id`, `tenant_name`, `period`, `currency`, `kind`,
-/// `description`) whose value starts with `=`, `+`, `-`, `@`, TAB or CR
-/// (which spreadsheets may run as a formula), or with an apostrophe, is
-/// written with one extra leading apostrophe `'`. A consumer reading text
-/// cells back strips one leading apostrophe if present; that is exact,
-/// since every value starting with one was given another. Number cells
-/// are never changed.
-pub const CSV_COLUMNS: &[&str] = &[
+/// `description`, and in version 2 every party and words cell) whose value
+/// starts with `=`, `+`, `-`, `@`, TAB or CR (which spreadsheets may run as
+/// a formula), or with an apostrophe, is written with one extra leading
+/// apostrophe `'`. A consumer reading text cells back strips one leading
+/// apostrophe if present; that is exact, since every value starting with
+/// one was given another. Number cells are never changed.
+pub const CSV_COLUMNS_V1: &[&str] = &[
     "format_version",
     "invoice_number",
     "issuer_id",
@@ -63,15 +95,53 @@ pub const CSV_COLUMNS: &[&str] = &[
     "amount",
 ];
 
-/// The invoice as CSV, see [`CSV_COLUMNS`] for the layout. Pure: the same
-/// document always gives the same bytes.
-pub fn invoice_csv(doc: &InvoiceDocument) -> Vec<u8> {
+/// The header row of format version 2: [`CSV_COLUMNS_V1`], then
+///
+/// | column              | content |
+/// |---------------------|---------|
+/// | `seller_legal_name` | the issuer's legal name (its name if it has none), on every row |
+/// | `seller_tax_code`   | its tax code (mã số thuế), 10 digits or `NNNNNNNNNN-NNN`; empty if not configured |
+/// | `seller_address`    | its address; empty if not configured |
+/// | `buyer_legal_name`  | the tenant's legal name (its name if it has none), on every row |
+/// | `buyer_tax_code`    | its tax code; empty if not recorded |
+/// | `buyer_address`     | its address; empty if not recorded |
+/// | `amount_in_words`   | on the `total` row of a VND invoice, the total in Vietnamese words (`Hai mươi sáu nghìn đồng`); empty elsewhere |
+pub const CSV_COLUMNS: &[&str] = &[
+    "format_version",
+    "invoice_number",
+    "issuer_id",
+    "tenant_id",
+    "tenant_name",
+    "period",
+    "currency",
+    "line_no",
+    "kind",
+    "description",
+    "quantity",
+    "unit_price",
+    "amount",
+    "seller_legal_name",
+    "seller_tax_code",
+    "seller_address",
+    "buyer_legal_name",
+    "buyer_tax_code",
+    "buyer_address",
+    "amount_in_words",
+];
+
+/// The invoice as CSV in `version`'s layout (see [`CSV_COLUMNS`]). Pure:
+/// the same document always gives the same bytes.
+pub fn invoice_csv(doc: &InvoiceDocument, version: CsvVersion) -> Vec<u8> {
+    let columns = match version {
+        CsvVersion::V1 => CSV_COLUMNS_V1,
+        CsvVersion::V2 => CSV_COLUMNS,
+    };
     let mut out = String::new();
-    let header: Vec<String> = CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+    let header: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
     push_record(&mut out, &header);
 
     let prefix = [
-        CSV_FORMAT_VERSION.to_string(),
+        version.number().to_string(),
         text(&doc.number),
         text(&doc.issuer.id),
         text(&doc.tenant_id),
@@ -79,6 +149,19 @@ pub fn invoice_csv(doc: &InvoiceDocument) -> Vec<u8> {
         text(&doc.period),
         text(&doc.currency),
     ];
+    let (seller, buyer) = (doc.seller(), doc.buyer());
+    let parties = [
+        text(&seller.legal_name),
+        text(&seller.tax_code),
+        text(&seller.address),
+        text(&buyer.legal_name),
+        text(&buyer.tax_code),
+        text(&buyer.address),
+    ];
+    let words = (doc.currency == "VND")
+        .then(|| doc.priced.total.to_u64().map(vnd_in_words))
+        .flatten()
+        .unwrap_or_default();
     let mut row = |line_no: String, kind: &str, description: &str, quantity, unit_price, amount| {
         let mut cells = prefix.to_vec();
         cells.extend([
@@ -89,6 +172,14 @@ pub fn invoice_csv(doc: &InvoiceDocument) -> Vec<u8> {
             unit_price,
             amount,
         ]);
+        if version == CsvVersion::V2 {
+            cells.extend(parties.iter().cloned());
+            cells.push(if kind == "total" {
+                text(&words)
+            } else {
+                String::new()
+            });
+        }
         push_record(&mut out, &cells);
     };
 
@@ -144,7 +235,7 @@ fn kind_name(kind: LineKind) -> &'static str {
     }
 }
 
-/// A text cell, guarded against formula injection (see [`CSV_COLUMNS`]).
+/// A text cell, guarded against formula injection (see [`CSV_COLUMNS_V1`]).
 fn text(value: &str) -> String {
     match value.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\'') => format!("'{value}"),
@@ -209,20 +300,20 @@ mod tests {
         serde_json::from_slice(&output.stdout).expect("python3 printed JSON rows")
     }
 
-    fn prefix() -> Vec<&'static str> {
+    fn prefix(version: &'static str) -> Vec<&'static str> {
         vec![
-            "1",
+            version,
             "EKYC-000042",
             "EKYC",
-            "tenant-dong-a",
-            "Ngân hàng Thương mại Cổ phần Đông Á",
+            "tenant-vcb",
+            "Vietcombank",
             "2026-01",
             "VND",
         ]
     }
 
     fn row(tail: &[&str]) -> Vec<String> {
-        prefix()
+        prefix("1")
             .into_iter()
             .chain(tail.iter().copied())
             .map(str::to_owned)
@@ -230,12 +321,12 @@ mod tests {
     }
 
     #[test]
-    fn python_reads_back_every_cell() {
+    fn python_reads_back_every_cell_of_version_1() {
         let inv = sample_invoice(5);
-        let csv = invoice_csv(&inv.document);
+        let csv = invoice_csv(&inv.document, CsvVersion::V1);
         let rows = python_rows(&csv);
         let expected = vec![
-            CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect(),
+            CSV_COLUMNS_V1.iter().map(|c| (*c).to_owned()).collect(),
             row(&["1", "calls", "Answered calls", "1234", "500", "617000"]),
             row(&[
                 "2",
@@ -274,12 +365,47 @@ mod tests {
             row(&["", "total", "Total", "", "", "2750000"]),
         ];
         assert_eq!(rows, expected);
-        assert_eq!(rows[0].len(), CSV_COLUMNS.len());
+        assert_eq!(rows[0].len(), CSV_COLUMNS_V1.len());
+    }
+
+    #[test]
+    fn version_2_adds_the_particulars_and_the_words() {
+        let inv = sample_invoice(5);
+        let rows = python_rows(&invoice_csv(&inv.document, CsvVersion::V2));
+        assert_eq!(rows[0], CSV_COLUMNS);
+        assert_eq!(&rows[0][..CSV_COLUMNS_V1.len()], CSV_COLUMNS_V1);
+        let v1 = python_rows(&invoice_csv(&inv.document, CsvVersion::V1));
+        for (r2, r1) in rows.iter().zip(&v1).skip(1) {
+            assert_eq!(r2[0], "2");
+            assert_eq!(
+                r2[1..CSV_COLUMNS_V1.len()],
+                r1[1..],
+                "the v1 cells are unchanged"
+            );
+            assert_eq!(
+                r2[CSV_COLUMNS_V1.len()..CSV_COLUMNS_V1.len() + 6],
+                [
+                    "Trung tâm Dữ liệu quốc gia về dân cư",
+                    "0109876543",
+                    "Số 47 Phạm Văn Đồng, phường Cổ Nhuế 1, quận Bắc Từ Liêm, Hà Nội",
+                    "Ngân hàng TMCP Ngoại thương Việt Nam",
+                    "0100112437-001",
+                    "198 Trần Quang Khải, phường Lý Thái Tổ, quận Hoàn Kiếm, Hà Nội",
+                ]
+            );
+        }
+        let total = rows.last().expect("total row");
+        assert_eq!(total[8], "total");
+        assert_eq!(total[19], "Hai triệu bảy trăm năm mươi nghìn đồng");
+        assert!(rows[1][19].is_empty());
+        assert_eq!(CsvVersion::from_number(1), Some(CsvVersion::V1));
+        assert_eq!(CsvVersion::from_number(3), None);
     }
 
     #[test]
     fn records_end_in_crlf_and_quote_only_when_needed() {
-        let csv = String::from_utf8(invoice_csv(&sample_invoice(4).document)).expect("UTF-8");
+        let csv = String::from_utf8(invoice_csv(&sample_invoice(4).document, CsvVersion::V1))
+            .expect("UTF-8");
         assert!(csv.starts_with("format_version,invoice_number,"));
         assert!(csv.ends_with("\r\n"));
         assert_eq!(csv.matches('\n').count(), csv.matches("\r\n").count());
@@ -294,7 +420,7 @@ mod tests {
     fn embedded_line_breaks_are_quoted() {
         let mut doc = sample_invoice(1).document;
         doc.priced.lines[0].description = "two\r\nlines\nand \"quotes\", commas".into();
-        let rows = python_rows(&invoice_csv(&doc));
+        let rows = python_rows(&invoice_csv(&doc, CsvVersion::V1));
         assert_eq!(rows[1][9], "two\r\nlines\nand \"quotes\", commas");
         assert_eq!(rows.len(), 1 + 1 + 3);
     }
@@ -316,7 +442,7 @@ mod tests {
                 amount: Decimal::new(-5, 0),
             })
             .collect();
-        let rows = python_rows(&invoice_csv(&doc));
+        let rows = python_rows(&invoice_csv(&doc, CsvVersion::V1));
         let first = &rows[1];
         assert_eq!(first[2], "'@SUM(A1)");
         assert_eq!(first[3], "'+cmd");
@@ -337,6 +463,15 @@ mod tests {
             let back = cell.strip_prefix('\'').unwrap_or(cell);
             assert_eq!(back, original);
         }
+        // The particulars of version 2 are text cells too.
+        doc.buyer = Some(crate::model::Party {
+            legal_name: "=EVIL()".into(),
+            address: "-1".into(),
+            tax_code: String::new(),
+        });
+        let rows = python_rows(&invoice_csv(&doc, CsvVersion::V2));
+        assert_eq!(rows[1][16], "'=EVIL()");
+        assert_eq!(rows[1][18], "'-1");
     }
 
     #[test]
@@ -349,7 +484,7 @@ mod tests {
         doc.priced.subtotal = Decimal::new(125, 1);
         doc.priced.tax = "1.25".parse().expect("decimal");
         doc.priced.total = "13.750".parse().expect("decimal");
-        let rows = python_rows(&invoice_csv(&doc));
+        let rows = python_rows(&invoice_csv(&doc, CsvVersion::V1));
         assert_eq!(rows[1][11..], ["0.025", "12.50"]);
         assert_eq!(rows[2][12], "12.50");
         assert_eq!(rows[3][12], "1.25");
@@ -373,6 +508,8 @@ mod tests {
     #[test]
     fn same_document_same_bytes() {
         let doc = sample_invoice(7).document;
-        assert_eq!(invoice_csv(&doc), invoice_csv(&doc.clone()));
+        for v in [CsvVersion::V1, CsvVersion::V2] {
+            assert_eq!(invoice_csv(&doc, v), invoice_csv(&doc.clone(), v));
+        }
     }
 }

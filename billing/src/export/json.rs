@@ -129,7 +129,7 @@ mod tests {
     fn layout_is_pretty_ordered_and_newline_terminated() {
         let inv = sample_invoice(2);
         let json = String::from_utf8(invoice_json(&inv)).expect("UTF-8");
-        assert!(json.starts_with("{\n  \"format\": \"ekyc.invoice.export.v1\",\n  \"document\": {\n    \"format\": \"ekyc.invoice.v1\",\n    \"number\": \"EKYC-000042\","));
+        assert!(json.starts_with("{\n  \"format\": \"ekyc.invoice.export.v1\",\n  \"document\": {\n    \"format\": \"ekyc.invoice.v2\",\n    \"number\": \"EKYC-000042\","));
         assert!(json.ends_with("}\n"));
         assert!(!json.ends_with("\n\n"));
         let sha = hex::encode(Sha256::digest(&inv.bytes));
@@ -142,7 +142,7 @@ mod tests {
         // Decimals are strings, as exact as the document holds them.
         assert!(json.contains("\"tax_rate\": \"0.10\""));
         // Non-ASCII text stays UTF-8.
-        assert!(json.contains("Ngân hàng Thương mại Cổ phần Đông Á"));
+        assert!(json.contains("Ngân hàng TMCP Ngoại thương Việt Nam"));
         assert_eq!(invoice_json(&inv), invoice_json(&inv.clone()));
     }
 

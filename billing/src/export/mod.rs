@@ -4,12 +4,15 @@
 //! randomness, no hash-map order, so exporting the same invoice twice
 //! gives identical bytes.
 //!
-//! - [`csv::invoice_csv`]: the lines and totals as RFC 4180 CSV, columns
-//!   [`csv::CSV_COLUMNS`] (versioned by [`csv::CSV_FORMAT_VERSION`]).
+//! - [`csv::invoice_csv`]: the lines, totals and the parties' particulars
+//!   as RFC 4180 CSV, columns [`csv::CSV_COLUMNS`] (version
+//!   [`csv::CSV_FORMAT_VERSION`]; version 1, [`csv::CSV_COLUMNS_V1`], stays
+//!   available).
 //! - [`json::invoice_json`]: the document with its signature, key id and
 //!   the SHA-256 of the signed bytes; [`json::document_from_json`] reads
 //!   it back.
-//! - [`pdf::invoice_pdf`]: a printable A4 PDF 1.4 invoice.
+//! - [`pdf::invoice_pdf`]: a printable A4 invoice in Vietnamese and English,
+//!   with an embedded Unicode font.
 
 pub mod csv;
 pub mod json;
@@ -38,7 +41,7 @@ pub(crate) fn sample_invoice(lines: usize) -> crate::model::SignedInvoice {
     use sha2::{Digest, Sha256};
 
     use crate::model::{
-        INVOICE_FORMAT, InvoiceDocument, Issuer, LineItem, LineKind, Priced, SignedInvoice,
+        INVOICE_FORMAT, InvoiceDocument, Issuer, LineItem, LineKind, Party, Priced, SignedInvoice,
     };
 
     let line = |kind, description: &str, quantity: u64, unit_price: Decimal| LineItem {
@@ -98,10 +101,21 @@ pub(crate) fn sample_invoice(lines: usize) -> crate::model::SignedInvoice {
         number: "EKYC-000042".to_owned(),
         issuer: Issuer {
             id: "EKYC".to_owned(),
-            name: "Công ty Cổ phần eKYC Việt Nam".to_owned(),
+            name: "eKYC Registry Verification Service".to_owned(),
+            party: Some(Party {
+                legal_name: "Trung tâm Dữ liệu quốc gia về dân cư".to_owned(),
+                address: "Số 47 Phạm Văn Đồng, phường Cổ Nhuế 1, quận Bắc Từ Liêm, Hà Nội"
+                    .to_owned(),
+                tax_code: "0109876543".to_owned(),
+            }),
         },
-        tenant_id: "tenant-dong-a".to_owned(),
-        tenant_name: "Ngân hàng Thương mại Cổ phần Đông Á".to_owned(),
+        tenant_id: "tenant-vcb".to_owned(),
+        tenant_name: "Vietcombank".to_owned(),
+        buyer: Some(Party {
+            legal_name: "Ngân hàng TMCP Ngoại thương Việt Nam".to_owned(),
+            address: "198 Trần Quang Khải, phường Lý Thái Tổ, quận Hoàn Kiếm, Hà Nội".to_owned(),
+            tax_code: "0100112437-001".to_owned(),
+        }),
         period: "2026-01".to_owned(),
         time_zone: "Asia/Ho_Chi_Minh".to_owned(),
         period_start: "2025-12-31T17:00:00Z".to_owned(),
