@@ -62,6 +62,11 @@ pub enum InvoicesCommand {
         /// Format.
         #[arg(long, value_enum, default_value_t = Format::Pdf)]
         format: Format,
+        /// CSV column layout: 2 (with the parties' particulars) or 1 (the
+        /// original layout, for accounting imports built on it)
+        /// [default: the latest].
+        #[arg(long, value_name = "N")]
+        csv_version: Option<u32>,
         /// File to write [default: the suggested name, in the current
         /// directory]; `-` for stdout.
         #[arg(long)]
@@ -174,6 +179,7 @@ pub async fn billing(client: &Client, command: BillingCommand, json: bool) -> Re
         BillingCommand::Invoices(InvoicesCommand::Export {
             invoice_id,
             format,
+            csv_version,
             out,
         }) => {
             let format = match format {
@@ -185,6 +191,7 @@ pub async fn billing(client: &Client, command: BillingCommand, json: bool) -> Re
                 .export_invoice(client.request(pb::ExportInvoiceRequest {
                     invoice_id,
                     format: format as i32,
+                    csv_version: csv_version.unwrap_or_default(),
                 }))
                 .await?
                 .into_inner();

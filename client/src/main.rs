@@ -462,7 +462,7 @@ struct TenantsArgs {
 #[derive(Subcommand)]
 enum TenantsCommand {
     /// Create an active tenant with a policy.
-    Create(CreateTenantArgs),
+    Create(Box<CreateTenantArgs>),
     /// List tenants by id.
     List {
         /// Tenants per page, 1 to 500 [default: the service's, 50].
@@ -486,7 +486,7 @@ enum TenantsCommand {
         tenant_id: String,
     },
     /// Change the tenant fields named by the flags given, and only those.
-    Update(UpdateTenantArgs),
+    Update(Box<UpdateTenantArgs>),
     /// Suspend a tenant: every key of it is refused from the next call on.
     Suspend {
         /// Tenant id ("tn_...").
@@ -509,6 +509,8 @@ struct CreateTenantArgs {
     name: String,
     #[command(flatten)]
     policy: PolicyFlags,
+    #[command(flatten)]
+    legal: LegalFlags,
 }
 
 #[derive(Args)]
@@ -520,6 +522,46 @@ struct UpdateTenantArgs {
     name: Option<String>,
     #[command(flatten)]
     policy: PolicyFlags,
+    #[command(flatten)]
+    legal: LegalFlags,
+}
+
+/// The legal particulars printed on a tenant's invoices.
+#[derive(Args, Default)]
+struct LegalFlags {
+    /// Legal name for invoices (tên đơn vị), e.g. "Ngân hàng TMCP Ngoại
+    /// thương Việt Nam"; "" clears it.
+    #[arg(long)]
+    legal_name: Option<String>,
+    /// Registered address for invoices; "" clears it.
+    #[arg(long)]
+    address: Option<String>,
+    /// Tax code (mã số thuế): 10 digits, or 10 digits, "-" and a 3-digit
+    /// branch suffix; "" clears it.
+    #[arg(long)]
+    tax_code: Option<String>,
+}
+
+impl LegalFlags {
+    fn legal(&self) -> pb::LegalParticulars {
+        pb::LegalParticulars {
+            legal_name: self.legal_name.clone().unwrap_or_default(),
+            address: self.address.clone().unwrap_or_default(),
+            tax_code: self.tax_code.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The update mask paths of the flags given.
+    fn paths(&self) -> Vec<&'static str> {
+        [
+            (self.legal_name.is_some(), "legal.legal_name"),
+            (self.address.is_some(), "legal.address"),
+            (self.tax_code.is_some(), "legal.tax_code"),
+        ]
+        .into_iter()
+        .filter_map(|(set, path)| set.then_some(path))
+        .collect()
+    }
 }
 
 /// The policy flags shared by `tenants create` and `tenants update`. On
@@ -670,6 +712,7 @@ fn create_request(args: &CreateTenantArgs) -> pb::CreateTenantRequest {
             name: args.name.clone(),
             mtls_subject: args.policy.mtls_subject.clone().unwrap_or_default(),
             policy: Some(args.policy.policy()),
+            legal: Some(args.legal.legal()),
             ..Default::default()
         }),
     }
@@ -678,6 +721,7 @@ fn create_request(args: &CreateTenantArgs) -> pb::CreateTenantRequest {
 /// An UpdateTenant request whose mask names exactly the flags given.
 fn update_request(args: &UpdateTenantArgs) -> Result<pb::UpdateTenantRequest> {
     let mut paths = args.policy.paths();
+    paths.extend(args.legal.paths());
     if args.name.is_some() {
         paths.insert(0, "name");
     }
@@ -687,7 +731,8 @@ fn update_request(args: &UpdateTenantArgs) -> Result<pb::UpdateTenantRequest> {
              --allowed-purposes, --fuzzy/--no-fuzzy, --fuzzy-threshold, \
              --disclose-not-found/--no-disclose-not-found, \
              --accept-folded/--no-accept-folded, --rate, --burst, --daily-quota, \
-             --monthly-quota, --price-plan, --mtls-subject"
+             --monthly-quota, --price-plan, --mtls-subject, --legal-name, --address, \
+             --tax-code"
         );
     }
     Ok(pb::UpdateTenantRequest {
@@ -696,6 +741,7 @@ fn update_request(args: &UpdateTenantArgs) -> Result<pb::UpdateTenantRequest> {
             name: args.name.clone().unwrap_or_default(),
             mtls_subject: args.policy.mtls_subject.clone().unwrap_or_default(),
             policy: Some(args.policy.policy()),
+            legal: Some(args.legal.legal()),
             ..Default::default()
         }),
         update_mask: Some(prost_types::FieldMask {
@@ -1114,8 +1160,16 @@ struct TenantOut {
     status: &'static str,
     mtls_subject: String,
     policy: PolicyOut,
+    legal: LegalOut,
     create_time: Option<String>,
     update_time: Option<String>,
+}
+
+#[derive(Serialize)]
+struct LegalOut {
+    legal_name: String,
+    address: String,
+    tax_code: String,
 }
 
 #[derive(Serialize)]
@@ -1143,6 +1197,7 @@ impl From<&pb::Tenant> for TenantOut {
     fn from(t: &pb::Tenant) -> TenantOut {
         let p = t.policy.clone().unwrap_or_default();
         let l = p.limits.unwrap_or_default();
+        let legal = t.legal.clone().unwrap_or_default();
         TenantOut {
             tenant_id: t.tenant_id.clone(),
             name: t.name.clone(),
@@ -1167,6 +1222,11 @@ impl From<&pb::Tenant> for TenantOut {
                     daily_quota_units: l.daily_quota_units,
                     monthly_quota_units: l.monthly_quota_units,
                 },
+            },
+            legal: LegalOut {
+                legal_name: legal.legal_name,
+                address: legal.address,
+                tax_code: legal.tax_code,
             },
             create_time: rfc3339(t.create_time.as_ref()),
             update_time: rfc3339(t.update_time.as_ref()),
@@ -1278,6 +1338,9 @@ fn print_tenant(t: &TenantOut) {
         ("burst", l.burst.to_string()),
         ("daily_quota_units", limit(l.daily_quota_units)),
         ("monthly_quota_units", limit(l.monthly_quota_units)),
+        ("legal_name", or_dash(&t.legal.legal_name)),
+        ("address", or_dash(&t.legal.address)),
+        ("tax_code", or_dash(&t.legal.tax_code)),
         ("create_time", dash(&t.create_time)),
         ("update_time", dash(&t.update_time)),
     ];

@@ -396,3 +396,63 @@ async fn an_agency_admin_clears_a_subjects_guard_with_the_id_on_stdin() {
     assert!(!trail.contains(&citizen.id_number));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_admin_records_a_tenants_legal_particulars() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let (_, issued) = tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
+        .await
+        .expect("bootstrap");
+    let admin = Ekyc::new(
+        &server.endpoint(),
+        server.dir.path(),
+        "admin.key",
+        &issued.token,
+    );
+    let created = admin
+        .json(&[
+            "tenants",
+            "create",
+            "--name",
+            "Vietcombank",
+            "--legal-name",
+            "Ngân hàng TMCP Ngoại thương Việt Nam",
+            "--tax-code",
+            "0100112437",
+        ])
+        .await;
+    let id = str_of(&created, "/tenant_id").to_string();
+    assert_eq!(
+        str_of(&created, "/legal/legal_name"),
+        "Ngân hàng TMCP Ngoại thương Việt Nam"
+    );
+    // A bad tax code names its field and changes nothing.
+    let refused = admin
+        .run(&["tenants", "update", &id, "--tax-code", "12345"])
+        .await;
+    assert!(!refused.status.success());
+    let printed = String::from_utf8_lossy(&refused.stdout).to_string()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(printed.contains("tenant.legal.tax_code"), "{printed}");
+    let shown = admin.ok(&["tenants", "show", &id]).await;
+    assert!(shown.contains("0100112437"), "{shown}");
+    // Only the flag given changes.
+    admin
+        .ok(&[
+            "tenants",
+            "update",
+            &id,
+            "--address",
+            "198 Trần Quang Khải, Hà Nội",
+        ])
+        .await;
+    let shown = admin.json(&["tenants", "show", &id]).await;
+    assert_eq!(str_of(&shown, "/legal/tax_code"), "0100112437");
+    assert_eq!(
+        str_of(&shown, "/legal/address"),
+        "198 Trần Quang Khải, Hà Nội"
+    );
+    let trail = admin.ok(&["audit", "list", "--tenant", &id]).await;
+    assert!(trail.contains("legal.address"), "{trail}");
+    server.stop().await;
+}

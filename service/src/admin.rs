@@ -18,8 +18,8 @@ use crate::auth::{self, Caller, Credential};
 use crate::clock;
 use crate::error::{ServiceError, reason};
 use crate::store::{
-    ApiKeyRecord, AuditEvent, KeyWrite, Limits, Role, StoreError, Tenant, TenantPolicy,
-    TenantStatus,
+    ApiKeyRecord, AuditEvent, KeyWrite, LegalParticulars, Limits, Role, StoreError, Tenant,
+    TenantPolicy, TenantStatus,
 };
 use crate::tenants::{self, Actor};
 use ekyc_limits::RateDecision;
@@ -162,11 +162,13 @@ impl App {
             check_limits(&policy.limits, &mut violations);
         }
         let mtls = mtls_subject(&input.mtls_subject, &mut violations);
+        let legal = legal_from_proto(input.legal.as_ref(), &mut violations);
         if !violations.is_empty() {
             return Err(ServiceError::InvalidArgument(violations));
         }
-        let tenant = tenants::new_tenant(&input.name, policy, mtls, self.limiter.config())
+        let mut tenant = tenants::new_tenant(&input.name, policy, mtls, self.limiter.config())
             .map_err(ServiceError::internal)?;
+        tenant.legal = legal;
         tenants::create_tenant(&self.store, &tenant, &actor)
             .await
             .map_err(|e| match e {
@@ -361,12 +363,18 @@ impl App {
         let mut new = old.clone();
         let mut violations = Vec::new();
         let proposed = policy_from_proto(input.policy.as_ref(), &mut violations);
+        let legal = legal_from_proto(input.legal.as_ref(), &mut violations);
         // Only violations in fields the mask names count.
         violations.retain(|v| {
             paths
                 .iter()
                 .any(|p| v.field.starts_with(&format!("tenant.{p}")) || p == "policy")
         });
+        // Legal particulars are checked only when the mask names them.
+        let legal_named = paths.iter().any(|p| p.starts_with("legal"));
+        if !legal_named {
+            violations.retain(|v| !v.field.starts_with("tenant.legal"));
+        }
         for path in &paths {
             let p = &mut new.policy;
             let limits = &proposed.limits;
@@ -398,6 +406,10 @@ impl App {
                 "policy.limits.monthly_quota_units" => {
                     p.limits.monthly_quota_units = limits.monthly_quota_units
                 }
+                "legal" => new.legal = legal.clone(),
+                "legal.legal_name" => new.legal.legal_name = legal.legal_name.clone(),
+                "legal.address" => new.legal.address = legal.address.clone(),
+                "legal.tax_code" => new.legal.tax_code = legal.tax_code.clone(),
                 _ => violations.push(Violation {
                     field: "update_mask",
                     rule: "unknown_path",
@@ -759,6 +771,57 @@ fn mtls_subject(raw: &str, violations: &mut Vec<Violation>) -> Option<String> {
     Some(raw.to_string())
 }
 
+/// Validates legal particulars from the wire: every one may be empty
+/// (not recorded); a given one must be printable text and a tax code must
+/// be a Vietnamese one.
+fn legal_from_proto(
+    l: Option<&pb::LegalParticulars>,
+    violations: &mut Vec<Violation>,
+) -> LegalParticulars {
+    let Some(l) = l else {
+        return LegalParticulars::default();
+    };
+    let mut text = |field: &'static str, value: &str, max: usize, description: &'static str| {
+        if !value.is_empty()
+            && let Err(rule) = tenants::check_display_text(value, max)
+        {
+            violations.push(Violation {
+                field,
+                rule,
+                description: description.into(),
+            });
+        }
+    };
+    text(
+        "tenant.legal.legal_name",
+        &l.legal_name,
+        200,
+        "tenant.legal.legal_name must be at most 200 characters in Unicode NFC, without control \
+         or invisible characters, with single spaces and none at either end",
+    );
+    text(
+        "tenant.legal.address",
+        &l.address,
+        300,
+        "tenant.legal.address must be at most 300 characters in Unicode NFC, without control \
+         or invisible characters, with single spaces and none at either end",
+    );
+    if !l.tax_code.is_empty() && !ekyc_billing::valid_tax_code(&l.tax_code) {
+        violations.push(Violation {
+            field: "tenant.legal.tax_code",
+            rule: "invalid_format",
+            description: "tenant.legal.tax_code must be a Vietnamese tax code: 10 digits, or the \
+                          10 digits, '-' and a 3-digit branch suffix"
+                .into(),
+        });
+    }
+    LegalParticulars {
+        legal_name: l.legal_name.clone(),
+        address: l.address.clone(),
+        tax_code: l.tax_code.clone(),
+    }
+}
+
 /// Validates a policy from the wire; defaults where it is absent.
 fn policy_from_proto(
     p: Option<&pb::TenantPolicy>,
@@ -1057,6 +1120,11 @@ pub fn tenant_to_proto(t: &Tenant) -> pb::Tenant {
         mtls_subject: t.mtls_subject.clone().unwrap_or_default(),
         create_time: Some(clock::timestamp(t.created_at_ms)),
         update_time: Some(clock::timestamp(t.updated_at_ms)),
+        legal: Some(pb::LegalParticulars {
+            legal_name: t.legal.legal_name.clone(),
+            address: t.legal.address.clone(),
+            tax_code: t.legal.tax_code.clone(),
+        }),
     }
 }
 

@@ -8,7 +8,7 @@
 use ekyc_billing::invoices::{InvoiceRecord, InvoiceRequest, InvoiceSigner, InvoiceStatus};
 use ekyc_billing::ledger::LedgerError;
 use ekyc_billing::period::Month;
-use ekyc_billing::{Issuer, PricePlan, export};
+use ekyc_billing::{Issuer, Party, PricePlan, export};
 use ekyc_proto::v1 as pb;
 
 use crate::App;
@@ -91,6 +91,11 @@ impl App {
         InvoiceRequest {
             tenant_id: tenant.id.clone(),
             tenant_name: tenant.name.clone(),
+            buyer: Party {
+                legal_name: tenant.legal.legal_name.clone(),
+                address: tenant.legal.address.clone(),
+                tax_code: tenant.legal.tax_code.clone(),
+            },
             period: period.to_string(),
             time_zone: tenant.policy.time_zone.clone(),
             plan_id: if tenant.policy.price_plan.is_empty() {
@@ -101,6 +106,11 @@ impl App {
             issuer: Issuer {
                 id: self.billing.issuer_id.clone(),
                 name: self.billing.issuer_name.clone(),
+                party: Some(Party {
+                    legal_name: self.billing.issuer_legal_name.clone(),
+                    address: self.billing.issuer_address.clone(),
+                    tax_code: self.billing.issuer_tax_code.clone(),
+                }),
             },
         }
     }
@@ -273,11 +283,23 @@ impl App {
             signed.document.number.clone()
         };
         let (content, content_type, ext) = match pb::ExportFormat::try_from(req.format) {
-            Ok(pb::ExportFormat::Csv) => (
-                export::csv::invoice_csv(&signed.document),
-                "text/csv",
-                "csv",
-            ),
+            Ok(pb::ExportFormat::Csv) => {
+                let version = match req.csv_version {
+                    0 => export::csv::CsvVersion::V2,
+                    n => export::csv::CsvVersion::from_number(n).ok_or_else(|| {
+                        ServiceError::invalid(
+                            "csv_version",
+                            "out_of_range",
+                            "csv_version must be 0 (the latest), 1 or 2",
+                        )
+                    })?,
+                };
+                (
+                    export::csv::invoice_csv(&signed.document, version),
+                    "text/csv",
+                    "csv",
+                )
+            }
             Ok(pb::ExportFormat::Json) => (
                 export::json::invoice_json(signed),
                 "application/json",

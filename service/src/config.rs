@@ -181,8 +181,16 @@ pub struct BillingConfig {
     pub idempotency_window_secs: u64,
     /// Issuer id: the prefix of invoice numbers (gapless per issuer).
     pub issuer_id: String,
-    /// Issuer name printed on invoices.
+    /// Issuer name printed on invoices when it has no legal name.
     pub issuer_name: String,
+    /// The issuer's legal name (tên đơn vị bán) printed on invoices, in
+    /// Unicode NFC; empty prints `issuer_name`.
+    pub issuer_legal_name: String,
+    /// The issuer's registered address printed on invoices.
+    pub issuer_address: String,
+    /// The issuer's tax code (mã số thuế): 10 digits, or `NNNNNNNNNN-NNN`;
+    /// empty prints none.
+    pub issuer_tax_code: String,
     /// Plan of tenants that have none assigned.
     pub default_plan: String,
 }
@@ -194,6 +202,9 @@ impl Default for BillingConfig {
             idempotency_window_secs: 24 * 3600,
             issuer_id: "EKYC".to_string(),
             issuer_name: "eKYC Registry Verification Service".to_string(),
+            issuer_legal_name: String::new(),
+            issuer_address: String::new(),
+            issuer_tax_code: String::new(),
             default_plan: "demo".to_string(),
         }
     }
@@ -406,9 +417,27 @@ impl Config {
                 continue;
             }
             let path = key.to_ascii_lowercase().replace("__", ".");
-            let mut layer = toml::Table::new();
-            set_path(&mut layer, &path, parse_scalar(value));
-            check(&layer, &format!("environment variable {name}"))?;
+            let origin = format!("environment variable {name}");
+            // A value takes its field's type: typed first (`65536`,
+            // `true`), and as the string it is when the field is a string
+            // (an issuer id `2024`, a tax code `0109876543`).
+            let layer = [parse_scalar(value), toml::Value::String(value.clone())]
+                .into_iter()
+                .map(|v| {
+                    let mut layer = toml::Table::new();
+                    set_path(&mut layer, &path, v);
+                    layer
+                })
+                .find(|layer| check(layer, &origin).is_ok());
+            let layer = match layer {
+                Some(layer) => layer,
+                None => {
+                    let mut typed = toml::Table::new();
+                    set_path(&mut typed, &path, parse_scalar(value));
+                    check(&typed, &origin)?;
+                    typed
+                }
+            };
             merge(&mut merged, layer);
         }
         for (path, value) in overrides {
@@ -476,6 +505,31 @@ impl Config {
                 key: "billing.issuer_id",
                 message: "must be 1 to 16 characters from A-Z 0-9".into(),
             });
+        }
+        let b = &self.billing;
+        if !b.issuer_tax_code.is_empty() && !ekyc_billing::valid_tax_code(&b.issuer_tax_code) {
+            return Err(ConfigError::Semantic {
+                key: "billing.issuer_tax_code",
+                message: "must be a Vietnamese tax code: 10 digits, or the 10 digits, '-' and a \
+                          3-digit branch suffix"
+                    .into(),
+            });
+        }
+        for (key, value, max) in [
+            ("billing.issuer_legal_name", &b.issuer_legal_name, 200),
+            ("billing.issuer_address", &b.issuer_address, 300),
+        ] {
+            if !value.is_empty()
+                && let Err(rule) = crate::tenants::check_display_text(value, max)
+            {
+                return Err(ConfigError::Semantic {
+                    key,
+                    message: format!(
+                        "must be at most {max} characters in Unicode NFC without control or \
+                         invisible characters ({rule})"
+                    ),
+                });
+            }
         }
         if self.billing.idempotency_window_secs == 0 {
             return Err(ConfigError::Semantic {
@@ -618,8 +672,8 @@ fn check(layer: &toml::Table, origin: &str) -> Result<(), ConfigError> {
         })
 }
 
-/// Integers and booleans in environment variables are typed; anything else
-/// is a string.
+/// An environment value read as an integer or boolean when it looks like
+/// one; `Config::load` falls back to the string when the key is a string.
 fn parse_scalar(raw: &str) -> toml::Value {
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
@@ -725,6 +779,28 @@ mod tests {
             err.to_string().contains("EKYCD_ARGON2__MEMORY_KIB"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn environment_values_take_their_fields_type() {
+        // An issuer tax code is digits, but a string field: read as such.
+        let c = Config::load(
+            None,
+            &env(&[("EKYCD_BILLING__ISSUER_TAX_CODE", "0109876543")]),
+            &[],
+        )
+        .expect("a tax code of digits");
+        assert_eq!(c.billing.issuer_tax_code, "0109876543");
+        let c = Config::load(None, &env(&[("EKYCD_BILLING__ISSUER_ID", "2024")]), &[])
+            .expect("an issuer id of digits");
+        assert_eq!(c.billing.issuer_id, "2024");
+        let err = Config::load(
+            None,
+            &env(&[("EKYCD_BILLING__ISSUER_TAX_CODE", "12345")]),
+            &[],
+        )
+        .expect_err("not a tax code");
+        assert!(err.to_string().contains("billing.issuer_tax_code"), "{err}");
     }
 
     #[test]

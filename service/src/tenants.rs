@@ -148,6 +148,7 @@ pub fn new_tenant(
         mtls_subject,
         created_at_ms: now,
         updated_at_ms: now,
+        legal: Default::default(),
     })
 }
 
@@ -158,6 +159,7 @@ pub fn audit_json(tenant: &Tenant) -> String {
         "status": tenant.status,
         "policy": tenant.policy,
         "mtls_subject": tenant.mtls_subject,
+        "legal": tenant.legal,
     })
     .to_string()
 }

@@ -42,6 +42,8 @@ pub struct TestOptions {
     pub manual_clock_ms: Option<i64>,
     /// Transport limits.
     pub transport: crate::config::TransportConfig,
+    /// The invoice issuer's legal particulars (`billing.issuer_*`).
+    pub issuer: ekyc_billing::Party,
 }
 
 /// The limits tests start from: production defaults, except that tenants
@@ -72,6 +74,7 @@ impl Default for TestOptions {
             idempotency_window_secs: 24 * 3600,
             manual_clock_ms: None,
             transport: crate::config::TransportConfig::default(),
+            issuer: ekyc_billing::Party::default(),
         }
     }
 }
@@ -446,6 +449,9 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     config.billing.database_url = opts.billing_database_url.clone();
     config.billing.idempotency_window_secs = opts.idempotency_window_secs;
     config.transport = opts.transport.clone();
+    config.billing.issuer_legal_name = opts.issuer.legal_name.clone();
+    config.billing.issuer_address = opts.issuer.address.clone();
+    config.billing.issuer_tax_code = opts.issuer.tax_code.clone();
     config.validate().expect("valid test config");
     config
 }

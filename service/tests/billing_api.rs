@@ -265,7 +265,15 @@ async fn a_retry_after_the_window_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invoices_are_finalized_signed_exported_and_access_controlled() {
-    let server = TestServer::start(TestOptions::default()).await;
+    let server = TestServer::start(TestOptions {
+        issuer: ekyc_billing::Party {
+            legal_name: "Trung tâm Dữ liệu quốc gia về dân cư".into(),
+            address: "Số 47 Phạm Văn Đồng, Hà Nội".into(),
+            tax_code: "0109876543".into(),
+        },
+        ..TestOptions::default()
+    })
+    .await;
     let tenant = server.tenant_id("test-bank").await;
     // Last month's usage, as the ledger holds it (the service's clock
     // cannot be moved, and a month must be over to be finalized).
@@ -348,6 +356,56 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
         .expect_err("this month is not over");
     assert_eq!(reason(&s), "PERIOD_NOT_OVER");
 
+    // The agency records the bank's legal particulars; a bad tax code is
+    // refused, names its field and changes nothing.
+    let set_legal = |tax_code: &str| pb::UpdateTenantRequest {
+        tenant: Some(pb::Tenant {
+            tenant_id: tenant.clone(),
+            legal: Some(pb::LegalParticulars {
+                legal_name: "Ngân hàng TMCP Ngoại thương Việt Nam".into(),
+                address: "198 Trần Quang Khải, Hoàn Kiếm, Hà Nội".into(),
+                tax_code: tax_code.into(),
+            }),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["legal".into()],
+        }),
+    };
+    for bad in [
+        "010011243",
+        "0100112437-01",
+        "01001124370001",
+        "0100112437 001",
+    ] {
+        let s = agency
+            .admin()
+            .update_tenant(agency.request(set_legal(bad)))
+            .await
+            .expect_err(bad);
+        assert_eq!(s.code(), Code::InvalidArgument, "{bad}");
+        let violations = s.get_error_details();
+        let v = &violations
+            .bad_request()
+            .expect("BadRequest")
+            .field_violations;
+        assert_eq!(
+            (v.len(), v[0].field.as_str(), v[0].reason.as_str()),
+            (1, "tenant.legal.tax_code", "INVALID_FORMAT")
+        );
+    }
+    let unchanged = server.app.store.get_tenant(&tenant).await.expect("get");
+    assert_eq!(unchanged.expect("tenant").legal, Default::default());
+    let updated = agency
+        .admin()
+        .update_tenant(agency.request(set_legal("0100112437-001")))
+        .await
+        .expect("legal particulars")
+        .into_inner()
+        .tenant
+        .expect("tenant");
+    assert_eq!(updated.legal.expect("legal").tax_code, "0100112437-001");
+
     // The agency finalizes last month.
     let invoice = agency
         .billing()
@@ -401,6 +459,7 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
                 .export_invoice(finance.request(pb::ExportInvoiceRequest {
                     invoice_id: id,
                     format: format as i32,
+                    csv_version: 0,
                 }))
                 .await
                 .expect("export")
@@ -437,8 +496,47 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
     assert_eq!(rows[0][0], "format_version");
     let kinds: Vec<&str> = rows[1..].iter().map(|r| r[8].as_str()).collect();
     assert_eq!(kinds, ["field_units", "subtotal", "tax", "total"]);
+    assert_eq!(rows[1][0], "2", "the latest CSV layout");
     assert_eq!(rows[1][10], "50", "quantity");
     assert_eq!(rows.last().expect("total")[12], "50000");
+    assert_eq!(
+        rows[1][13..19],
+        [
+            "Trung tâm Dữ liệu quốc gia về dân cư",
+            "0109876543",
+            "Số 47 Phạm Văn Đồng, Hà Nội",
+            "Ngân hàng TMCP Ngoại thương Việt Nam",
+            "0100112437-001",
+            "198 Trần Quang Khải, Hoàn Kiếm, Hà Nội",
+        ]
+    );
+    assert_eq!(rows.last().expect("total")[19], "Năm mươi nghìn đồng");
+    // The original layout stays available for accounting imports.
+    let v1 = finance
+        .billing()
+        .export_invoice(finance.request(pb::ExportInvoiceRequest {
+            invoice_id: invoice.invoice_id.clone(),
+            format: pb::ExportFormat::Csv as i32,
+            csv_version: 1,
+        }))
+        .await
+        .expect("csv v1")
+        .into_inner();
+    let v1 = String::from_utf8(v1.content).expect("utf-8");
+    assert!(v1.starts_with(&format!(
+        "{}\r\n1,EKYC-000001,",
+        ekyc_billing::export::csv::CSV_COLUMNS_V1.join(",")
+    )));
+    let s = finance
+        .billing()
+        .export_invoice(finance.request(pb::ExportInvoiceRequest {
+            invoice_id: invoice.invoice_id.clone(),
+            format: pb::ExportFormat::Csv as i32,
+            csv_version: 3,
+        }))
+        .await
+        .expect_err("no such layout");
+    assert_eq!(s.code(), Code::InvalidArgument);
     // PDF through pdftotext.
     let text = std::process::Command::new("pdftotext")
         .arg(dir.path().join("EKYC-000001.pdf"))
@@ -446,12 +544,19 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
         .output()
         .expect("pdftotext must be installed (scripts/services.sh installs poppler-utils)");
     let text = String::from_utf8_lossy(&text.stdout);
+    let period = format!("{}/{}", &last.label[5..], &last.label[..4]);
     for needle in [
         "EKYC-000001",
         "test-bank",
-        last.label.as_str(),
+        period.as_str(),
         "Field units",
-        "50,000",
+        "50.000",
+        "Ngân hàng TMCP Ngoại thương Việt Nam",
+        "Trung tâm Dữ liệu quốc gia về dân cư",
+        "Mã số thuế / Tax code: 0109876543",
+        "Mã số thuế / Tax code: 0100112437-001",
+        "Thuế suất GTGT / VAT rate: 0%",
+        "Năm mươi nghìn đồng",
     ] {
         assert!(
             text.contains(needle),

@@ -153,6 +153,19 @@ impl TenantPolicy {
     }
 }
 
+/// A tenant's legal particulars, printed on its invoices. Empty strings
+/// until the agency records them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LegalParticulars {
+    /// Legal name (tên đơn vị), Unicode NFC.
+    pub legal_name: String,
+    /// Registered address.
+    pub address: String,
+    /// Tax code (mã số thuế): 10 digits, or `NNNNNNNNNN-NNN`.
+    pub tax_code: String,
+}
+
 /// A tenant (a relying party organisation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
@@ -170,6 +183,8 @@ pub struct Tenant {
     pub created_at_ms: i64,
     /// Last change.
     pub updated_at_ms: i64,
+    /// Legal particulars for invoices.
+    pub legal: LegalParticulars,
 }
 
 /// What a credential may do.

@@ -206,17 +206,20 @@ impl SqliteStore {
             .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?;
         let mut tx = self.pool.begin().await?;
         let query = if insert {
-            "INSERT INTO tenants (name, status, policy, mtls_subject, created_at_ms, updated_at_ms, id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO tenants (name, status, policy, mtls_subject, legal, created_at_ms, \
+             updated_at_ms, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         } else {
-            "UPDATE tenants SET name = ?, status = ?, policy = ?, mtls_subject = ?, \
+            "UPDATE tenants SET name = ?, status = ?, policy = ?, mtls_subject = ?, legal = ?, \
              created_at_ms = ?, updated_at_ms = ? WHERE id = ? AND updated_at_ms = ?"
         };
+        let legal = serde_json::to_string(&t.legal)
+            .map_err(|e| StoreError::Corrupt(format!("tenant legal particulars: {e}")))?;
         let done = sqlx::query(query)
             .bind(&t.name)
             .bind(status_str(t.status))
             .bind(policy)
             .bind(&t.mtls_subject)
+            .bind(legal)
             .bind(t.created_at_ms)
             .bind(t.updated_at_ms)
             .bind(&t.id)
@@ -358,7 +361,8 @@ impl SqliteStore {
         let Some(row) = sqlx::query(
             "SELECT k.key_id, k.tenant_id, k.role, k.secret_sha256, k.created_at_ms, \
              k.expires_at_ms, k.revoked_at_ms, k.last_used_at_ms, k.label, \
-             t.id, t.name, t.status, t.policy, t.mtls_subject, t.created_at_ms, t.updated_at_ms \
+             t.id, t.name, t.status, t.policy, t.mtls_subject, t.created_at_ms, t.updated_at_ms, \
+             t.legal \
              FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.key_id = ?",
         )
         .bind(key_id)
@@ -516,7 +520,7 @@ fn record_from_row(r: &SqliteRow) -> Result<StoredRecord> {
 /// Columns of a tenant row, in `tenant_from_row` order.
 macro_rules! tenant_select {
     () => {
-        "SELECT id, name, status, policy, mtls_subject, created_at_ms, updated_at_ms FROM tenants"
+        "SELECT id, name, status, policy, mtls_subject, created_at_ms, updated_at_ms, legal FROM tenants"
     };
 }
 use tenant_select;
@@ -551,6 +555,8 @@ fn tenant_from_row_at(r: &SqliteRow, at: usize) -> Result<Tenant> {
         mtls_subject: r.try_get(at + 4)?,
         created_at_ms: r.try_get(at + 5)?,
         updated_at_ms: r.try_get(at + 6)?,
+        legal: serde_json::from_str(&r.try_get::<String, _>(at + 7)?)
+            .map_err(|e| StoreError::Corrupt(format!("tenant legal particulars: {e}")))?,
     })
 }
 
