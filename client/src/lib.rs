@@ -53,6 +53,27 @@ pub struct VerifiedAnswer {
     pub attestation: AttestationBody,
 }
 
+/// How often a call the server refused unread is sent again.
+const REFUSED_STREAM_RETRIES: u8 = 3;
+
+/// True when the server reset the call's stream with `REFUSED_STREAM`,
+/// which promises that it processed nothing (RFC 9113 section 8.7), so the
+/// call can be sent again as it is. An HTTP/2 server refuses a stream over
+/// its `SETTINGS_MAX_CONCURRENT_STREAMS`, and a client that respects the
+/// limit still crosses it now and then: it may open a stream before the
+/// server's settings arrive, or as soon as it has read the end of an
+/// earlier call, before the server has freed that call's slot.
+fn refused_unread(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// A connection to the service with a credential and a per-call deadline.
 pub struct Client {
     inner: VerificationServiceClient<Channel>,
@@ -155,8 +176,17 @@ impl Client {
         &self,
         request: pb::VerifyRequest,
     ) -> Result<tonic::Response<pb::VerifyResponse>, tonic::Status> {
-        let mut inner = self.inner.clone();
-        inner.verify(self.request(request)).await
+        let mut refusals = 0;
+        loop {
+            let mut inner = self.inner.clone();
+            match inner.verify(self.request(request.clone())).await {
+                Err(status) if refusals < REFUSED_STREAM_RETRIES && refused_unread(&status) => {
+                    refusals += 1;
+                    tokio::time::sleep(Duration::from_millis(refusals.into())).await;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// Calls Verify and checks the attestation before returning.
@@ -307,5 +337,23 @@ pub fn result_name(code: i32) -> &'static str {
         Ok(pb::MatchResult::NoMatch) => "NO_MATCH",
         Ok(pb::MatchResult::NotAvailable) => "NOT_AVAILABLE",
         _ => "UNSPECIFIED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refused_stream_is_sent_again() {
+        let reset = |reason| tonic::Status::from_error(Box::new(h2::Error::from(reason)));
+        let refused = reset(h2::Reason::REFUSED_STREAM);
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert!(refused_unread(&refused));
+        // A stream cut for any other reason may have been processed.
+        assert!(!refused_unread(&reset(h2::Reason::CANCEL)));
+        assert!(!refused_unread(&reset(h2::Reason::INTERNAL_ERROR)));
+        // The service's own UNAVAILABLE (say, shedding load) is an answer.
+        assert!(!refused_unread(&tonic::Status::unavailable("overloaded")));
     }
 }
