@@ -418,24 +418,23 @@ impl Config {
             }
             let path = key.to_ascii_lowercase().replace("__", ".");
             let origin = format!("environment variable {name}");
-            // A value takes its field's type: typed first (`65536`,
-            // `true`), and as the string it is when the field is a string
-            // (an issuer id `2024`, a tax code `0109876543`).
-            let layer = [parse_scalar(value), toml::Value::String(value.clone())]
-                .into_iter()
-                .map(|v| {
-                    let mut layer = toml::Table::new();
-                    set_path(&mut layer, &path, v);
-                    layer
-                })
-                .find(|layer| check(layer, &origin).is_ok());
-            let layer = match layer {
-                Some(layer) => layer,
-                None => {
-                    let mut typed = toml::Table::new();
-                    set_path(&mut typed, &path, parse_scalar(value));
-                    check(&typed, &origin)?;
-                    typed
+            let layer_of = |value| {
+                let mut layer = toml::Table::new();
+                set_path(&mut layer, &path, value);
+                layer
+            };
+            // A value takes its field's type: read as a number or boolean
+            // when it looks like one, and as the string it is when the
+            // field is a string (an issuer id `2024`, a tax code
+            // `0109876543`). A value neither reading fits reports the
+            // typed reading's error.
+            let typed = layer_of(parse_scalar(value));
+            let layer = match check(&typed, &origin) {
+                Ok(()) => typed,
+                Err(err) => {
+                    let string = layer_of(toml::Value::String(value.clone()));
+                    check(&string, &origin).map_err(|_| err)?;
+                    string
                 }
             };
             merge(&mut merged, layer);
