@@ -141,7 +141,7 @@ enum BillingCommand {
         #[arg(long)]
         period: Option<String>,
     },
-    /// Add a price plan version from a JSON file (see README, "Billing").
+    /// Add a price plan version from a JSON file (see docs/billing.md, "Price plans").
     /// Versions are immutable: a changed plan needs a new version.
     PutPlan {
         /// The plan, as JSON.
