@@ -3,10 +3,9 @@
 //! changing anything, and writes the change together with its audit
 //! entries in one transaction.
 //!
-//! Who may do what:
-//! - agency admins: everything, for every tenant;
-//! - a tenant's finance keys: read their own tenant and keys;
-//! - everyone else: nothing here.
+//! Who may do what is in [`crate::authz::RULES`]: agency admins
+//! everything, for every tenant; a tenant's finance keys read their own
+//! tenant and keys; everyone else nothing here.
 
 use ekyc_domain::Field;
 use ekyc_domain::matching::MIN_FUZZY_THRESHOLD;
@@ -15,6 +14,7 @@ use ekyc_proto::v1 as pb;
 
 use crate::App;
 use crate::auth::{self, Caller, Credential};
+use crate::authz::{self, Target};
 use crate::clock;
 use crate::error::{ServiceError, reason};
 use crate::store::{
@@ -71,39 +71,19 @@ impl App {
             .map_err(ServiceError::internal)
     }
 
-    /// Agency-admin powers need the role *and* a key of the agency tenant:
-    /// a role alone, on a bank's key, must never reach other tenants.
-    async fn require_agency_admin(
+    /// Refuses a caller the authorisation table does not let call `method`
+    /// about `target`. The agency is looked up only when the answer
+    /// depends on it.
+    pub(crate) async fn authorize(
         &self,
         caller: &Caller,
         method: &str,
+        target: Target<'_>,
     ) -> Result<(), ServiceError> {
-        auth::require_role(caller, Role::AgencyAdmin, method)?;
-        if self.agency_tenant_id().await?.as_deref() != Some(caller.tenant.id.as_str()) {
-            return Err(ServiceError::PermissionDenied {
-                reason: reason::ROLE_NOT_ALLOWED,
-                message: format!("only agency admin keys of the agency tenant may call {method}"),
-            });
-        }
-        Ok(())
-    }
-
-    /// Agency admins read any tenant; a finance key reads its own.
-    async fn authorize_read(
-        &self,
-        caller: &Caller,
-        tenant_id: &str,
-        method: &str,
-    ) -> Result<(), ServiceError> {
-        match caller.role {
-            Role::AgencyAdmin => self.require_agency_admin(caller, method).await,
-            Role::Finance if caller.tenant.id == tenant_id => Ok(()),
-            Role::Finance => Err(ServiceError::PermissionDenied {
-                reason: reason::TENANT_NOT_ACCESSIBLE,
-                message: format!("this credential may only call {method} for its own tenant"),
-            }),
-            _ => auth::require_role(caller, Role::AgencyAdmin, method),
-        }
+        let rule = authz::rule_of(method);
+        let of_agency = rule.agency.contains(&caller.role)
+            && self.agency_tenant_id().await?.as_deref() == Some(caller.tenant.id.as_str());
+        authz::decide(rule, caller.role, &caller.tenant.id, of_agency, target)
     }
 
     /// Roles that act for the agency are only issued to the agency tenant.
@@ -149,7 +129,8 @@ impl App {
         req: &pb::CreateTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.require_agency_admin(&caller, "CreateTenant").await?;
+        self.authorize(&caller, "CreateTenant", Target::Caller)
+            .await?;
         let input = req.tenant.clone().unwrap_or_default();
         let mut violations = Vec::new();
         check_name(&input.name, &mut violations);
@@ -190,7 +171,7 @@ impl App {
         req: &pb::ClearSubjectGuardRequest,
     ) -> Result<pb::ClearSubjectGuardResponse, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.require_agency_admin(&caller, "ClearSubjectGuard")
+        self.authorize(&caller, "ClearSubjectGuard", Target::Caller)
             .await?;
         let mut violations = Vec::new();
         let id = match normalize_id(&req.id_number) {
@@ -256,7 +237,7 @@ impl App {
         req: &pb::GetTenantUsageRequest,
     ) -> Result<pb::GetTenantUsageResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        self.authorize_read(&caller, &req.tenant_id, "GetTenantUsage")
+        self.authorize(&caller, "GetTenantUsage", Target::Tenant(&req.tenant_id))
             .await?;
         let tenant = self.load_tenant(&req.tenant_id).await?;
         let p = &tenant.policy;
@@ -306,7 +287,7 @@ impl App {
         req: &pb::GetTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        self.authorize_read(&caller, &req.tenant_id, "GetTenant")
+        self.authorize(&caller, "GetTenant", Target::Tenant(&req.tenant_id))
             .await?;
         Ok(tenant_to_proto(&self.load_tenant(&req.tenant_id).await?))
     }
@@ -318,7 +299,8 @@ impl App {
         req: &pb::ListTenantsRequest,
     ) -> Result<pb::ListTenantsResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        self.require_agency_admin(&caller, "ListTenants").await?;
+        self.authorize(&caller, "ListTenants", Target::Caller)
+            .await?;
         let size = page_size(req.page_size, 50, 500)?;
         let after = decode_token(&req.page_token)?;
         let mut page = self
@@ -345,7 +327,8 @@ impl App {
         req: &pb::UpdateTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.require_agency_admin(&caller, "UpdateTenant").await?;
+        self.authorize(&caller, "UpdateTenant", Target::Caller)
+            .await?;
         let input = req.tenant.clone().unwrap_or_default();
         let paths = req
             .update_mask
@@ -458,7 +441,7 @@ impl App {
         } else {
             "ResumeTenant"
         };
-        self.require_agency_admin(&caller, method).await?;
+        self.authorize(&caller, method, Target::Caller).await?;
         if !why.is_empty()
             && let Err(rule) = tenants::check_display_text(why, 500)
         {
@@ -515,7 +498,8 @@ impl App {
         req: &pb::IssueApiKeyRequest,
     ) -> Result<pb::IssueApiKeyResponse, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.require_agency_admin(&caller, "IssueApiKey").await?;
+        self.authorize(&caller, "IssueApiKey", Target::Caller)
+            .await?;
         let mut violations = Vec::new();
         let role = role_from_proto(req.role);
         if role.is_none() {
@@ -556,7 +540,7 @@ impl App {
         req: &pb::ListApiKeysRequest,
     ) -> Result<pb::ListApiKeysResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        self.authorize_read(&caller, &req.tenant_id, "ListApiKeys")
+        self.authorize(&caller, "ListApiKeys", Target::Tenant(&req.tenant_id))
             .await?;
         self.load_tenant(&req.tenant_id).await?;
         let keys = self
@@ -577,7 +561,8 @@ impl App {
         req: &pb::RotateApiKeyRequest,
     ) -> Result<pb::RotateApiKeyResponse, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.require_agency_admin(&caller, "RotateApiKey").await?;
+        self.authorize(&caller, "RotateApiKey", Target::Caller)
+            .await?;
         if !(0..=30 * 24 * 3600).contains(&req.grace_seconds) {
             return Err(ServiceError::invalid(
                 "grace_seconds",
@@ -645,7 +630,8 @@ impl App {
         req: &pb::RevokeApiKeyRequest,
     ) -> Result<pb::ApiKey, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.require_agency_admin(&caller, "RevokeApiKey").await?;
+        self.authorize(&caller, "RevokeApiKey", Target::Caller)
+            .await?;
         let old = self.load_key(&req.key_id).await?;
         if old.revoked_at_ms.is_some() {
             return Ok(key_to_proto(&old));
@@ -680,7 +666,7 @@ impl App {
         req: &pb::ListAuditEventsRequest,
     ) -> Result<pb::ListAuditEventsResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        self.require_agency_admin(&caller, "ListAuditEvents")
+        self.authorize(&caller, "ListAuditEvents", Target::Caller)
             .await?;
         let size = page_size(req.page_size, 100, 1000)?;
         let before = match decode_token(&req.page_token)? {

@@ -229,17 +229,6 @@ async fn authenticate_certificate(store: &Store, subject: &str) -> Result<Caller
     })
 }
 
-/// Refuses a caller whose role may not call `method`.
-pub fn require_role(caller: &Caller, role: Role, method: &str) -> Result<(), ServiceError> {
-    if caller.role == role {
-        return Ok(());
-    }
-    Err(ServiceError::PermissionDenied {
-        reason: reason::ROLE_NOT_ALLOWED,
-        message: format!("role {} may not call {method}", caller.role.as_str()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

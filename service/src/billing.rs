@@ -1,9 +1,10 @@
 //! The `BillingService` path: usage summaries, price plans, invoices and
 //! exports, over `ekyc-billing`'s ledger.
 //!
-//! Access: the agency (agency-admin keys and finance keys of the agency
-//! tenant) for every tenant, and only the agency finalizes; a tenant's
-//! finance key for its own tenant's reads and drafts; nobody else.
+//! Access ([`crate::authz::RULES`]): the agency (agency-admin keys and
+//! finance keys of the agency tenant) for every tenant, and only the agency
+//! finalizes; a tenant's finance key for its own tenant's reads and drafts;
+//! nobody else.
 
 use ekyc_billing::invoices::{InvoiceRecord, InvoiceRequest, InvoiceSigner, InvoiceStatus};
 use ekyc_billing::ledger::LedgerError;
@@ -13,11 +14,11 @@ use ekyc_proto::v1 as pb;
 
 use crate::App;
 use crate::auth::{Caller, Credential};
+use crate::authz::Target;
 use crate::clock;
 use crate::error::{ServiceError, reason};
 use crate::secrets::Signer;
-use crate::store::{Role, Tenant};
-use crate::tenants;
+use crate::store::Tenant;
 
 impl InvoiceSigner for Signer {
     fn key_id(&self) -> &str {
@@ -29,46 +30,19 @@ impl InvoiceSigner for Signer {
     }
 }
 
-/// What a billing call may do.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// Read a tenant's usage, invoices and exports, or draft.
-    Read,
-    /// Finalize (the agency only).
-    Finalize,
-}
-
 impl App {
+    /// Authenticates a billing call and authorises it about `tenant_id`
+    /// (see [`crate::authz::RULES`]).
     async fn billing_caller(
         &self,
         credential: &Credential,
         tenant_id: &str,
-        access: Access,
         method: &str,
     ) -> Result<Caller, ServiceError> {
         let caller = self.authenticate_admin(credential).await?;
-        let agency = self
-            .store
-            .get_meta(tenants::META_AGENCY_TENANT)
-            .await
-            .map_err(ServiceError::internal)?;
-        let of_agency = agency.as_deref() == Some(caller.tenant.id.as_str());
-        match caller.role {
-            Role::AgencyAdmin | Role::Finance if of_agency => Ok(caller),
-            Role::Finance if access == Access::Finalize => Err(ServiceError::PermissionDenied {
-                reason: reason::ROLE_NOT_ALLOWED,
-                message: format!("only the agency may call {method}"),
-            }),
-            Role::Finance if caller.tenant.id == tenant_id => Ok(caller),
-            Role::Finance => Err(ServiceError::PermissionDenied {
-                reason: reason::TENANT_NOT_ACCESSIBLE,
-                message: format!("this credential may only call {method} for its own tenant"),
-            }),
-            _ => Err(ServiceError::PermissionDenied {
-                reason: reason::ROLE_NOT_ALLOWED,
-                message: format!("only finance and agency keys may call {method}"),
-            }),
-        }
+        self.authorize(&caller, method, Target::Tenant(tenant_id))
+            .await?;
+        Ok(caller)
     }
 
     /// Plans are public to every finance and agency key.
@@ -78,13 +52,7 @@ impl App {
         method: &str,
     ) -> Result<(), ServiceError> {
         let caller = self.authenticate_admin(credential).await?;
-        if !matches!(caller.role, Role::Finance | Role::AgencyAdmin) {
-            return Err(ServiceError::PermissionDenied {
-                reason: reason::ROLE_NOT_ALLOWED,
-                message: format!("only finance and agency keys may call {method}"),
-            });
-        }
-        Ok(())
+        self.authorize(&caller, method, Target::Caller).await
     }
 
     fn invoice_request(&self, tenant: &Tenant, period: &str) -> InvoiceRequest {
@@ -121,7 +89,7 @@ impl App {
         credential: &Credential,
         req: &pb::GetUsageSummaryRequest,
     ) -> Result<pb::GetUsageSummaryResponse, ServiceError> {
-        self.billing_caller(credential, &req.tenant_id, Access::Read, "GetUsageSummary")
+        self.billing_caller(credential, &req.tenant_id, "GetUsageSummary")
             .await?;
         let tenant = self.load_tenant(&req.tenant_id).await?;
         let tz = &tenant.policy.time_zone;
@@ -192,7 +160,7 @@ impl App {
         credential: &Credential,
         req: &pb::CreateInvoiceRequest,
     ) -> Result<pb::CreateInvoiceResponse, ServiceError> {
-        self.billing_caller(credential, &req.tenant_id, Access::Read, "CreateInvoice")
+        self.billing_caller(credential, &req.tenant_id, "CreateInvoice")
             .await?;
         let tenant = self.load_tenant(&req.tenant_id).await?;
         let record = self
@@ -212,12 +180,7 @@ impl App {
         req: &pb::FinalizeInvoiceRequest,
     ) -> Result<pb::FinalizeInvoiceResponse, ServiceError> {
         let caller = self
-            .billing_caller(
-                credential,
-                &req.tenant_id,
-                Access::Finalize,
-                "FinalizeInvoice",
-            )
+            .billing_caller(credential, &req.tenant_id, "FinalizeInvoice")
             .await?;
         let tenant = self.load_tenant(&req.tenant_id).await?;
         let record = self
@@ -247,11 +210,11 @@ impl App {
         credential: &Credential,
         req: &pb::ListInvoicesRequest,
     ) -> Result<pb::ListInvoicesResponse, ServiceError> {
-        self.billing_caller(credential, &req.tenant_id, Access::Read, "ListInvoices")
+        self.billing_caller(credential, &req.tenant_id, "ListInvoices")
             .await?;
         // An empty tenant means "every tenant", which only the agency may
-        // ask: billing_caller let a tenant's finance key through only for
-        // its own id, and "" is not one.
+        // ask: the table lets a tenant's finance key through only for its
+        // own id, and "" is not one.
         let tenant = (!req.tenant_id.is_empty()).then_some(req.tenant_id.as_str());
         let records = self.ledger.invoices(tenant).await.map_err(ledger_error)?;
         Ok(pb::ListInvoicesResponse {
@@ -266,7 +229,7 @@ impl App {
         req: &pb::ExportInvoiceRequest,
     ) -> Result<pb::ExportInvoiceResponse, ServiceError> {
         let tenant_id = req.invoice_id.split(':').next().unwrap_or_default();
-        self.billing_caller(credential, tenant_id, Access::Read, "ExportInvoice")
+        self.billing_caller(credential, tenant_id, "ExportInvoice")
             .await?;
         let record = self
             .ledger

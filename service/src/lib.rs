@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod authz;
 pub mod billing;
 pub mod clock;
 pub mod config;

@@ -33,13 +33,14 @@ use jiff::Timestamp;
 
 use crate::App;
 use crate::auth::{self, Caller, Credential};
+use crate::authz::{self, Target};
 use crate::clock;
 use crate::error::{ServiceError, reason};
 use crate::hashing::HashError;
 use crate::idempotency::{self, Claim, Leader, Outcome};
 use crate::metrics::Counters;
 use crate::secrets::random_bytes;
-use crate::store::{Role, TenantPolicy};
+use crate::store::TenantPolicy;
 
 /// What is left of the tenant's allowance after an answered call; sent
 /// back as response metadata (see `error::allowance`).
@@ -260,7 +261,13 @@ impl App {
         // 1. Authenticate: the tenant comes from the key, never the request.
         let caller: Caller = auth::authenticate(&self.store, credential, now_ms).await?;
         // 2. Authorise.
-        auth::require_role(&caller, Role::Verifier, "Verify")?;
+        authz::decide(
+            authz::rule_of("Verify"),
+            caller.role,
+            &caller.tenant.id,
+            false,
+            Target::Caller,
+        )?;
         // 3. Validate and normalise every field; all violations at once.
         let valid = validate_verify(req, clock::latest_date_on_earth(now))?;
         // 4. The tenant's policy: which fields and purposes it may ask about.

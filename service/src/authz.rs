@@ -1,0 +1,237 @@
+//! Who may call what: one table of every RPC, read by every service.
+//!
+//! A rule names the roles that may call a method for their own tenant
+//! (`own`), and the roles that, on a key of the agency tenant, may call it
+//! for any tenant (`agency`). A method with neither list is public: it
+//! takes no credential and is never authorised (`ListSigningKeys`); were it
+//! authorised, [`decide`] would refuse every caller. The agency tenant is
+//! the one `ekycd admin bootstrap` recorded; a role alone, on a bank's key,
+//! never reaches another tenant.
+//!
+//! [`decide`] is pure; [`crate::App::authorize`] looks the agency up only
+//! when the answer depends on it, so a Verify costs no store read here.
+
+use crate::error::{ServiceError, reason};
+use crate::store::Role;
+
+use Role::{AgencyAdmin, Finance, Verifier};
+
+/// Who may call one RPC.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// The gRPC service, as in the proto (`ekyc.v1.BillingService`).
+    pub service: &'static str,
+    /// The method name, as in the proto.
+    pub method: &'static str,
+    /// Roles that may call it for their own tenant (or, for a method that
+    /// names no tenant, at all).
+    pub own: &'static [Role],
+    /// Roles that may call it for any tenant when the key is the agency
+    /// tenant's.
+    pub agency: &'static [Role],
+}
+
+const VERIFICATION: &str = "ekyc.v1.VerificationService";
+const ADMIN: &str = "ekyc.v1.TenantAdminService";
+const BILLING: &str = "ekyc.v1.BillingService";
+
+/// Changes to tenants, keys and the guard, and the audit trail: the
+/// agency's admins only.
+const AGENCY_ADMIN: (&[Role], &[Role]) = (&[], &[AgencyAdmin]);
+/// A tenant's own record, keys and usage: its finance keys read them, the
+/// agency's admins read every tenant's.
+const TENANT_READ: (&[Role], &[Role]) = (&[Finance], &[AgencyAdmin]);
+/// Usage, drafts, invoices and exports: a tenant's finance keys for their
+/// own tenant, the agency's admin and finance keys for every tenant.
+const BILLING_READ: (&[Role], &[Role]) = (&[Finance], &[AgencyAdmin, Finance]);
+/// Numbering and signing an invoice: the agency only.
+const BILLING_AGENCY: (&[Role], &[Role]) = (&[], &[AgencyAdmin, Finance]);
+/// Price plans are public to every finance and agency key.
+const PLANS: (&[Role], &[Role]) = (&[Finance, AgencyAdmin], &[]);
+
+const fn rule(
+    service: &'static str,
+    method: &'static str,
+    (own, agency): (&'static [Role], &'static [Role]),
+) -> Rule {
+    Rule {
+        service,
+        method,
+        own,
+        agency,
+    }
+}
+
+/// Every RPC of `ekyc.v1`. A test walks it with every role against the
+/// real server, and checks that it lists exactly the proto's methods.
+pub const RULES: &[Rule] = &[
+    rule(VERIFICATION, "Verify", (&[Verifier], &[])),
+    rule(VERIFICATION, "ListSigningKeys", (&[], &[])),
+    rule(ADMIN, "CreateTenant", AGENCY_ADMIN),
+    rule(ADMIN, "GetTenant", TENANT_READ),
+    rule(ADMIN, "ListTenants", AGENCY_ADMIN),
+    rule(ADMIN, "UpdateTenant", AGENCY_ADMIN),
+    rule(ADMIN, "SuspendTenant", AGENCY_ADMIN),
+    rule(ADMIN, "ResumeTenant", AGENCY_ADMIN),
+    rule(ADMIN, "IssueApiKey", AGENCY_ADMIN),
+    rule(ADMIN, "ListApiKeys", TENANT_READ),
+    rule(ADMIN, "RotateApiKey", AGENCY_ADMIN),
+    rule(ADMIN, "RevokeApiKey", AGENCY_ADMIN),
+    rule(ADMIN, "ListAuditEvents", AGENCY_ADMIN),
+    rule(ADMIN, "GetTenantUsage", TENANT_READ),
+    rule(ADMIN, "ClearSubjectGuard", AGENCY_ADMIN),
+    rule(BILLING, "GetUsageSummary", BILLING_READ),
+    rule(BILLING, "ListPricePlans", PLANS),
+    rule(BILLING, "GetPricePlan", PLANS),
+    rule(BILLING, "CreateInvoice", BILLING_READ),
+    rule(BILLING, "FinalizeInvoice", BILLING_AGENCY),
+    rule(BILLING, "ListInvoices", BILLING_READ),
+    rule(BILLING, "ExportInvoice", BILLING_READ),
+];
+
+/// The rule of `method`. Every method the services serve has one, which
+/// the table test checks, so a miss is a programming error.
+pub fn rule_of(method: &str) -> &'static Rule {
+    RULES
+        .iter()
+        .find(|r| r.method == method)
+        .unwrap_or_else(|| panic!("no authorisation rule for {method}"))
+}
+
+/// Whose data a call is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// The method names no tenant (plans, Verify: the caller's own).
+    Caller,
+    /// This tenant's id; `""` means every tenant, which only the agency
+    /// may ask about.
+    Tenant(&'a str),
+}
+
+/// Whether a caller with `role`, a key of `caller_tenant`, may call
+/// `rule`'s method about `target`; `of_agency` says whether the key is
+/// the agency tenant's.
+pub fn decide(
+    rule: &Rule,
+    role: Role,
+    caller_tenant: &str,
+    of_agency: bool,
+    target: Target<'_>,
+) -> Result<(), ServiceError> {
+    let method = rule.method;
+    if of_agency && rule.agency.contains(&role) {
+        return Ok(());
+    }
+    if rule.own.contains(&role) {
+        return match target {
+            Target::Tenant(t) if t != caller_tenant => Err(ServiceError::PermissionDenied {
+                reason: reason::TENANT_NOT_ACCESSIBLE,
+                message: format!("this credential may only call {method} for its own tenant"),
+            }),
+            _ => Ok(()),
+        };
+    }
+    let message = if rule.agency.contains(&role) {
+        format!("only keys of the agency tenant may call {method}")
+    } else {
+        format!("role {} may not call {method}", role.as_str())
+    };
+    Err(ServiceError::PermissionDenied {
+        reason: reason::ROLE_NOT_ALLOWED,
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Role::RegistryOperator;
+
+    fn reason_of(r: Result<(), ServiceError>) -> &'static str {
+        match r {
+            Ok(()) => "OK",
+            Err(ServiceError::PermissionDenied { reason, .. }) => reason,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn methods_are_listed_once() {
+        for (i, r) in RULES.iter().enumerate() {
+            assert!(
+                RULES[i + 1..].iter().all(|o| o.method != r.method),
+                "{} listed twice",
+                r.method
+            );
+        }
+    }
+
+    #[test]
+    fn own_tenant_agency_and_everyone_else() {
+        let d = |method, role, tenant, of_agency, target| {
+            reason_of(decide(rule_of(method), role, tenant, of_agency, target))
+        };
+        let (own, other, all) = (
+            Target::Tenant("tn_bank"),
+            Target::Tenant("tn_other"),
+            Target::Tenant(""),
+        );
+        // A bank's finance key: its own invoices, nobody else's, no finalizing.
+        assert_eq!(d("ExportInvoice", Finance, "tn_bank", false, own), "OK");
+        assert_eq!(
+            d("ExportInvoice", Finance, "tn_bank", false, other),
+            "TENANT_NOT_ACCESSIBLE"
+        );
+        assert_eq!(
+            d("ListInvoices", Finance, "tn_bank", false, all),
+            "TENANT_NOT_ACCESSIBLE"
+        );
+        assert_eq!(
+            d("FinalizeInvoice", Finance, "tn_bank", false, own),
+            "ROLE_NOT_ALLOWED"
+        );
+        // The agency's finance key: every tenant's billing, but only its
+        // own tenant record.
+        assert_eq!(d("FinalizeInvoice", Finance, "tn_ag", true, own), "OK");
+        assert_eq!(d("ListInvoices", Finance, "tn_ag", true, all), "OK");
+        assert_eq!(
+            d("GetTenant", Finance, "tn_ag", true, other),
+            "TENANT_NOT_ACCESSIBLE"
+        );
+        // An admin role on a bank's key reaches nothing.
+        assert_eq!(
+            d(
+                "CreateTenant",
+                AgencyAdmin,
+                "tn_bank",
+                false,
+                Target::Caller
+            ),
+            "ROLE_NOT_ALLOWED"
+        );
+        assert_eq!(
+            d("GetTenant", AgencyAdmin, "tn_bank", false, own),
+            "ROLE_NOT_ALLOWED"
+        );
+        assert_eq!(
+            d("CreateTenant", AgencyAdmin, "tn_ag", true, Target::Caller),
+            "OK"
+        );
+        // Verifier and registry-operator keys call no admin or billing method.
+        for role in [Verifier, RegistryOperator] {
+            assert_eq!(d("GetTenant", role, "tn_ag", true, own), "ROLE_NOT_ALLOWED");
+            assert_eq!(
+                d("ListPricePlans", role, "tn_ag", true, Target::Caller),
+                "ROLE_NOT_ALLOWED"
+            );
+        }
+        assert_eq!(
+            d("Verify", Verifier, "tn_bank", false, Target::Caller),
+            "OK"
+        );
+        assert_eq!(
+            d("Verify", Finance, "tn_bank", false, Target::Caller),
+            "ROLE_NOT_ALLOWED"
+        );
+    }
+}
