@@ -131,6 +131,17 @@ pub async fn authenticate(
     credential: &Credential,
     now_ms: i64,
 ) -> Result<Caller, ServiceError> {
+    let caller = authenticate_credential(store, credential, now_ms).await?;
+    // The call's span (stack.rs) names the tenant from here on.
+    tracing::Span::current().record("tenant", caller.tenant.id.as_str());
+    Ok(caller)
+}
+
+async fn authenticate_credential(
+    store: &Store,
+    credential: &Credential,
+    now_ms: i64,
+) -> Result<Caller, ServiceError> {
     let Some(token) = credential.api_key.as_deref().map(String::as_str) else {
         return match &credential.client_cert_subject {
             Some(subject) => authenticate_certificate(store, subject).await,

@@ -20,6 +20,7 @@ use crate::App;
 use crate::auth::Credential;
 use crate::clock;
 use crate::error::{ServiceError, allowance};
+use crate::stack;
 use crate::store::TenantStatus;
 use crate::transport::{BufferBudget, MessageLimitLayer, limit_connections};
 
@@ -531,10 +532,13 @@ pub async fn run(
         builder = builder.tls_config(tls)?;
     }
     // Each message's declared size is checked against its service's limit
-    // before tonic reserves a buffer for it; tonic's own limit, the same,
-    // stays behind it as a second line.
+    // before tonic reserves a buffer for it (in the stack); tonic's own
+    // limit, the same, stays behind it as a second line.
     let server = builder
-        .layer(MessageLimitLayer::new(limits, budget))
+        .layer(stack::layers(
+            Arc::clone(&app.counters),
+            MessageLimitLayer::new(limits, budget),
+        ))
         .add_service(health_service.max_decoding_message_size(limits.other))
         .add_service(reflection.max_decoding_message_size(limits.other))
         .add_service(

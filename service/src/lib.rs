@@ -25,6 +25,7 @@ pub mod idempotency;
 pub mod import;
 pub mod metrics;
 pub mod secrets;
+pub mod stack;
 pub mod store;
 pub mod tenants;
 pub mod test_support;

@@ -376,17 +376,34 @@ async fn serve(config: Config, prepared: Option<(App, String)>) -> Result<()> {
     // port when listening on port 0.
     println!("ekycd listening on {addr}");
     let app = Arc::new(app);
-    if let Some(metrics_addr) = config.metrics_listen {
-        let metrics = TcpListener::bind(metrics_addr)
-            .await
-            .with_context(|| format!("cannot listen on {metrics_addr} (metrics_listen)"))?;
-        println!("ekycd metrics on http://{}/metrics", metrics.local_addr()?);
-        tokio::spawn(ekyc_service::metrics::serve(metrics, Arc::clone(&app)));
-    }
+    // The metrics endpoint stays up while the server drains, so the drain
+    // itself can be watched, and stops once the server has.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match config.metrics_listen {
+        Some(metrics_addr) => {
+            let metrics = TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("cannot listen on {metrics_addr} (metrics_listen)"))?;
+            println!("ekycd metrics on http://{}/metrics", metrics.local_addr()?);
+            Some(tokio::spawn(ekyc_service::metrics::serve(
+                metrics,
+                Arc::clone(&app),
+                async {
+                    let _ = metrics_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     if let Some(b) = banner {
         println!("{b}");
     }
-    grpc::run(listener, app, shutdown_signal()).await?;
+    let served = grpc::run(listener, app, shutdown_signal()).await;
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics {
+        let _ = task.await;
+    }
+    served?;
     Ok(())
 }
 

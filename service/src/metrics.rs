@@ -1,31 +1,76 @@
-//! Counters and the Prometheus scrape endpoint (`GET /metrics`).
+//! What the server counts, and the Prometheus scrape endpoint
+//! (`GET /metrics`), through `prometheus-client` (the official Rust client,
+//! OpenMetrics text).
 //!
-//! Metrics carry no personal data: labels are outcomes, reasons and limit
-//! names, never a subject, a claim or a tenant's request. The endpoint is a
-//! deliberately small HTTP/1.1 responder on its own port (usually not
-//! exposed outside the cluster), so the gRPC port stays HTTP/2-only.
+//! Metrics carry no personal data: labels are methods, status codes,
+//! outcomes, reasons, limit names and tenant ids, never a subject, a claim
+//! or a request value. The endpoint is served by hyper over HTTP/1.1 on its
+//! own port (usually not exposed outside the cluster), so the gRPC port
+//! stays HTTP/2-only.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ekyc_limits::LimitStats;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::App;
 
-/// Verify outcomes, and the subject guard's work per tenant.
-#[derive(Debug, Default)]
+/// One label, e.g. `("outcome", "answered")`.
+type Label = [(&'static str, String); 1];
+/// An RPC's service and method (`ekyc.v1.BillingService`, `ExportInvoice`).
+type MethodLabels = [(&'static str, String); 2];
+/// An RPC's service, method and status code name (`OK`, `NOT_FOUND`).
+type CallLabels = [(&'static str, String); 3];
+
+/// The latency buckets of every RPC, in seconds: 0.5 ms doubling to about
+/// 16 s, which brackets a cheap refusal (well under a millisecond), one
+/// Argon2 evaluation (tens of ms) and a queue at its deadline.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0005, 2.0, 16)
+}
+
+/// Everything the server counts itself (the hashing pool, the limiter and
+/// the transport keep their own atomics, read at each scrape).
+#[derive(Debug)]
 pub struct Counters {
-    /// `answered`, or the refusal's `ErrorInfo` reason.
-    verify: Mutex<BTreeMap<&'static str, u64>>,
+    /// Verify calls: `answered`, or the refusal's `ErrorInfo` reason.
+    verify: Family<Label, Counter>,
     /// Per tenant id: what its calls did to subjects' guard allowances.
     /// Anyone with a verifier key can lock a citizen out of every bank by
     /// sending wrong answers; these show who does.
-    guard: Mutex<BTreeMap<String, GuardCounts>>,
+    guard_failures: Family<Label, Counter>,
+    guard_lockouts: Family<Label, Counter>,
+    guard_refusals: Family<Label, Counter>,
+    /// Every RPC by service, method and status code.
+    rpc_calls: Family<CallLabels, Counter>,
+    /// Every RPC's time on the server, by service and method.
+    rpc_seconds: Family<MethodLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            verify: Family::default(),
+            guard_failures: Family::default(),
+            guard_lockouts: Family::default(),
+            guard_refusals: Family::default(),
+            rpc_calls: Family::default(),
+            rpc_seconds: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+        }
+    }
 }
 
 /// One tenant's effect on the subject guard.
@@ -39,235 +84,325 @@ pub struct GuardCounts {
     pub refusals: u64,
 }
 
+fn label(name: &'static str, value: &str) -> Label {
+    [(name, value.to_string())]
+}
+
 impl Counters {
     /// Counts one Verify outcome.
     pub fn verify_outcome(&self, outcome: &'static str) {
-        *self
-            .verify
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(outcome)
-            .or_default() += 1;
+        self.verify.get_or_create(&label("outcome", outcome)).inc();
     }
 
     /// Counts a settled guard attempt of `tenant`.
     pub fn guard_settled(&self, tenant: &str, failed: bool, locked_out: bool) {
-        if failed || locked_out {
-            let mut map = self.guard.lock().unwrap_or_else(|p| p.into_inner());
-            let c = map.entry(tenant.to_string()).or_default();
-            c.failures += u64::from(failed);
-            c.lockouts += u64::from(locked_out);
+        let tenant = label("tenant", tenant);
+        if failed {
+            self.guard_failures.get_or_create(&tenant).inc();
+        }
+        if locked_out {
+            self.guard_lockouts.get_or_create(&tenant).inc();
         }
     }
 
     /// Counts a call of `tenant` refused by the guard.
     pub fn guard_refused(&self, tenant: &str) {
-        let mut map = self.guard.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(tenant.to_string()).or_default().refusals += 1;
+        self.guard_refusals
+            .get_or_create(&label("tenant", tenant))
+            .inc();
     }
 
     /// What `tenant`'s calls did to the guard so far.
     pub fn guard_counts(&self, tenant: &str) -> GuardCounts {
-        self.guard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tenant)
-            .copied()
-            .unwrap_or_default()
+        let tenant = label("tenant", tenant);
+        let get = |f: &Family<Label, Counter>| f.get(&tenant).map_or(0, |c| c.get());
+        GuardCounts {
+            failures: get(&self.guard_failures),
+            lockouts: get(&self.guard_lockouts),
+            refusals: get(&self.guard_refusals),
+        }
     }
 
     /// Verify calls with this outcome so far.
     pub fn verify_count(&self, outcome: &str) -> u64 {
         self.verify
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(outcome)
-            .copied()
-            .unwrap_or(0)
+            .get(&label("outcome", outcome))
+            .map_or(0, |c| c.get())
+    }
+
+    /// Counts one finished RPC: its status code and time on the server.
+    pub fn rpc_finished(&self, service: &str, method: &str, code: &str, elapsed: Duration) {
+        let (service, method) = (service.to_string(), method.to_string());
+        self.rpc_seconds
+            .get_or_create(&[("service", service.clone()), ("method", method.clone())])
+            .observe(elapsed.as_secs_f64());
+        self.rpc_calls
+            .get_or_create(&[
+                ("service", service),
+                ("method", method),
+                ("code", code.to_string()),
+            ])
+            .inc();
+    }
+
+    /// RPCs of `method` that ended with `code` so far.
+    pub fn rpc_count(&self, service: &str, method: &str, code: &str) -> u64 {
+        self.rpc_calls
+            .get(&[
+                ("service", service.to_string()),
+                ("method", method.to_string()),
+                ("code", code.to_string()),
+            ])
+            .map_or(0, |c| c.get())
     }
 }
 
-/// The Prometheus text exposition of everything the server counts.
+/// The OpenMetrics text of everything the server counts.
 pub fn render(app: &App) -> String {
+    let c = &app.counters;
+    let mut registry = Registry::default();
+    // The families are shared handles: registering clones exposes the
+    // live counts. (The library ends each help text with a full stop.)
+    registry.register(
+        "ekyc_rpc_calls",
+        "RPCs by service, method and gRPC status code",
+        c.rpc_calls.clone(),
+    );
+    registry.register(
+        "ekyc_rpc_duration_seconds",
+        "Time on the server of each RPC, from its request head to its last frame",
+        c.rpc_seconds.clone(),
+    );
+    registry.register(
+        "ekyc_verify_calls",
+        "Verify calls by outcome: answered, or the refusal's ErrorInfo reason",
+        c.verify.clone(),
+    );
+    registry.register(
+        "ekyc_subject_guard_failures",
+        "Unsuccessful answers counted against a subject's allowance, by tenant",
+        c.guard_failures.clone(),
+    );
+    registry.register(
+        "ekyc_subject_guard_lockouts",
+        "Unsuccessful answers that used up a subject's allowance (locked it out), by tenant",
+        c.guard_lockouts.clone(),
+    );
+    registry.register(
+        "ekyc_subject_guard_refusals",
+        "Calls refused because their subject was locked out, by tenant",
+        c.guard_refusals.clone(),
+    );
+    registry.register_collector(Box::new(Snapshot::of(app)));
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    let verify: Vec<(String, u64)> = app
-        .counters
-        .verify
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(k, v)| (format!("{{outcome=\"{k}\"}}"), *v))
-        .collect();
-    let verify: Vec<(&str, u64)> = verify.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    metric(
-        "ekyc_verify_calls_total",
-        "counter",
-        "Verify calls by outcome: answered, or the refusal's ErrorInfo reason.",
-        &verify,
-    );
-    let pool = app.pool.stats();
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    metric(
-        "ekyc_argon2_evaluations_total",
-        "counter",
-        "Argon2id evaluations completed.",
-        &[("", load(&pool.evaluations))],
-    );
-    metric(
-        "ekyc_argon2_in_flight",
-        "gauge",
-        "Argon2id evaluations running now.",
-        &[("", pool.in_flight.load(Ordering::Relaxed) as u64)],
-    );
-    metric(
-        "ekyc_argon2_shed_total",
-        "counter",
-        "Calls shed because every hashing thread was busy and the queue full.",
-        &[("", load(&pool.shed))],
-    );
-    metric(
-        "ekyc_argon2_expired_total",
-        "counter",
-        "Queued calls dropped because their deadline passed.",
-        &[("", load(&pool.expired))],
-    );
-    let limits = app.limiter.stats();
-    let get = LimitStats::get;
-    metric(
-        "ekyc_limit_rejections_total",
-        "counter",
-        "Calls refused by a limit.",
-        &[
-            ("{limit=\"rate\"}", get(&limits.rate_limited)),
-            ("{limit=\"quota\"}", get(&limits.quota_exceeded)),
-            ("{limit=\"subject_guard\"}", get(&limits.guard_tripped)),
-        ],
-    );
-    metric(
-        "ekyc_subject_guard_trips_total",
-        "counter",
-        "Calls refused because their subject had too many unsuccessful answers.",
-        &[("", get(&limits.guard_tripped))],
-    );
-    let guard: Vec<(String, GuardCounts)> = app
-        .counters
-        .guard
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(t, c)| (format!("{{tenant=\"{t}\"}}"), *c))
-        .collect();
-    for (name, help, pick) in [
-        (
-            "ekyc_subject_guard_failures_total",
-            "Unsuccessful answers counted against a subject's allowance, by tenant.",
-            (|c: &GuardCounts| c.failures) as fn(&GuardCounts) -> u64,
-        ),
-        (
-            "ekyc_subject_guard_lockouts_total",
-            "Unsuccessful answers that used up a subject's allowance (locked it out), by tenant.",
-            |c| c.lockouts,
-        ),
-        (
-            "ekyc_subject_guard_refusals_total",
-            "Calls refused because their subject was locked out, by tenant.",
-            |c| c.refusals,
-        ),
-    ] {
-        let samples: Vec<(&str, u64)> = guard.iter().map(|(l, c)| (l.as_str(), pick(c))).collect();
-        metric(name, "counter", help, &samples);
-    }
-    let t = &app.transport_stats;
-    metric(
-        "ekyc_transport_refusals_total",
-        "counter",
-        "Requests or connections refused by a transport limit.",
-        &[
-            ("{reason=\"message_too_large\"}", load(&t.too_large)),
-            ("{reason=\"request_buffers_full\"}", load(&t.buffers_full)),
-            (
-                "{reason=\"connection_limit\"}",
-                load(&t.connections_refused),
-            ),
-        ],
-    );
-    metric(
-        "ekyc_transport_connections",
-        "gauge",
-        "Open client connections.",
-        &[("", t.connections.load(Ordering::Relaxed) as u64)],
-    );
-    metric(
-        "ekyc_transport_buffered_request_bytes",
-        "gauge",
-        "Bytes reserved for partly received request messages, server-wide.",
-        &[("", t.buffered_bytes.load(Ordering::Relaxed) as u64)],
-    );
-    metric(
-        "ekyc_redis_errors_total",
-        "counter",
-        "Redis calls of the limits layer that failed or timed out.",
-        &[("", get(&limits.redis_errors))],
-    );
-    metric(
-        "ekyc_limit_fallbacks_total",
-        "counter",
-        "Limit checks decided by the failure policy because Redis was unreachable.",
-        &[
-            ("{limit=\"rate\"}", get(&limits.rate_fallbacks)),
-            ("{limit=\"quota\"}", get(&limits.quota_fallbacks)),
-            ("{limit=\"subject_guard\"}", get(&limits.guard_fallbacks)),
-        ],
-    );
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
 }
 
-/// Serves `GET /metrics` until the task is dropped.
-pub async fn serve(listener: TcpListener, app: std::sync::Arc<App>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+/// One metric read off another part's atomics at scrape time.
+#[derive(Debug)]
+struct Read {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    samples: Samples,
+}
+
+/// A metric's samples.
+#[derive(Debug)]
+enum Samples {
+    /// One value, no labels.
+    One(u64),
+    /// One value per value of a single label.
+    Labeled(Vec<((&'static str, &'static str), u64)>),
+}
+
+/// The hashing pool's, the limiter's and the transport's counts, as they
+/// stood when the scrape began.
+#[derive(Debug)]
+struct Snapshot(Vec<Read>);
+
+impl Snapshot {
+    fn of(app: &App) -> Snapshot {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let size = |c: &std::sync::atomic::AtomicUsize| c.load(Ordering::Relaxed) as u64;
+        let one = Samples::One;
+        let counter = |name, help, samples| Read {
+            name,
+            help,
+            kind: MetricType::Counter,
+            samples,
         };
-        let app = std::sync::Arc::clone(&app);
-        tokio::spawn(async move {
-            let answer = async {
-                let mut buf = Vec::with_capacity(1024);
-                let mut chunk = [0u8; 1024];
-                // Read the request head only; scrapes carry no body.
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                    let n = stream.read(&mut chunk).await?;
-                    if n == 0 {
-                        break;
+        let gauge = |name, help, samples| Read {
+            name,
+            help,
+            kind: MetricType::Gauge,
+            samples,
+        };
+        let pool = app.pool.stats();
+        let limits = app.limiter.stats();
+        let get = LimitStats::get;
+        let t = &app.transport_stats;
+        Snapshot(vec![
+            counter(
+                "ekyc_argon2_evaluations",
+                "Argon2id evaluations completed.",
+                one(load(&pool.evaluations)),
+            ),
+            gauge(
+                "ekyc_argon2_in_flight",
+                "Argon2id evaluations running now.",
+                one(size(&pool.in_flight)),
+            ),
+            counter(
+                "ekyc_argon2_shed",
+                "Calls shed because every hashing thread was busy and the queue full.",
+                one(load(&pool.shed)),
+            ),
+            counter(
+                "ekyc_argon2_expired",
+                "Queued calls dropped because their deadline passed.",
+                one(load(&pool.expired)),
+            ),
+            counter(
+                "ekyc_limit_rejections",
+                "Calls refused by a limit.",
+                Samples::Labeled(vec![
+                    (("limit", "rate"), get(&limits.rate_limited)),
+                    (("limit", "quota"), get(&limits.quota_exceeded)),
+                    (("limit", "subject_guard"), get(&limits.guard_tripped)),
+                ]),
+            ),
+            counter(
+                "ekyc_subject_guard_trips",
+                "Calls refused because their subject had too many unsuccessful answers.",
+                one(get(&limits.guard_tripped)),
+            ),
+            counter(
+                "ekyc_transport_refusals",
+                "Requests or connections refused by a transport limit.",
+                Samples::Labeled(vec![
+                    (("reason", "message_too_large"), load(&t.too_large)),
+                    (("reason", "request_buffers_full"), load(&t.buffers_full)),
+                    (("reason", "connection_limit"), load(&t.connections_refused)),
+                ]),
+            ),
+            gauge(
+                "ekyc_transport_connections",
+                "Open client connections.",
+                one(size(&t.connections)),
+            ),
+            gauge(
+                "ekyc_transport_buffered_request_bytes",
+                "Bytes reserved for partly received request messages, server-wide.",
+                one(size(&t.buffered_bytes)),
+            ),
+            counter(
+                "ekyc_redis_errors",
+                "Redis calls of the limits layer that failed or timed out.",
+                one(get(&limits.redis_errors)),
+            ),
+            counter(
+                "ekyc_limit_fallbacks",
+                "Limit checks decided by the failure policy because Redis was unreachable.",
+                Samples::Labeled(vec![
+                    (("limit", "rate"), get(&limits.rate_fallbacks)),
+                    (("limit", "quota"), get(&limits.quota_fallbacks)),
+                    (("limit", "subject_guard"), get(&limits.guard_fallbacks)),
+                ]),
+            ),
+        ])
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for read in &self.0 {
+            let mut metric = encoder.encode_descriptor(read.name, read.help, None, read.kind)?;
+            match &read.samples {
+                Samples::One(value) => sample(read.kind, metric, *value)?,
+                Samples::Labeled(samples) => {
+                    for (label, value) in samples {
+                        let label = [*label];
+                        sample(read.kind, metric.encode_family(&label)?, *value)?;
                     }
-                    buf.extend_from_slice(&chunk[..n]);
                 }
-                let (status, body) =
-                    if buf.starts_with(b"GET /metrics ") || buf.starts_with(b"GET /metrics?") {
-                        ("200 OK", render(&app))
-                    } else {
-                        (
-                            "404 Not Found",
-                            "only GET /metrics is served here\n".to_string(),
-                        )
-                    };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                stream.write_all(head.as_bytes()).await?;
-                stream.write_all(body.as_bytes()).await?;
-                stream.shutdown().await
-            };
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes one sample of a counter or gauge.
+fn sample(kind: MetricType, encoder: MetricEncoder<'_>, value: u64) -> Result<(), std::fmt::Error> {
+    match kind {
+        MetricType::Gauge => ConstGauge::new(value as i64).encode(encoder),
+        _ => ConstCounter::new(value).encode(encoder),
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` completes. A
+/// failed accept (say, out of file descriptors) is logged and retried
+/// after a pause instead of spinning.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics endpoint cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let app = Arc::clone(&app);
+                async move { Ok::<_, Infallible>(answer(&app, &request)) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                // One scrape per connection: scrapers reconnect anyway, and
+                // an idle scraper then holds nothing.
+                .keep_alive(false)
+                .header_read_timeout(Duration::from_secs(5))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             // A scraper that stalls must not hold a task forever.
-            let _ = tokio::time::timeout(Duration::from_secs(10), answer).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), connection).await;
         });
     }
+}
+
+/// The answer to one HTTP request on the metrics port.
+fn answer<B>(app: &App, request: &http::Request<B>) -> http::Response<Full<Bytes>> {
+    let (status, content_type, body) =
+        if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
+            (
+                http::StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                render(app),
+            )
+        } else {
+            (
+                http::StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "only GET /metrics is served here\n".to_string(),
+            )
+        };
+    let mut response = http::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
 }
