@@ -16,7 +16,7 @@ use crate::App;
 use crate::auth::{self, Caller, Credential};
 use crate::authz::{self, Target};
 use crate::clock;
-use crate::error::{ServiceError, reason};
+use crate::error::{Reason, ServiceError};
 use crate::store::{
     ApiKeyRecord, AuditEvent, KeyWrite, LegalParticulars, Limits, Role, StoreError, Tenant,
     TenantPolicy, TenantStatus,
@@ -68,7 +68,7 @@ impl App {
         self.store
             .get_meta(tenants::META_AGENCY_TENANT)
             .await
-            .map_err(ServiceError::internal)
+            .map_err(ServiceError::from)
     }
 
     /// Refuses a caller the authorisation table does not let call `method`
@@ -103,23 +103,21 @@ impl App {
     pub(crate) async fn load_tenant(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
         self.store
             .get_tenant(tenant_id)
-            .await
-            .map_err(ServiceError::internal)?
-            .ok_or(ServiceError::NotFound {
-                reason: reason::TENANT_NOT_FOUND,
-                message: "tenant not found",
-            })
+            .await?
+            .ok_or(ServiceError::refused(
+                Reason::TenantNotFound,
+                "tenant not found",
+            ))
     }
 
     async fn load_key(&self, key_id: &str) -> Result<ApiKeyRecord, ServiceError> {
         self.store
             .get_api_key(key_id)
-            .await
-            .map_err(ServiceError::internal)?
-            .ok_or(ServiceError::NotFound {
-                reason: reason::API_KEY_NOT_FOUND,
-                message: "api key not found",
-            })
+            .await?
+            .ok_or(ServiceError::refused(
+                Reason::ApiKeyNotFound,
+                "api key not found",
+            ))
     }
 
     /// CreateTenant.
@@ -147,14 +145,13 @@ impl App {
         if !violations.is_empty() {
             return Err(ServiceError::InvalidArgument(violations));
         }
-        let mut tenant = tenants::new_tenant(&input.name, policy, mtls, self.limiter.config())
-            .map_err(ServiceError::internal)?;
+        let mut tenant = tenants::new_tenant(&input.name, policy, mtls, self.limiter.config())?;
         tenant.legal = legal;
         tenants::create_tenant(&self.store, &tenant, &actor)
             .await
             .map_err(|e| match e {
                 tenants::TenantError::Store(StoreError::Conflict(col)) => taken(col),
-                e => ServiceError::internal(e),
+                e => e.into(),
             })?;
         tracing::info!(actor = %actor.key_id, tenant = %tenant.id, "tenant created");
         Ok(tenant_to_proto(&tenant))
@@ -212,10 +209,7 @@ impl App {
             String::new(),
             serde_json::json!({"subject": audit_subject, "reason": req.reason}).to_string(),
         );
-        self.store
-            .append_audit(&[entry])
-            .await
-            .map_err(ServiceError::internal)?;
+        self.store.append_audit(&[entry]).await?;
         let cleared = self
             .limiter
             .clear_subject(self.pool.pseudonym(&id), self.clock.now())
@@ -303,11 +297,7 @@ impl App {
             .await?;
         let size = page_size(req.page_size, 50, 500)?;
         let after = decode_token(&req.page_token)?;
-        let mut page = self
-            .store
-            .list_tenants(after.as_deref(), size + 1)
-            .await
-            .map_err(ServiceError::internal)?;
+        let mut page = self.store.list_tenants(after.as_deref(), size + 1).await?;
         let next = if page.len() > size as usize {
             page.truncate(size as usize);
             page.last().map(|t| hex::encode(&t.id)).unwrap_or_default()
@@ -456,10 +446,10 @@ impl App {
             && self.agency_tenant_id().await?.as_deref() == Some(tenant_id)
         {
             // Suspending the agency's tenant would lock every admin out.
-            return Err(ServiceError::FailedPrecondition {
-                reason: reason::CANNOT_SUSPEND_OWN_TENANT,
-                message: "the agency tenant cannot be suspended",
-            });
+            return Err(ServiceError::refused(
+                Reason::CannotSuspendOwnTenant,
+                "the agency tenant cannot be suspended",
+            ));
         }
         let old = self.load_tenant(tenant_id).await?;
         if old.status == status {
@@ -523,9 +513,8 @@ impl App {
         let tenant = self.load_tenant(&req.tenant_id).await?;
         self.check_role_for_tenant(role, &tenant.id).await?;
         let expires = (req.ttl_seconds > 0).then(|| clock::now_ms() + req.ttl_seconds * 1000);
-        let issued = tenants::issue_key(&self.store, &tenant, role, req.live, expires, &actor)
-            .await
-            .map_err(ServiceError::internal)?;
+        let issued =
+            tenants::issue_key(&self.store, &tenant, role, req.live, expires, &actor).await?;
         tracing::info!(actor = %actor.key_id, tenant = %tenant.id, key_id = %issued.record.key_id, "api key issued");
         Ok(pb::IssueApiKeyResponse {
             api_key: Some(key_to_proto(&issued.record)),
@@ -543,11 +532,7 @@ impl App {
         self.authorize(&caller, "ListApiKeys", Target::Tenant(&req.tenant_id))
             .await?;
         self.load_tenant(&req.tenant_id).await?;
-        let keys = self
-            .store
-            .list_api_keys(&req.tenant_id)
-            .await
-            .map_err(ServiceError::internal)?;
+        let keys = self.store.list_api_keys(&req.tenant_id).await?;
         Ok(pb::ListApiKeysResponse {
             api_keys: keys.iter().map(key_to_proto).collect(),
         })
@@ -574,15 +559,14 @@ impl App {
         let old = self.load_key(&req.key_id).await?;
         self.check_role_for_tenant(old.role, &old.tenant_id).await?;
         if !old.usable_at(now) {
-            return Err(ServiceError::FailedPrecondition {
-                reason: reason::API_KEY_REVOKED,
-                message: "only a usable key can be rotated; issue a new one instead",
-            });
+            return Err(ServiceError::refused(
+                Reason::ApiKeyNotUsable,
+                "only a usable key can be rotated; issue a new one instead",
+            ));
         }
         // The successor gets the old key's lifetime, counted from now.
         let expires = old.expires_at_ms.map(|t| now + (t - old.created_at_ms));
-        let issued = auth::issue(&old.tenant_id, old.role, old.live, now, expires)
-            .map_err(ServiceError::internal)?;
+        let issued = auth::issue(&old.tenant_id, old.role, old.live, now, expires)?;
         let mut replaced = old.clone();
         let end = now + req.grace_seconds * 1000;
         replaced.expires_at_ms = Some(old.expires_at_ms.map_or(end, |t| t.min(end)));
@@ -674,11 +658,7 @@ impl App {
             Some(t) => Some(t.parse::<i64>().map_err(|_| bad_token())?),
         };
         let tenant = (!req.tenant_id.is_empty()).then_some(req.tenant_id.as_str());
-        let mut events = self
-            .store
-            .list_audit(tenant, before, size + 1)
-            .await
-            .map_err(ServiceError::internal)?;
+        let mut events = self.store.list_audit(tenant, before, size + 1).await?;
         let next = if events.len() > size as usize {
             events.truncate(size as usize);
             events
@@ -698,11 +678,11 @@ impl App {
 /// A concurrent change won: the caller re-reads and decides again.
 fn store_error(e: StoreError) -> ServiceError {
     match e {
-        StoreError::Stale => ServiceError::Aborted {
-            reason: reason::CONCURRENT_MODIFICATION,
-            message: "the object changed while this call was applying its change; read it again and retry",
-        },
-        e => ServiceError::internal(e),
+        StoreError::Stale => ServiceError::refused(
+            Reason::ConcurrentModification,
+            "the object changed while this call was applying its change; read it again and retry",
+        ),
+        e => e.into(),
     }
 }
 

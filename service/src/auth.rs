@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::error::{ServiceError, reason};
+use crate::error::{Reason, ServiceError};
 use crate::secrets::{SecretError, random_bytes};
 use crate::store::{ApiKeyRecord, Role, Store, Tenant, TenantStatus};
 
@@ -98,9 +98,11 @@ pub fn issue(
 
 /// Splits a key into its public id and secret bytes.
 pub fn parse(token: &str) -> Result<(String, [u8; 32]), ServiceError> {
-    let malformed = || ServiceError::Unauthenticated {
-        reason: reason::API_KEY_MALFORMED,
-        message: "api key is malformed (expected ekyc_<env>_<16 hex>_<64 hex>)",
+    let malformed = || {
+        ServiceError::refused(
+            Reason::ApiKeyMalformed,
+            "api key is malformed (expected ekyc_<env>_<16 hex>_<64 hex>)",
+        )
     };
     let rest = token.strip_prefix(KEY_PREFIX).ok_or_else(malformed)?;
     let mut parts = rest.split('_');
@@ -145,21 +147,15 @@ async fn authenticate_credential(
     let Some(token) = credential.api_key.as_deref().map(String::as_str) else {
         return match &credential.client_cert_subject {
             Some(subject) => authenticate_certificate(store, subject).await,
-            None => Err(ServiceError::Unauthenticated {
-                reason: reason::API_KEY_MISSING,
-                message: "an api key is required in the authorization (Bearer) or x-api-key metadata",
-            }),
+            None => Err(ServiceError::refused(
+                Reason::ApiKeyMissing,
+                "an api key is required in the authorization (Bearer) or x-api-key metadata",
+            )),
         };
     };
     let (key_id, secret) = parse(token)?;
-    let invalid = || ServiceError::Unauthenticated {
-        reason: reason::API_KEY_INVALID,
-        message: "api key is not valid",
-    };
-    let found = store
-        .get_api_key_with_tenant(&key_id)
-        .await
-        .map_err(ServiceError::internal)?;
+    let invalid = || ServiceError::refused(Reason::ApiKeyInvalid, "api key is not valid");
+    let found = store.get_api_key_with_tenant(&key_id).await?;
     let digest: [u8; 32] = Sha256::digest(secret).into();
     let Some((record, tenant)) = found else {
         // Same work as a known key, so a probe cannot time which ids exist.
@@ -170,23 +166,23 @@ async fn authenticate_credential(
         return Err(invalid());
     }
     if record.revoked_at_ms.is_some() {
-        return Err(ServiceError::Unauthenticated {
-            reason: reason::API_KEY_REVOKED,
-            message: "api key has been revoked",
-        });
+        return Err(ServiceError::refused(
+            Reason::ApiKeyRevoked,
+            "api key has been revoked",
+        ));
     }
     if record.expires_at_ms.is_some_and(|t| t <= now_ms) {
-        return Err(ServiceError::Unauthenticated {
-            reason: reason::API_KEY_EXPIRED,
-            message: "api key has expired",
-        });
+        return Err(ServiceError::refused(
+            Reason::ApiKeyExpired,
+            "api key has expired",
+        ));
     }
     let tenant = tenant.ok_or_else(invalid)?;
     if tenant.status == TenantStatus::Suspended {
-        return Err(ServiceError::PermissionDenied {
-            reason: reason::TENANT_SUSPENDED,
-            message: "tenant is suspended".into(),
-        });
+        return Err(ServiceError::refused(
+            Reason::TenantSuspended,
+            "tenant is suspended",
+        ));
     }
     // Last-used time, to within a minute: one write per key per minute at
     // most, so busy keys do not turn every call into a write.
@@ -200,16 +196,13 @@ async fn authenticate_credential(
     // A client certificate sent with a key must not speak for another
     // tenant: two credentials that disagree are refused, not arbitrated.
     if let Some(subject) = &credential.client_cert_subject
-        && let Some(other) = store
-            .find_tenant_by_mtls_subject(subject)
-            .await
-            .map_err(ServiceError::internal)?
+        && let Some(other) = store.find_tenant_by_mtls_subject(subject).await?
         && other.id != tenant.id
     {
-        return Err(ServiceError::PermissionDenied {
-            reason: reason::CREDENTIALS_DISAGREE,
-            message: "the api key and the client certificate belong to different tenants".into(),
-        });
+        return Err(ServiceError::refused(
+            Reason::CredentialsDisagree,
+            "the api key and the client certificate belong to different tenants",
+        ));
     }
     Ok(Caller {
         tenant,
@@ -221,17 +214,16 @@ async fn authenticate_credential(
 async fn authenticate_certificate(store: &Store, subject: &str) -> Result<Caller, ServiceError> {
     let tenant = store
         .find_tenant_by_mtls_subject(subject)
-        .await
-        .map_err(ServiceError::internal)?
-        .ok_or(ServiceError::Unauthenticated {
-            reason: reason::CLIENT_CERT_UNKNOWN,
-            message: "the client certificate's subject is not mapped to a tenant",
-        })?;
+        .await?
+        .ok_or(ServiceError::refused(
+            Reason::ClientCertUnknown,
+            "the client certificate's subject is not mapped to a tenant",
+        ))?;
     if tenant.status == TenantStatus::Suspended {
-        return Err(ServiceError::PermissionDenied {
-            reason: reason::TENANT_SUSPENDED,
-            message: "tenant is suspended".into(),
-        });
+        return Err(ServiceError::refused(
+            Reason::TenantSuspended,
+            "tenant is suspended",
+        ));
     }
     Ok(Caller {
         key_id: format!("mtls:{}", tenant.id),
@@ -305,8 +297,8 @@ mod tests {
             assert!(
                 matches!(
                     parse(bad),
-                    Err(ServiceError::Unauthenticated {
-                        reason: reason::API_KEY_MALFORMED,
+                    Err(ServiceError::Refused {
+                        reason: Reason::ApiKeyMalformed,
                         ..
                     })
                 ),

@@ -11,7 +11,7 @@
 //! [`decide`] is pure; [`crate::App::authorize`] looks the agency up only
 //! when the answer depends on it, so a Verify costs no store read here.
 
-use crate::error::{ServiceError, reason};
+use crate::error::{Reason, ServiceError};
 use crate::store::Role;
 
 use Role::{AgencyAdmin, Finance, Verifier};
@@ -124,10 +124,10 @@ pub fn decide(
     }
     if rule.own.contains(&role) {
         return match target {
-            Target::Tenant(t) if t != caller_tenant => Err(ServiceError::PermissionDenied {
-                reason: reason::TENANT_NOT_ACCESSIBLE,
-                message: format!("this credential may only call {method} for its own tenant"),
-            }),
+            Target::Tenant(t) if t != caller_tenant => Err(ServiceError::refused(
+                Reason::TenantNotAccessible,
+                format!("this credential may only call {method} for its own tenant"),
+            )),
             _ => Ok(()),
         };
     }
@@ -136,10 +136,7 @@ pub fn decide(
     } else {
         format!("role {} may not call {method}", role.as_str())
     };
-    Err(ServiceError::PermissionDenied {
-        reason: reason::ROLE_NOT_ALLOWED,
-        message,
-    })
+    Err(ServiceError::refused(Reason::RoleNotAllowed, message))
 }
 
 #[cfg(test)]
@@ -150,7 +147,10 @@ mod tests {
     fn reason_of(r: Result<(), ServiceError>) -> &'static str {
         match r {
             Ok(()) => "OK",
-            Err(ServiceError::PermissionDenied { reason, .. }) => reason,
+            Err(ServiceError::Refused { reason, .. }) => {
+                assert_eq!(reason.code(), tonic::Code::PermissionDenied);
+                reason.as_str()
+            }
             Err(e) => panic!("unexpected {e:?}"),
         }
     }

@@ -16,7 +16,7 @@ use crate::App;
 use crate::auth::{Caller, Credential};
 use crate::authz::Target;
 use crate::clock;
-use crate::error::{ServiceError, reason};
+use crate::error::{Reason, ServiceError};
 use crate::secrets::Signer;
 use crate::store::Tenant;
 
@@ -145,10 +145,10 @@ impl App {
             .plan(&req.plan_id, version)
             .await
             .map_err(ledger_error)?
-            .ok_or(ServiceError::NotFound {
-                reason: reason::PRICE_PLAN_NOT_FOUND,
-                message: "price plan not found",
-            })?;
+            .ok_or(ServiceError::refused(
+                Reason::PricePlanNotFound,
+                "price plan not found",
+            ))?;
         Ok(pb::GetPricePlanResponse {
             plan: Some(plan_to_proto(&plan)),
         })
@@ -321,23 +321,21 @@ fn ledger_error(e: LedgerError) -> ServiceError {
     use ekyc_billing::invoices::InvoiceError as E;
     match e {
         LedgerError::Invoice(E::Period(p)) => period_error(p),
-        LedgerError::Invoice(E::PlanNotFound) => ServiceError::FailedPrecondition {
-            reason: reason::PRICE_PLAN_NOT_FOUND,
-            message: "the tenant's price plan does not exist",
-        },
-        LedgerError::Invoice(E::PeriodNotOver) => ServiceError::FailedPrecondition {
-            reason: reason::PERIOD_NOT_OVER,
-            message: "the billing month has not ended yet",
-        },
-        LedgerError::Invoice(E::AlreadyFinal) => ServiceError::FailedPrecondition {
-            reason: reason::INVOICE_FINALIZED,
-            message: "the invoice for this tenant and month is already finalized",
-        },
-        LedgerError::Invoice(E::NotFound) => ServiceError::NotFound {
-            reason: reason::INVOICE_NOT_FOUND,
-            message: "invoice not found",
-        },
-        other => ServiceError::internal(other),
+        LedgerError::Invoice(E::PlanNotFound) => ServiceError::refused(
+            Reason::PricePlanMissing,
+            "the tenant's price plan does not exist",
+        ),
+        LedgerError::Invoice(E::PeriodNotOver) => {
+            ServiceError::refused(Reason::PeriodNotOver, "the billing month has not ended yet")
+        }
+        LedgerError::Invoice(E::AlreadyFinal) => ServiceError::refused(
+            Reason::InvoiceFinalized,
+            "the invoice for this tenant and month is already finalized",
+        ),
+        LedgerError::Invoice(E::NotFound) => {
+            ServiceError::refused(Reason::InvoiceNotFound, "invoice not found")
+        }
+        other => ServiceError::Internal(Box::new(other)),
     }
 }
 

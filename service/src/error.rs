@@ -4,6 +4,7 @@
 //! Every message here is lowercase, names the field and the rule, and never
 //! carries a request value: callers build errors from rules, not from input.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -14,86 +15,120 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "ekyc.v1";
 
-/// Stable `ErrorInfo.reason` strings clients may switch on.
-pub mod reason {
+/// Declares [`Reason`] with each reason's wire name and gRPC code, once.
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal => $code:ident,)*) => {
+        /// Every stable `ErrorInfo.reason` a client may switch on, each
+        /// paired here, and only here, with its gRPC code: no code path can
+        /// send `NOT_FOUND` with `RATE_LIMITED`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &[Reason] = &[$(Reason::$variant),*];
+
+            /// The wire name (`ErrorInfo.reason`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $name,)*
+                }
+            }
+
+            /// The gRPC status code every error with this reason carries.
+            pub fn code(self) -> Code {
+                match self {
+                    $(Reason::$variant => Code::$code,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
     /// One or more request fields are invalid (see `BadRequest`).
-    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
-    /// Fields are well formed but outside their range: a date in the
-    /// future, an expiry before the issue date (see `BadRequest`).
-    pub const VALUE_OUT_OF_RANGE: &str = "VALUE_OUT_OF_RANGE";
-    /// A request message is larger than the method's limit; it was refused
-    /// before being read (see `ErrorInfo.metadata["limit_bytes"]`).
-    pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
-    /// The server holds as many partly received messages as it allows;
-    /// retry shortly.
-    pub const REQUEST_BUFFERS_FULL: &str = "REQUEST_BUFFERS_FULL";
+    InvalidRequest = "INVALID_REQUEST" => InvalidArgument,
+    /// Fields are well formed but outside their range: a date in the future, an expiry
+    /// before the issue date (see `BadRequest`).
+    ValueOutOfRange = "VALUE_OUT_OF_RANGE" => OutOfRange,
+    /// A request message is larger than the method's limit; it was refused before being
+    /// read (see `ErrorInfo.metadata["limit_bytes"]`).
+    MessageTooLarge = "MESSAGE_TOO_LARGE" => ResourceExhausted,
+    /// The server holds as many partly received messages as it allows; retry shortly.
+    RequestBuffersFull = "REQUEST_BUFFERS_FULL" => ResourceExhausted,
     /// No API key in the request metadata.
-    pub const API_KEY_MISSING: &str = "API_KEY_MISSING";
+    ApiKeyMissing = "API_KEY_MISSING" => Unauthenticated,
     /// The API key is not shaped like one of ours.
-    pub const API_KEY_MALFORMED: &str = "API_KEY_MALFORMED";
+    ApiKeyMalformed = "API_KEY_MALFORMED" => Unauthenticated,
     /// The API key is unknown or its secret is wrong.
-    pub const API_KEY_INVALID: &str = "API_KEY_INVALID";
+    ApiKeyInvalid = "API_KEY_INVALID" => Unauthenticated,
     /// The API key was revoked.
-    pub const API_KEY_REVOKED: &str = "API_KEY_REVOKED";
+    ApiKeyRevoked = "API_KEY_REVOKED" => Unauthenticated,
     /// The API key has expired.
-    pub const API_KEY_EXPIRED: &str = "API_KEY_EXPIRED";
-    /// The tenant is suspended.
-    pub const TENANT_SUSPENDED: &str = "TENANT_SUSPENDED";
-    /// The credential's role may not call this method.
-    pub const ROLE_NOT_ALLOWED: &str = "ROLE_NOT_ALLOWED";
-    /// Every hashing worker is busy and the queue is full.
-    pub const HASHING_OVERLOADED: &str = "HASHING_OVERLOADED";
-    /// The call's deadline passed before it could be answered.
-    pub const DEADLINE_PASSED: &str = "DEADLINE_PASSED";
-    /// The server is shutting down.
-    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
-    /// An internal failure; details are in the server log, not here.
-    pub const INTERNAL: &str = "INTERNAL";
-    /// The tenant's policy does not allow a requested claim field.
-    pub const FIELD_NOT_ALLOWED: &str = "FIELD_NOT_ALLOWED";
-    /// The tenant's policy does not allow the declared purpose.
-    pub const PURPOSE_NOT_ALLOWED: &str = "PURPOSE_NOT_ALLOWED";
-    /// The credential may not see or change this tenant.
-    pub const TENANT_NOT_ACCESSIBLE: &str = "TENANT_NOT_ACCESSIBLE";
-    /// No such tenant.
-    pub const TENANT_NOT_FOUND: &str = "TENANT_NOT_FOUND";
-    /// No such API key.
-    pub const API_KEY_NOT_FOUND: &str = "API_KEY_NOT_FOUND";
-    /// An admin may not suspend the tenant its own credential belongs to.
-    pub const CANNOT_SUSPEND_OWN_TENANT: &str = "CANNOT_SUSPEND_OWN_TENANT";
-    /// The object changed concurrently; re-read and retry.
-    pub const CONCURRENT_MODIFICATION: &str = "CONCURRENT_MODIFICATION";
-    /// The API key and the client certificate name different tenants.
-    pub const CREDENTIALS_DISAGREE: &str = "CREDENTIALS_DISAGREE";
+    ApiKeyExpired = "API_KEY_EXPIRED" => Unauthenticated,
     /// A client certificate was presented but maps to no tenant.
-    pub const CLIENT_CERT_UNKNOWN: &str = "CLIENT_CERT_UNKNOWN";
-    /// The tenant's request rate limit is exhausted (see `RetryInfo`).
-    pub const RATE_LIMITED: &str = "RATE_LIMITED";
-    /// The tenant's daily or monthly quota is used up (see `QuotaFailure`).
-    pub const QUOTA_EXCEEDED: &str = "QUOTA_EXCEEDED";
-    /// Too many unsuccessful questions about this subject in the guard's
-    /// window, from any tenant.
-    pub const SUBJECT_GUARD_TRIPPED: &str = "SUBJECT_GUARD_TRIPPED";
-    /// Other questions about this subject are still being answered and,
-    /// were they all to fail, would use up its allowance; retry shortly.
-    pub const SUBJECT_BUSY: &str = "SUBJECT_BUSY";
-    /// The request id was already used for a different request.
-    pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
-    /// The request id was answered longer ago than the retry window.
-    pub const REQUEST_ID_EXPIRED: &str = "REQUEST_ID_EXPIRED";
-    /// No such price plan (or the tenant's plan does not exist).
-    pub const PRICE_PLAN_NOT_FOUND: &str = "PRICE_PLAN_NOT_FOUND";
-    /// The billing month has not ended, so it cannot be finalized.
-    pub const PERIOD_NOT_OVER: &str = "PERIOD_NOT_OVER";
-    /// The month's invoice is finalized and cannot change.
-    pub const INVOICE_FINALIZED: &str = "INVOICE_FINALIZED";
+    ClientCertUnknown = "CLIENT_CERT_UNKNOWN" => Unauthenticated,
+    /// The tenant is suspended.
+    TenantSuspended = "TENANT_SUSPENDED" => PermissionDenied,
+    /// The credential's role may not call this method.
+    RoleNotAllowed = "ROLE_NOT_ALLOWED" => PermissionDenied,
+    /// The credential may not see or change this tenant.
+    TenantNotAccessible = "TENANT_NOT_ACCESSIBLE" => PermissionDenied,
+    /// The tenant's policy does not allow a requested claim field.
+    FieldNotAllowed = "FIELD_NOT_ALLOWED" => PermissionDenied,
+    /// The tenant's policy does not allow the declared purpose.
+    PurposeNotAllowed = "PURPOSE_NOT_ALLOWED" => PermissionDenied,
+    /// The API key and the client certificate name different tenants.
+    CredentialsDisagree = "CREDENTIALS_DISAGREE" => PermissionDenied,
+    /// No such tenant.
+    TenantNotFound = "TENANT_NOT_FOUND" => NotFound,
+    /// No such API key.
+    ApiKeyNotFound = "API_KEY_NOT_FOUND" => NotFound,
+    /// No price plan of the id the call names.
+    PricePlanNotFound = "PRICE_PLAN_NOT_FOUND" => NotFound,
+    /// The tenant's price plan does not exist, so its month cannot be priced.
+    PricePlanMissing = "PRICE_PLAN_MISSING" => FailedPrecondition,
     /// No such invoice.
-    pub const INVOICE_NOT_FOUND: &str = "INVOICE_NOT_FOUND";
+    InvoiceNotFound = "INVOICE_NOT_FOUND" => NotFound,
+    /// An admin may not suspend the tenant its own credential belongs to.
+    CannotSuspendOwnTenant = "CANNOT_SUSPEND_OWN_TENANT" => FailedPrecondition,
+    /// Only a usable key can be rotated: this one is revoked or expired.
+    ApiKeyNotUsable = "API_KEY_NOT_USABLE" => FailedPrecondition,
+    /// The billing month has not ended, so it cannot be finalized.
+    PeriodNotOver = "PERIOD_NOT_OVER" => FailedPrecondition,
+    /// The month's invoice is finalized and cannot change.
+    InvoiceFinalized = "INVOICE_FINALIZED" => FailedPrecondition,
+    /// The object changed concurrently; re-read and retry.
+    ConcurrentModification = "CONCURRENT_MODIFICATION" => Aborted,
+    /// The request id was already used for a different request.
+    RequestIdReused = "REQUEST_ID_REUSED" => AlreadyExists,
+    /// The request id was answered longer ago than the retry window.
+    RequestIdExpired = "REQUEST_ID_EXPIRED" => AlreadyExists,
+    /// Every hashing worker is busy and the queue is full.
+    HashingOverloaded = "HASHING_OVERLOADED" => ResourceExhausted,
+    /// The tenant's request rate limit is exhausted (see `RetryInfo`).
+    RateLimited = "RATE_LIMITED" => ResourceExhausted,
+    /// The tenant's daily or monthly quota is used up (see `QuotaFailure`).
+    QuotaExceeded = "QUOTA_EXCEEDED" => ResourceExhausted,
+    /// Too many unsuccessful questions about this subject in the guard's window, from any
+    /// tenant.
+    SubjectGuardTripped = "SUBJECT_GUARD_TRIPPED" => ResourceExhausted,
+    /// Other questions about this subject are still being answered and, were they all to
+    /// fail, would use up its allowance; retry shortly.
+    SubjectBusy = "SUBJECT_BUSY" => ResourceExhausted,
+    /// The call's deadline passed before it could be answered.
+    DeadlinePassed = "DEADLINE_PASSED" => DeadlineExceeded,
+    /// The server is shutting down.
+    ShuttingDown = "SHUTTING_DOWN" => Unavailable,
     /// The usage ledger cannot be written, so nothing can be answered.
-    pub const LEDGER_UNAVAILABLE: &str = "LEDGER_UNAVAILABLE";
-    /// A limit could not be checked (its shared store is unreachable) and
-    /// its policy is to refuse.
-    pub const LIMITS_UNAVAILABLE: &str = "LIMITS_UNAVAILABLE";
+    LedgerUnavailable = "LEDGER_UNAVAILABLE" => Unavailable,
+    /// A limit could not be checked (its shared store is unreachable) and its policy is to
+    /// refuse.
+    LimitsUnavailable = "LIMITS_UNAVAILABLE" => Unavailable,
+    /// An internal failure; details are in the server log, not here.
+    Internal = "INTERNAL" => Internal,
 }
 
 /// Response metadata carrying what is left of the tenant's allowance.
@@ -124,58 +159,19 @@ pub enum ServiceError {
     /// Too many partly received messages are held server-wide.
     #[error("the server is receiving too many large messages, retry shortly")]
     RequestBuffersFull,
-    /// No valid credential.
+    /// A refusal that carries nothing but its reason and an explanation
+    /// (authentication, authorisation, missing objects, states that do
+    /// not allow the call, races); its code comes from the reason.
     #[error("{message}")]
-    Unauthenticated {
-        /// Stable reason.
-        reason: &'static str,
-        /// Lowercase explanation.
-        message: &'static str,
-    },
-    /// Authenticated, but not allowed.
-    #[error("{message}")]
-    PermissionDenied {
-        /// Stable reason.
-        reason: &'static str,
-        /// Lowercase explanation.
-        message: String,
-    },
-    /// The named object does not exist.
-    #[error("{message}")]
-    NotFound {
-        /// Stable reason.
-        reason: &'static str,
-        /// Lowercase explanation.
-        message: &'static str,
-    },
-    /// The request is valid but the system's state does not allow it.
-    #[error("{message}")]
-    FailedPrecondition {
-        /// Stable reason.
-        reason: &'static str,
-        /// Lowercase explanation.
-        message: &'static str,
-    },
-    /// The request names something that already exists (a used request
-    /// id).
-    #[error("{message}")]
-    AlreadyExists {
-        /// Stable reason.
-        reason: &'static str,
-        /// Lowercase explanation.
-        message: &'static str,
+    Refused {
+        /// Stable reason, which decides the code.
+        reason: Reason,
+        /// Lowercase explanation, never a request value.
+        message: Cow<'static, str>,
     },
     /// The usage ledger could not record the call, so it is not answered.
-    #[error("the usage ledger is unavailable, retry later")]
+    #[error("the usage ledger is unavailable, retry later with the same request_id")]
     LedgerUnavailable,
-    /// A concurrent change won; re-read and retry.
-    #[error("{message}")]
-    Aborted {
-        /// Stable reason.
-        reason: &'static str,
-        /// Lowercase explanation.
-        message: &'static str,
-    },
     /// The hashing pool is saturated; retry after the given delay.
     #[error("hashing capacity is exhausted, retry later")]
     Overloaded {
@@ -215,7 +211,7 @@ pub enum ServiceError {
         retry_after: Duration,
     },
     /// A limit could not be checked and fails closed.
-    #[error("the {limit} limit cannot be checked right now")]
+    #[error("the {limit} limit cannot be checked right now, retry later")]
     LimitsUnavailable {
         /// Which limit.
         limit: &'static str,
@@ -226,9 +222,10 @@ pub enum ServiceError {
     /// The service is going away.
     #[error("the server is shutting down")]
     ShuttingDown,
-    /// A bug or a backing store failure. The message goes to the log only.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A bug or a backing store failure. What failed goes to the log with
+    /// its source chain, never to the client.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 fn describe(violations: &[Violation]) -> String {
@@ -262,232 +259,172 @@ impl ServiceError {
         }])
     }
 
-    /// The stable `ErrorInfo.reason` of this error.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ServiceError::InvalidArgument(_) => reason::INVALID_REQUEST,
-            ServiceError::OutOfRange(_) => reason::VALUE_OUT_OF_RANGE,
-            ServiceError::MessageTooLarge { .. } => reason::MESSAGE_TOO_LARGE,
-            ServiceError::RequestBuffersFull => reason::REQUEST_BUFFERS_FULL,
-            ServiceError::Unauthenticated { reason, .. }
-            | ServiceError::PermissionDenied { reason, .. }
-            | ServiceError::NotFound { reason, .. }
-            | ServiceError::FailedPrecondition { reason, .. }
-            | ServiceError::Aborted { reason, .. }
-            | ServiceError::AlreadyExists { reason, .. } => reason,
-            ServiceError::LedgerUnavailable => reason::LEDGER_UNAVAILABLE,
-            ServiceError::Overloaded { .. } => reason::HASHING_OVERLOADED,
-            ServiceError::RateLimited { .. } => reason::RATE_LIMITED,
-            ServiceError::QuotaExceeded { .. } => reason::QUOTA_EXCEEDED,
-            ServiceError::SubjectGuardTripped { .. } => reason::SUBJECT_GUARD_TRIPPED,
-            ServiceError::SubjectBusy { .. } => reason::SUBJECT_BUSY,
-            ServiceError::LimitsUnavailable { .. } => reason::LIMITS_UNAVAILABLE,
-            ServiceError::DeadlineExceeded => reason::DEADLINE_PASSED,
-            ServiceError::ShuttingDown => reason::SHUTTING_DOWN,
-            ServiceError::Internal(_) => reason::INTERNAL,
+    /// A refusal with `reason` and an explanation.
+    pub fn refused(reason: Reason, message: impl Into<Cow<'static, str>>) -> Self {
+        ServiceError::Refused {
+            reason,
+            message: message.into(),
         }
     }
 
-    /// Wraps any displayable internal failure.
+    /// The stable reason of this error, which decides its gRPC code.
+    pub fn reason(&self) -> Reason {
+        match self {
+            ServiceError::InvalidArgument(_) => Reason::InvalidRequest,
+            ServiceError::OutOfRange(_) => Reason::ValueOutOfRange,
+            ServiceError::MessageTooLarge { .. } => Reason::MessageTooLarge,
+            ServiceError::RequestBuffersFull => Reason::RequestBuffersFull,
+            ServiceError::Refused { reason, .. } => *reason,
+            ServiceError::LedgerUnavailable => Reason::LedgerUnavailable,
+            ServiceError::Overloaded { .. } => Reason::HashingOverloaded,
+            ServiceError::RateLimited { .. } => Reason::RateLimited,
+            ServiceError::QuotaExceeded { .. } => Reason::QuotaExceeded,
+            ServiceError::SubjectGuardTripped { .. } => Reason::SubjectGuardTripped,
+            ServiceError::SubjectBusy { .. } => Reason::SubjectBusy,
+            ServiceError::LimitsUnavailable { .. } => Reason::LimitsUnavailable,
+            ServiceError::DeadlineExceeded => Reason::DeadlinePassed,
+            ServiceError::ShuttingDown => Reason::ShuttingDown,
+            ServiceError::Internal(_) => Reason::Internal,
+        }
+    }
+
+    /// Wraps an internal failure that has no error type of its own.
     pub fn internal(e: impl std::fmt::Display) -> Self {
-        ServiceError::Internal(e.to_string())
+        ServiceError::Internal(e.to_string().into())
+    }
+}
+
+/// Failures of the parts below the service are internal: the caller gets
+/// `INTERNAL`, the log gets the chain.
+macro_rules! internal_from {
+    ($($source:ty),* $(,)?) => {
+        $(impl From<$source> for ServiceError {
+            fn from(e: $source) -> Self {
+                ServiceError::Internal(Box::new(e))
+            }
+        })*
+    };
+}
+
+internal_from!(
+    crate::store::StoreError,
+    crate::tenants::TenantError,
+    crate::secrets::SecretError,
+    jiff::Error,
+    ekyc_domain::attestation::AttestationError,
+);
+
+/// An error and every source under it, for the log.
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }
 
 impl From<ServiceError> for Status {
     fn from(err: ServiceError) -> Status {
         let reason = err.reason();
-        let info = |reason: &str| {
-            let mut d = ErrorDetails::new();
-            d.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
-            d
-        };
-        let bad_request = |code, message: String, violations: Vec<Violation>| {
-            let mut d = info(reason);
-            d.set_bad_request(
-                violations
-                    .into_iter()
-                    .map(|v| {
-                        let mut fv = FieldViolation::new(field_path(v.field), v.description);
-                        fv.reason = v.rule.to_ascii_uppercase();
-                        fv
-                    })
-                    .collect::<Vec<_>>(),
-            );
-            Status::with_error_details(code, message, d)
-        };
+        let code = reason.code();
+        if let ServiceError::Internal(source) = &err {
+            // What failed may name a file or a database error; it goes to
+            // the log, never to the client.
+            tracing::error!(error = %Chain(source.as_ref()), "internal error");
+        }
+        // The message is the error's Display, written once in the enum.
+        let message = err.to_string();
+        let mut details = ErrorDetails::new();
+        let mut metadata = HashMap::new();
+        // Whether clients that retry on their own (gRFC A6) should: not
+        // when the retry cannot succeed before the window ends.
+        let mut pushback_after = None;
+        // The allowance header a limit refusal sets to zero.
+        let mut exhausted = None;
         match err {
-            ServiceError::InvalidArgument(violations) => {
-                let message = format!("invalid request: {}", describe(&violations));
-                bad_request(Code::InvalidArgument, message, violations)
-            }
-            ServiceError::OutOfRange(violations) => {
-                let message = format!("request out of range: {}", describe(&violations));
-                bad_request(Code::OutOfRange, message, violations)
+            ServiceError::InvalidArgument(violations) | ServiceError::OutOfRange(violations) => {
+                details.set_bad_request(
+                    violations
+                        .into_iter()
+                        .map(|v| {
+                            let mut fv = FieldViolation::new(field_path(v.field), v.description);
+                            fv.reason = v.rule.to_ascii_uppercase();
+                            fv
+                        })
+                        .collect::<Vec<_>>(),
+                );
             }
             ServiceError::MessageTooLarge { limit } => {
-                let mut d = ErrorDetails::new();
-                d.set_error_info(
-                    reason,
-                    ERROR_DOMAIN,
-                    HashMap::from([("limit_bytes".to_string(), limit.to_string())]),
-                );
-                Status::with_error_details(
-                    Code::ResourceExhausted,
-                    format!("the request message is larger than {limit} bytes"),
-                    d,
-                )
+                metadata.insert("limit_bytes".to_string(), limit.to_string());
             }
             ServiceError::RequestBuffersFull => {
-                let mut d = info(reason);
-                let retry_after = Duration::from_secs(1);
-                d.set_retry_info(Some(retry_after));
-                let mut status = Status::with_error_details(
-                    Code::ResourceExhausted,
-                    "the server is receiving too many large messages, retry shortly",
-                    d,
-                );
-                pushback(&mut status, retry_after);
-                status
+                let after = Duration::from_secs(1);
+                details.set_retry_info(Some(after));
+                pushback_after = Some(after);
             }
-            ServiceError::Unauthenticated { message, .. } => {
-                Status::with_error_details(Code::Unauthenticated, message, info(reason))
-            }
-            ServiceError::PermissionDenied { message, .. } => {
-                Status::with_error_details(Code::PermissionDenied, message, info(reason))
-            }
-            ServiceError::NotFound { message, .. } => {
-                Status::with_error_details(Code::NotFound, message, info(reason))
-            }
-            ServiceError::AlreadyExists { message, .. } => {
-                Status::with_error_details(Code::AlreadyExists, message, info(reason))
-            }
-            ServiceError::LedgerUnavailable => {
-                let mut d = info(reason);
-                d.set_retry_info(Some(Duration::from_secs(1)));
-                Status::with_error_details(
-                    Code::Unavailable,
-                    "the usage ledger is unavailable, retry later with the same request_id",
-                    d,
-                )
-            }
-            ServiceError::Aborted { message, .. } => {
-                Status::with_error_details(Code::Aborted, message, info(reason))
-            }
-            ServiceError::FailedPrecondition { message, .. } => {
-                Status::with_error_details(Code::FailedPrecondition, message, info(reason))
-            }
-            ServiceError::Overloaded { retry_after } => {
-                let mut d = info(reason);
-                d.set_retry_info(Some(retry_after));
-                let mut status = Status::with_error_details(
-                    Code::ResourceExhausted,
-                    "hashing capacity is exhausted, retry later",
-                    d,
-                );
-                pushback(&mut status, retry_after);
-                status
+            ServiceError::Overloaded { retry_after }
+            | ServiceError::SubjectBusy { retry_after } => {
+                details.set_retry_info(Some(retry_after));
+                pushback_after = Some(retry_after);
             }
             ServiceError::RateLimited { retry_after } => {
-                let mut d = info(reason);
-                d.set_retry_info(Some(retry_after));
-                let mut status = Status::with_error_details(
-                    Code::ResourceExhausted,
-                    "the tenant's rate limit is exhausted, retry later",
-                    d,
-                );
-                pushback(&mut status, retry_after);
-                status
-                    .metadata_mut()
-                    .insert(allowance::RATE_REMAINING, 0.into());
-                status
+                details.set_retry_info(Some(retry_after));
+                pushback_after = Some(retry_after);
+                exhausted = Some(allowance::RATE_REMAINING);
+            }
+            ServiceError::SubjectGuardTripped { retry_after } => {
+                details.set_retry_info(Some(retry_after));
+            }
+            ServiceError::LedgerUnavailable
+            | ServiceError::LimitsUnavailable { .. }
+            | ServiceError::ShuttingDown => {
+                details.set_retry_info(Some(Duration::from_secs(1)));
             }
             ServiceError::QuotaExceeded {
                 period,
-                label,
-                time_zone,
+                ref label,
+                ref time_zone,
                 limit,
-                resets_at,
+                ref resets_at,
             } => {
-                let mut d = ErrorDetails::new();
-                d.set_error_info(
-                    reason,
-                    ERROR_DOMAIN,
-                    HashMap::from([
-                        ("period".to_string(), period.to_string()),
-                        ("period_label".to_string(), label.clone()),
-                        ("time_zone".to_string(), time_zone.clone()),
-                        ("resets_at".to_string(), resets_at.clone()),
-                    ]),
-                );
-                d.add_quota_failure_violation(
+                metadata.extend([
+                    ("period".to_string(), period.to_string()),
+                    ("period_label".to_string(), label.clone()),
+                    ("time_zone".to_string(), time_zone.clone()),
+                    ("resets_at".to_string(), resets_at.clone()),
+                ]);
+                details.add_quota_failure_violation(
                     format!("tenant.policy.limits.{period}_quota_units"),
                     format!(
                         "the {period} quota of {limit} units for {label} ({time_zone}) is used up; \
                          it resets at {resets_at}"
                     ),
                 );
-                let mut status = Status::with_error_details(
-                    Code::ResourceExhausted,
-                    format!("the tenant's {period} quota is used up"),
-                    d,
-                );
-                let header = if period == "daily" {
+                exhausted = Some(if period == "daily" {
                     allowance::DAILY_REMAINING
                 } else {
                     allowance::MONTHLY_REMAINING
-                };
-                status.metadata_mut().insert(header, 0.into());
-                status
+                });
             }
-            ServiceError::SubjectGuardTripped { retry_after } => {
-                // No pushback header: an automatic retry cannot succeed
-                // before the window ends, and should not be attempted.
-                let mut d = info(reason);
-                d.set_retry_info(Some(retry_after));
-                Status::with_error_details(
-                    Code::ResourceExhausted,
-                    "too many unsuccessful verifications of this subject; try again later",
-                    d,
-                )
-            }
-            ServiceError::SubjectBusy { retry_after } => {
-                let mut d = info(reason);
-                d.set_retry_info(Some(retry_after));
-                let mut status = Status::with_error_details(
-                    Code::ResourceExhausted,
-                    "other verifications of this subject are in progress; retry shortly",
-                    d,
-                );
-                pushback(&mut status, retry_after);
-                status
-            }
-            ServiceError::LimitsUnavailable { limit } => {
-                let mut d = info(reason);
-                d.set_retry_info(Some(Duration::from_secs(1)));
-                Status::with_error_details(
-                    Code::Unavailable,
-                    format!("the {limit} limit cannot be checked right now, retry later"),
-                    d,
-                )
-            }
-            ServiceError::DeadlineExceeded => Status::with_error_details(
-                Code::DeadlineExceeded,
-                "the call's deadline passed before it could be answered",
-                info(reason),
-            ),
-            ServiceError::ShuttingDown => {
-                let mut d = info(reason);
-                d.set_retry_info(Some(Duration::from_secs(1)));
-                Status::with_error_details(Code::Unavailable, "the server is shutting down", d)
-            }
-            ServiceError::Internal(detail) => {
-                // The detail may name a file or a database error; it goes to
-                // the log, never to the client.
-                tracing::error!(error = %detail, "internal error");
-                Status::with_error_details(Code::Internal, "internal error", info(reason))
-            }
+            ServiceError::Refused { .. }
+            | ServiceError::DeadlineExceeded
+            | ServiceError::Internal(_) => {}
         }
+        details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
+        let mut status = Status::with_error_details(code, message, details);
+        if let Some(after) = pushback_after {
+            pushback(&mut status, after);
+        }
+        if let Some(header) = exhausted {
+            status.metadata_mut().insert(header, 0.into());
+        }
+        status
     }
 }
 
@@ -527,8 +464,23 @@ mod tests {
         assert_eq!(bad.field_violations[0].reason, "IMPOSSIBLE_DATE");
         assert_eq!(
             details.error_info().expect("error info").reason,
-            reason::INVALID_REQUEST
+            Reason::InvalidRequest.as_str()
         );
+    }
+
+    #[test]
+    fn reasons_have_unique_wire_names_and_an_error_code() {
+        let names: std::collections::HashSet<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Reason::ALL.len());
+        for r in Reason::ALL {
+            assert_ne!(r.code(), Code::Ok, "{r:?}");
+            assert!(
+                r.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{r:?}"
+            );
+        }
     }
 
     #[test]

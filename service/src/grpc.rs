@@ -64,7 +64,7 @@ impl VerificationService for VerificationApi {
             .store
             .list_signing_keys()
             .await
-            .map_err(ServiceError::internal)?;
+            .map_err(ServiceError::from)?;
         let now = clock::now_ms();
         let validity = self.app.attestation_validity_ms;
         Ok(Response::new(pb::ListSigningKeysResponse {

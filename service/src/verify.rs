@@ -35,7 +35,7 @@ use crate::App;
 use crate::auth::{self, Caller, Credential};
 use crate::authz::{self, Target};
 use crate::clock;
-use crate::error::{ServiceError, reason};
+use crate::error::{Reason, ServiceError};
 use crate::hashing::HashError;
 use crate::idempotency::{self, Claim, Leader, Outcome};
 use crate::metrics::Counters;
@@ -243,7 +243,7 @@ impl App {
         let result = self.verify_counted(credential, req, deadline).await;
         self.counters.verify_outcome(match &result {
             Ok(_) => "answered",
-            Err(e) => e.reason(),
+            Err(e) => e.reason().as_str(),
         });
         result
     }
@@ -256,7 +256,7 @@ impl App {
     ) -> Result<Answered, ServiceError> {
         let started = Instant::now();
         let now_ms = self.clock.now_ms();
-        let now = Timestamp::from_millisecond(now_ms).map_err(ServiceError::internal)?;
+        let now = Timestamp::from_millisecond(now_ms)?;
 
         // 1. Authenticate: the tenant comes from the key, never the request.
         let caller: Caller = auth::authenticate(&self.store, credential, now_ms).await?;
@@ -488,10 +488,10 @@ impl App {
         now_ms: i64,
     ) -> Result<pb::VerifyResponse, ServiceError> {
         if event.fingerprint != fingerprint {
-            return Err(ServiceError::AlreadyExists {
-                reason: reason::REQUEST_ID_REUSED,
-                message: "this request_id was already used for a different request",
-            });
+            return Err(ServiceError::refused(
+                Reason::RequestIdReused,
+                "this request_id was already used for a different request",
+            ));
         }
         let window_ms = (self.billing.idempotency_window_secs as i64).saturating_mul(1000);
         let outcome = event
@@ -499,10 +499,10 @@ impl App {
             .as_deref()
             .filter(|_| now_ms - event.event_time_ms <= window_ms)
             .and_then(Outcome::from_replay)
-            .ok_or(ServiceError::AlreadyExists {
-                reason: reason::REQUEST_ID_EXPIRED,
-                message: "this request_id was answered before the retry window; use a new one",
-            })?;
+            .ok_or(ServiceError::refused(
+                Reason::RequestIdExpired,
+                "this request_id was answered before the retry window; use a new one",
+            ))?;
         tracing::info!(
             tenant = %caller.tenant.id,
             key_id = %caller.key_id,
@@ -541,8 +541,8 @@ impl App {
                 HashError::Closed => (ServiceError::ShuttingDown, Settlement::Unanswered),
                 HashError::Kdf(e) => (ServiceError::internal(e), Settlement::Failed),
             })?;
-        fn failed(e: impl std::fmt::Display) -> (ServiceError, Settlement) {
-            (ServiceError::internal(e), Settlement::Failed)
+        fn failed(e: impl Into<ServiceError>) -> (ServiceError, Settlement) {
+            (e.into(), Settlement::Failed)
         }
         // Look up. Records live at the locator of the current pepper and
         // parameters; a record under an older pepper is not found until it
@@ -586,15 +586,14 @@ impl App {
             transaction_id: outcome.transaction_id.clone(),
             issued_at_ms: outcome.issued_at_ms,
             registry_version: outcome.registry_version,
-            claims_digest: claims_digest(&req.id_number, &valid.raw_claims)
-                .map_err(ServiceError::internal)?,
+            claims_digest: claims_digest(&req.id_number, &valid.raw_claims)?,
             purpose_code: req.purpose_code.clone(),
             consent_digest: consent_digest(&req.consent_reference),
             subject_found: outcome.subject_found,
             results: outcome.fields.clone(),
             decision: outcome.decision,
         };
-        let payload = body.encode().map_err(ServiceError::internal)?;
+        let payload = body.encode()?;
         let signature = self.signer.sign(&payload);
         Ok(pb::VerifyResponse {
             transaction_id: outcome.transaction_id.clone(),
@@ -652,21 +651,21 @@ fn check_policy(
             .filter(|f| !policy.allowed_fields.iter().any(|a| a == f))
             .collect();
         if !refused.is_empty() {
-            return Err(ServiceError::PermissionDenied {
-                reason: reason::FIELD_NOT_ALLOWED,
-                message: format!(
+            return Err(ServiceError::refused(
+                Reason::FieldNotAllowed,
+                format!(
                     "the tenant's policy does not allow asking about {}",
                     refused.join(", ")
                 ),
-            });
+            ));
         }
     }
     if !policy.allowed_purposes.is_empty() && !policy.allowed_purposes.iter().any(|p| p == purpose)
     {
-        return Err(ServiceError::PermissionDenied {
-            reason: reason::PURPOSE_NOT_ALLOWED,
-            message: "the tenant's policy does not allow this purpose_code".into(),
-        });
+        return Err(ServiceError::refused(
+            Reason::PurposeNotAllowed,
+            "the tenant's policy does not allow this purpose_code",
+        ));
     }
     Ok(())
 }
