@@ -430,7 +430,8 @@ pub enum ServeError {
 
 /// Serves the API on `listener` until `shutdown` completes, then reports
 /// NOT_SERVING, stops accepting, and lets in-flight calls drain for at most
-/// the configured grace period.
+/// the configured grace period. Use [`crate::lifecycle::serve`], which
+/// also runs and stops what serves beside it.
 pub async fn run(
     listener: TcpListener,
     app: Arc<App>,
@@ -460,24 +461,6 @@ pub async fn run(
         .set_serving::<BillingServiceServer<BillingApi>>()
         .await;
     let grace = app.shutdown_grace;
-    // In-process limit state is pruned every minute so it follows the
-    // active tenants and subjects, not history.
-    // Replay material older than the idempotency window is dropped from
-    // the ledger (a retry that late is refused anyway).
-    let housekeeping = {
-        let (limiter, ledger) = (Arc::clone(&app.limiter), Arc::clone(&app.ledger));
-        let window_ms = (app.billing.idempotency_window_secs as i64).saturating_mul(1000);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                limiter.housekeep(jiff::Timestamp::now());
-                if let Err(e) = ledger.expire_replays(clock::now_ms() - window_ms).await {
-                    tracing::warn!(error = %e, "could not expire replay material");
-                }
-            }
-        })
-    };
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -571,13 +554,8 @@ pub async fn run(
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight calls did not drain in time; stopping anyway");
         }
     }
-    housekeeping.abort();
-    app.pool.close();
-    // Every acknowledged usage event is committed before an answer leaves;
-    // closing waits for the writer's connections to finish.
-    app.ledger.close().await;
-    app.store.close().await;
-    tracing::info!("server stopped");
+    // What App::open started is closed by its owner (lifecycle::serve),
+    // not here.
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub mod grpc;
 pub mod hashing;
 pub mod idempotency;
 pub mod import;
+pub mod lifecycle;
 pub mod metrics;
 pub mod secrets;
 pub mod stack;
@@ -193,5 +194,15 @@ impl App {
             transport: config.transport.clone(),
             transport_stats: Arc::default(),
         })
+    }
+
+    /// Stops and flushes what [`App::open`] started, in reverse order: the
+    /// hashing pool takes no more work, the ledger commits every usage
+    /// event it acknowledged and closes, then the store closes. Every
+    /// `ekycd` command that opens an `App` ends here.
+    pub async fn close(&self) {
+        self.pool.close();
+        self.ledger.close().await;
+        self.store.close().await;
     }
 }

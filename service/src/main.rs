@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use ekyc_service::config::{Config, LogFormat};
 use ekyc_service::import::{self, Format, ProgressStyle};
 use ekyc_service::store::Role;
-use ekyc_service::{App, demo, grpc, tenants};
+use ekyc_service::{App, demo, tenants};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -233,8 +233,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
             );
             if no_serve {
                 println!("{banner}");
-                app.pool.close();
-                app.store.close().await;
+                app.close().await;
                 return Ok(());
             }
             serve(config, Some((app, banner))).await
@@ -274,10 +273,10 @@ async fn run(command: Command, config: Config) -> Result<()> {
         Command::Admin {
             command: AdminCommand::Bootstrap { force },
         } => {
-            let app = App::open(&config).await?;
-            let result = tenants::bootstrap(&app.store, app.limiter.config(), force).await;
-            app.store.close().await;
-            let (tenant, key) = result?;
+            let (tenant, key) = with_app(&config, async |app| {
+                Ok(tenants::bootstrap(&app.store, app.limiter.config(), force).await?)
+            })
+            .await?;
             println!("agency tenant {} ({})", tenant.name, tenant.id);
             println!(
                 "agency admin api key (shown once, store it now): {}",
@@ -287,16 +286,17 @@ async fn run(command: Command, config: Config) -> Result<()> {
         }
         Command::Billing { command } => billing_command(&config, command).await,
         Command::IssueKey { tenant, live } => {
-            let app = App::open(&config).await?;
-            let actor = tenants::Actor::local("issue-key");
-            let t =
-                tenants::ensure_tenant(&app.store, &tenant, app.limiter.config(), &actor).await?;
-            let issued =
-                tenants::issue_key(&app.store, &t, Role::Verifier, live, None, &actor).await?;
-            println!("tenant {} ({})", t.name, t.id);
-            println!("api key (shown once, store it now): {}", issued.token);
-            app.store.close().await;
-            Ok(())
+            with_app(&config, async |app| {
+                let actor = tenants::Actor::local("issue-key");
+                let t = tenants::ensure_tenant(&app.store, &tenant, app.limiter.config(), &actor)
+                    .await?;
+                let issued =
+                    tenants::issue_key(&app.store, &t, Role::Verifier, live, None, &actor).await?;
+                println!("tenant {} ({})", t.name, t.id);
+                println!("api key (shown once, store it now): {}", issued.token);
+                Ok(())
+            })
+            .await
         }
     }
 }
@@ -367,44 +367,41 @@ async fn serve(config: Config, prepared: Option<(App, String)>) -> Result<()> {
         Some((app, banner)) => (app, Some(banner)),
         None => (App::open(&config).await?, None),
     };
+    let (listener, metrics) = match bind(&config).await {
+        Ok(bound) => bound,
+        Err(e) => {
+            app.close().await;
+            return Err(e);
+        }
+    };
+    if let Some(b) = banner {
+        println!("{b}");
+    }
+    ekyc_service::lifecycle::serve(Arc::new(app), listener, metrics, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// The gRPC listener and, if configured, the metrics one. Their addresses
+/// go to stdout as machine-readable lines, so scripts and tests can find
+/// the ports when listening on port 0.
+async fn bind(config: &Config) -> Result<(TcpListener, Option<TcpListener>)> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
-    // A machine-readable line on stdout, so scripts and tests can find the
-    // port when listening on port 0.
     println!("ekycd listening on {addr}");
-    let app = Arc::new(app);
-    // The metrics endpoint stays up while the server drains, so the drain
-    // itself can be watched, and stops once the server has.
-    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = match config.metrics_listen {
         Some(metrics_addr) => {
             let metrics = TcpListener::bind(metrics_addr)
                 .await
                 .with_context(|| format!("cannot listen on {metrics_addr} (metrics_listen)"))?;
             println!("ekycd metrics on http://{}/metrics", metrics.local_addr()?);
-            Some(tokio::spawn(ekyc_service::metrics::serve(
-                metrics,
-                Arc::clone(&app),
-                async {
-                    let _ = metrics_stopped.await;
-                },
-            )))
+            Some(metrics)
         }
         None => None,
     };
-    if let Some(b) = banner {
-        println!("{b}");
-    }
-    let served = grpc::run(listener, app, shutdown_signal()).await;
-    let _ = stop_metrics.send(());
-    if let Some(task) = metrics {
-        let _ = task.await;
-    }
-    served?;
-    Ok(())
+    Ok((listener, metrics))
 }
 
 async fn import_command(
@@ -432,20 +429,22 @@ async fn import_command(
         Some(p) => import::read_delete_list(p)?,
         None => Vec::new(),
     };
-    let app = App::open(&config).await?;
     let style = if quiet {
         ProgressStyle::Quiet
     } else {
         ProgressStyle::Auto
     };
-    let (report, rejects) = import::import_rows(
-        &app.store,
-        Arc::clone(&app.pool),
-        rows,
-        deletes,
-        rejects,
-        style,
-    )
+    let (report, rejects) = with_app(&config, async |app| {
+        Ok(import::import_rows(
+            &app.store,
+            Arc::clone(&app.pool),
+            rows,
+            deletes,
+            rejects,
+            style,
+        )
+        .await?)
+    })
     .await?;
     let report_path =
         rejects_path.unwrap_or_else(|| default_rejects_path(input.as_deref(), delete.as_deref()));
@@ -462,9 +461,16 @@ async fn import_command(
         report.deleted,
         report.registry_version
     );
-    app.pool.close();
-    app.store.close().await;
     Ok(())
+}
+
+/// Runs `job` on the service's parts, then closes them whatever it
+/// returned, so no command leaves the ledger unflushed.
+async fn with_app<T>(config: &Config, job: impl AsyncFnOnce(&App) -> Result<T>) -> Result<T> {
+    let app = App::open(config).await?;
+    let result = job(&app).await;
+    app.close().await;
+    result
 }
 
 fn default_rejects_path(input: Option<&Path>, delete: Option<&Path>) -> PathBuf {

@@ -127,7 +127,7 @@ impl TestServer {
         let (tx, rx) = oneshot::channel::<()>();
         let server_app = Arc::clone(&app);
         let handle = tokio::spawn(async move {
-            crate::grpc::run(listener, server_app, async {
+            crate::lifecycle::serve(server_app, listener, None, async {
                 let _ = rx.await;
             })
             .await
@@ -279,6 +279,25 @@ impl EkycdProcess {
         }
     }
 
+    /// Asks it to stop with SIGTERM, as Kubernetes does, and waits up to
+    /// `within` for it to exit: its exit status, or `None` if it is still
+    /// running then.
+    pub fn terminate(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Kills it with SIGKILL, as a crash would, and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -313,9 +332,7 @@ pub async fn prepare_data_dir(
     let (_, admin) = tenants::bootstrap(&app.store, app.limiter.config(), false)
         .await
         .expect("bootstrap");
-    app.pool.close();
-    app.ledger.close().await;
-    app.store.close().await;
+    app.close().await;
     (config, keys, admin.token)
 }
 

@@ -703,6 +703,12 @@ async fn a_sigkill_under_load_loses_nothing_a_client_saw_answered() {
     let seen = seen.lock().expect("lock").clone();
     assert!(seen.len() >= 200);
 
+    assert_in_ledger(&config, "load-bank", &seen).await;
+}
+
+/// Every request id in `seen` (each answered to a caller) is in the
+/// ledger of `tenant_name`, once.
+async fn assert_in_ledger(config: &ekyc_service::Config, tenant_name: &str, seen: &[String]) {
     let ledger = Ledger::open(&config.billing_database_url())
         .await
         .expect("ledger");
@@ -715,7 +721,7 @@ async fn a_sigkill_under_load_loses_nothing_a_client_saw_answered() {
             .await
             .expect("tenants")
             .into_iter()
-            .find(|t| t.name == "load-bank")
+            .find(|t| t.name == tenant_name)
             .expect("tenant")
             .id;
         store.close().await;
@@ -737,4 +743,67 @@ async fn a_sigkill_under_load_loses_nothing_a_client_saw_answered() {
         &missing[..missing.len().min(5)]
     );
     ledger.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_under_load_drains_exits_zero_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (config, keys, _) =
+        prepare_data_dir(dir.path(), 50, &[("drain-bank", TenantPolicy::default())]).await;
+    let grace = Duration::from_secs(5);
+    let mut server = EkycdProcess::start(
+        env!("CARGO_BIN_EXE_ekycd"),
+        dir.path(),
+        &[("EKYCD_SHUTDOWN_GRACE_SECS", "5")],
+    );
+    let c = Arc::new(
+        Client::connect(&server.endpoint, Some(&keys[0]), Duration::from_secs(10))
+            .await
+            .expect("connect"),
+    );
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Instant::now() + Duration::from_secs(30);
+    let callers: Vec<_> = (0..8u64)
+        .map(|caller| {
+            let (c, seen) = (Arc::clone(&c), Arc::clone(&seen));
+            tokio::spawn(async move {
+                for n in 0.. {
+                    if Instant::now() > stop {
+                        break;
+                    }
+                    let id = format!("drain-{caller}-{n}");
+                    match c.verify(ask(caller * 5 + n % 5, &id)).await {
+                        Ok(_) => seen.lock().expect("lock").push(id),
+                        Err(_) => break, // the server is going away
+                    }
+                }
+            })
+        })
+        .collect();
+    while seen.lock().expect("lock").len() < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The drain may take the grace period, closing the parts their bound.
+    let bound = grace + ekyc_service::lifecycle::CLOSE_BOUND;
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.terminate(bound + Duration::from_secs(2));
+        (status, server)
+    })
+    .await
+    .expect("terminate");
+    let (status, _server) = status;
+    let took = started.elapsed();
+    let status = status.unwrap_or_else(|| panic!("ekycd still running {took:?} after SIGTERM"));
+    assert!(status.success(), "ekycd exited with {status} after SIGTERM");
+    assert!(
+        took <= bound,
+        "ekycd took {took:?} to stop (bound {bound:?})"
+    );
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+    let seen = seen.lock().expect("lock").clone();
+    assert!(seen.len() >= 200);
+    assert_in_ledger(&config, "drain-bank", &seen).await;
 }

@@ -1,0 +1,82 @@
+//! One owner of start and stop: what `ekycd serve` runs beside the gRPC
+//! server, started in order and stopped in reverse, each step bounded.
+//!
+//! [`App::open`](crate::App::open) builds the parts (store, ledger and its
+//! writer, hashing pool, limiter); [`serve`] starts what runs around them
+//! (housekeeping, the metrics endpoint, the gRPC server) and, on shutdown,
+//! stops it all again: NOT_SERVING and the drain (bounded by
+//! `shutdown_grace_secs`), the metrics endpoint, the housekeeping, then
+//! [`App::close`](crate::App::close) (bounded by [`CLOSE_BOUND`]), which
+//! stops the pool, flushes and closes the ledger and closes the store.
+//! Every other `ekycd` command opens and closes the same [`App`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::App;
+use crate::grpc::{self, ServeError};
+
+/// How long the parts may take to close once the server has drained.
+pub const CLOSE_BOUND: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener`, and its metrics on `metrics`, until
+/// `shutdown` completes; returns once everything has stopped.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let housekeeping = tokio::spawn(housekeep(Arc::clone(&app)));
+    // The metrics endpoint stays up while the server drains, so the drain
+    // itself can be watched.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = metrics.map(|listener| {
+        tokio::spawn(crate::metrics::serve(listener, Arc::clone(&app), async {
+            let _ = metrics_stopped.await;
+        }))
+    });
+
+    let served = grpc::run(listener, Arc::clone(&app), shutdown).await;
+
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics {
+        let _ = task.await;
+    }
+    housekeeping.abort();
+    let _ = housekeeping.await;
+    if tokio::time::timeout(CLOSE_BOUND, app.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            bound_secs = CLOSE_BOUND.as_secs(),
+            "the store or ledger did not close in time; exiting anyway"
+        );
+    }
+    tracing::info!("server stopped");
+    served
+}
+
+/// Every minute: in-process limit state is pruned, so it follows the
+/// active tenants and subjects, not history; replay material older than
+/// the idempotency window is dropped from the ledger (a retry that late is
+/// refused anyway).
+async fn housekeep(app: Arc<App>) {
+    let window_ms = (app.billing.idempotency_window_secs as i64).saturating_mul(1000);
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        app.limiter.housekeep(jiff::Timestamp::now());
+        if let Err(e) = app
+            .ledger
+            .expire_replays(crate::clock::now_ms() - window_ms)
+            .await
+        {
+            tracing::warn!(error = %e, "could not expire replay material");
+        }
+    }
+}
