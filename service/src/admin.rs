@@ -12,17 +12,20 @@ use ekyc_domain::matching::MIN_FUZZY_THRESHOLD;
 use ekyc_domain::normalize::{Violation, normalize_id};
 use ekyc_proto::v1 as pb;
 
+use std::sync::Arc;
+
 use crate::App;
 use crate::auth::{self, Caller, Credential};
-use crate::authz::{self, Target};
+use crate::authz::{Gate, Target};
 use crate::clock;
 use crate::error::{Reason, ServiceError};
+use crate::hashing::HashPool;
+use crate::keyring::Keyring;
 use crate::store::{
-    ApiKeyRecord, AuditEvent, KeyWrite, LegalParticulars, Limits, Role, StoreError, Tenant,
+    ApiKeyRecord, AuditEvent, KeyWrite, LegalParticulars, Limits, Role, Store, StoreError, Tenant,
     TenantPolicy, TenantStatus,
 };
 use crate::tenants::{self, Actor};
-use ekyc_limits::RateDecision;
 
 /// Largest value a limit or quota may take.
 const MAX_LIMIT: i64 = 1_000_000_000_000;
@@ -31,31 +34,33 @@ const MAX_LIMIT: i64 = 1_000_000_000_000;
 const MAX_POLICY_FIELDS: usize = 9;
 const MAX_POLICY_PURPOSES: usize = 100;
 
-impl App {
-    /// Authenticates an admin or billing call and counts it against the
-    /// calling tenant's admin rate limit (`limits.admin_*`), before any
-    /// store or ledger work: no key, a finance key drafting invoices in a
-    /// loop say, can keep the ledger writer or the store busy.
-    pub(crate) async fn authenticate_admin(
-        &self,
-        credential: &Credential,
-    ) -> Result<Caller, ServiceError> {
-        let caller = auth::authenticate(&self.store, credential, self.clock.now_ms()).await?;
-        let rate = self.limiter.config().admin_rate();
-        match self
-            .limiter
-            .check_rate(&format!("admin:{}", caller.tenant.id), rate)
-            .await
-            .map_err(|e| ServiceError::LimitsUnavailable {
-                limit: e.limit.name(),
-            })? {
-            RateDecision::Allowed { .. } => Ok(caller),
-            RateDecision::Limited { retry_after } => Err(ServiceError::RateLimited { retry_after }),
+/// The `TenantAdminService` handle: tenants, keys, the audit trail and
+/// the subject guard's clear call.
+#[derive(Clone)]
+pub struct AdminService {
+    gate: Gate,
+    store: Store,
+    pool: Arc<HashPool>,
+    keyring: Arc<Keyring>,
+    limiter: Arc<ekyc_limits::Limiter>,
+    clock: Arc<clock::Clock>,
+}
+
+impl AdminService {
+    /// The handle over `app`'s parts.
+    pub fn new(app: &App) -> AdminService {
+        AdminService {
+            gate: Gate::new(app),
+            store: app.store.clone(),
+            pool: Arc::clone(&app.pool),
+            keyring: Arc::clone(&app.keyring),
+            limiter: Arc::clone(&app.limiter),
+            clock: Arc::clone(&app.clock),
         }
     }
 
     async fn admin_caller(&self, credential: &Credential) -> Result<(Caller, Actor), ServiceError> {
-        let caller = self.authenticate_admin(credential).await?;
+        let caller = self.gate.authenticate(credential).await?;
         let actor = Actor {
             key_id: caller.key_id.clone(),
             tenant_id: caller.tenant.id.clone(),
@@ -63,33 +68,10 @@ impl App {
         Ok((caller, actor))
     }
 
-    /// The agency tenant's id, recorded by `ekycd admin bootstrap`.
-    async fn agency_tenant_id(&self) -> Result<Option<String>, ServiceError> {
-        self.store
-            .get_meta(tenants::META_AGENCY_TENANT)
-            .await
-            .map_err(ServiceError::from)
-    }
-
-    /// Refuses a caller the authorisation table does not let call `method`
-    /// about `target`. The agency is looked up only when the answer
-    /// depends on it.
-    pub(crate) async fn authorize(
-        &self,
-        caller: &Caller,
-        method: &str,
-        target: Target<'_>,
-    ) -> Result<(), ServiceError> {
-        let rule = authz::rule_of(method);
-        let of_agency = rule.agency.contains(&caller.role)
-            && self.agency_tenant_id().await?.as_deref() == Some(caller.tenant.id.as_str());
-        authz::decide(rule, caller.role, &caller.tenant.id, of_agency, target)
-    }
-
     /// Roles that act for the agency are only issued to the agency tenant.
     async fn check_role_for_tenant(&self, role: Role, tenant_id: &str) -> Result<(), ServiceError> {
         let agency_only = matches!(role, Role::AgencyAdmin | Role::RegistryOperator);
-        if agency_only && self.agency_tenant_id().await?.as_deref() != Some(tenant_id) {
+        if agency_only && self.gate.agency_tenant_id().await?.as_deref() != Some(tenant_id) {
             return Err(ServiceError::invalid(
                 "role",
                 "agency_only",
@@ -97,17 +79,6 @@ impl App {
             ));
         }
         Ok(())
-    }
-
-    /// The tenant with this id, or `NotFound` (admin and billing calls).
-    pub(crate) async fn load_tenant(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
-        self.store
-            .get_tenant(tenant_id)
-            .await?
-            .ok_or(ServiceError::refused(
-                Reason::TenantNotFound,
-                "tenant not found",
-            ))
     }
 
     async fn load_key(&self, key_id: &str) -> Result<ApiKeyRecord, ServiceError> {
@@ -127,7 +98,8 @@ impl App {
         req: &pb::CreateTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "CreateTenant", Target::Caller)
+        self.gate
+            .authorize(&caller, "CreateTenant", Target::Caller)
             .await?;
         let input = req.tenant.clone().unwrap_or_default();
         let mut violations = Vec::new();
@@ -168,7 +140,8 @@ impl App {
         req: &pb::ClearSubjectGuardRequest,
     ) -> Result<pb::ClearSubjectGuardResponse, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "ClearSubjectGuard", Target::Caller)
+        self.gate
+            .authorize(&caller, "ClearSubjectGuard", Target::Caller)
             .await?;
         let mut violations = Vec::new();
         let id = match normalize_id(&req.id_number) {
@@ -212,7 +185,7 @@ impl App {
         self.store.append_audit(&[entry]).await?;
         let cleared = self
             .limiter
-            .clear_subject(self.pool.pseudonym(&id), self.clock.now())
+            .clear_subject(self.keyring.pseudonym(&id), self.clock.now())
             .await
             .map_err(|e| ServiceError::LimitsUnavailable {
                 limit: e.limit.name(),
@@ -231,9 +204,10 @@ impl App {
         req: &pb::GetTenantUsageRequest,
     ) -> Result<pb::GetTenantUsageResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "GetTenantUsage", Target::Tenant(&req.tenant_id))
+        self.gate
+            .authorize(&caller, "GetTenantUsage", Target::Tenant(&req.tenant_id))
             .await?;
-        let tenant = self.load_tenant(&req.tenant_id).await?;
+        let tenant = self.gate.load_tenant(&req.tenant_id).await?;
         let p = &tenant.policy;
         let tz = ekyc_limits::time_zone(&p.time_zone)
             .map_err(|_| ServiceError::internal("a stored tenant time zone is unknown"))?;
@@ -281,9 +255,12 @@ impl App {
         req: &pb::GetTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "GetTenant", Target::Tenant(&req.tenant_id))
+        self.gate
+            .authorize(&caller, "GetTenant", Target::Tenant(&req.tenant_id))
             .await?;
-        Ok(tenant_to_proto(&self.load_tenant(&req.tenant_id).await?))
+        Ok(tenant_to_proto(
+            &self.gate.load_tenant(&req.tenant_id).await?,
+        ))
     }
 
     /// ListTenants.
@@ -293,7 +270,8 @@ impl App {
         req: &pb::ListTenantsRequest,
     ) -> Result<pb::ListTenantsResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "ListTenants", Target::Caller)
+        self.gate
+            .authorize(&caller, "ListTenants", Target::Caller)
             .await?;
         let size = page_size(req.page_size, 50, 500)?;
         let after = decode_token(&req.page_token)?;
@@ -317,7 +295,8 @@ impl App {
         req: &pb::UpdateTenantRequest,
     ) -> Result<pb::Tenant, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "UpdateTenant", Target::Caller)
+        self.gate
+            .authorize(&caller, "UpdateTenant", Target::Caller)
             .await?;
         let input = req.tenant.clone().unwrap_or_default();
         let paths = req
@@ -332,7 +311,7 @@ impl App {
                 "update_mask must name at least one field to change",
             ));
         }
-        let old = self.load_tenant(&input.tenant_id).await?;
+        let old = self.gate.load_tenant(&input.tenant_id).await?;
         let mut new = old.clone();
         let mut violations = Vec::new();
         let proposed = policy_from_proto(input.policy.as_ref(), &mut violations);
@@ -431,7 +410,7 @@ impl App {
         } else {
             "ResumeTenant"
         };
-        self.authorize(&caller, method, Target::Caller).await?;
+        self.gate.authorize(&caller, method, Target::Caller).await?;
         if !why.is_empty()
             && let Err(rule) = tenants::check_display_text(why, 500)
         {
@@ -443,7 +422,7 @@ impl App {
             ));
         }
         if status == TenantStatus::Suspended
-            && self.agency_tenant_id().await?.as_deref() == Some(tenant_id)
+            && self.gate.agency_tenant_id().await?.as_deref() == Some(tenant_id)
         {
             // Suspending the agency's tenant would lock every admin out.
             return Err(ServiceError::refused(
@@ -451,7 +430,7 @@ impl App {
                 "the agency tenant cannot be suspended",
             ));
         }
-        let old = self.load_tenant(tenant_id).await?;
+        let old = self.gate.load_tenant(tenant_id).await?;
         if old.status == status {
             return Ok(tenant_to_proto(&old));
         }
@@ -488,7 +467,8 @@ impl App {
         req: &pb::IssueApiKeyRequest,
     ) -> Result<pb::IssueApiKeyResponse, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "IssueApiKey", Target::Caller)
+        self.gate
+            .authorize(&caller, "IssueApiKey", Target::Caller)
             .await?;
         let mut violations = Vec::new();
         let role = role_from_proto(req.role);
@@ -510,7 +490,7 @@ impl App {
         let (Some(role), true) = (role, violations.is_empty()) else {
             return Err(ServiceError::InvalidArgument(violations));
         };
-        let tenant = self.load_tenant(&req.tenant_id).await?;
+        let tenant = self.gate.load_tenant(&req.tenant_id).await?;
         self.check_role_for_tenant(role, &tenant.id).await?;
         let expires = (req.ttl_seconds > 0).then(|| clock::now_ms() + req.ttl_seconds * 1000);
         let issued =
@@ -529,9 +509,10 @@ impl App {
         req: &pb::ListApiKeysRequest,
     ) -> Result<pb::ListApiKeysResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "ListApiKeys", Target::Tenant(&req.tenant_id))
+        self.gate
+            .authorize(&caller, "ListApiKeys", Target::Tenant(&req.tenant_id))
             .await?;
-        self.load_tenant(&req.tenant_id).await?;
+        self.gate.load_tenant(&req.tenant_id).await?;
         let keys = self.store.list_api_keys(&req.tenant_id).await?;
         Ok(pb::ListApiKeysResponse {
             api_keys: keys.iter().map(key_to_proto).collect(),
@@ -546,7 +527,8 @@ impl App {
         req: &pb::RotateApiKeyRequest,
     ) -> Result<pb::RotateApiKeyResponse, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "RotateApiKey", Target::Caller)
+        self.gate
+            .authorize(&caller, "RotateApiKey", Target::Caller)
             .await?;
         if !(0..=30 * 24 * 3600).contains(&req.grace_seconds) {
             return Err(ServiceError::invalid(
@@ -614,7 +596,8 @@ impl App {
         req: &pb::RevokeApiKeyRequest,
     ) -> Result<pb::ApiKey, ServiceError> {
         let (caller, actor) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "RevokeApiKey", Target::Caller)
+        self.gate
+            .authorize(&caller, "RevokeApiKey", Target::Caller)
             .await?;
         let old = self.load_key(&req.key_id).await?;
         if old.revoked_at_ms.is_some() {
@@ -650,7 +633,8 @@ impl App {
         req: &pb::ListAuditEventsRequest,
     ) -> Result<pb::ListAuditEventsResponse, ServiceError> {
         let (caller, _) = self.admin_caller(credential).await?;
-        self.authorize(&caller, "ListAuditEvents", Target::Caller)
+        self.gate
+            .authorize(&caller, "ListAuditEvents", Target::Caller)
             .await?;
         let size = page_size(req.page_size, 100, 1000)?;
         let before = match decode_token(&req.page_token)? {

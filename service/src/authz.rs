@@ -11,8 +11,16 @@
 //! [`decide`] is pure; [`crate::App::authorize`] looks the agency up only
 //! when the answer depends on it, so a Verify costs no store read here.
 
+use std::sync::Arc;
+
+use ekyc_limits::{Limiter, RateDecision};
+
+use crate::App;
+use crate::auth::{self, Caller, Credential};
+use crate::clock::Clock;
 use crate::error::{Reason, ServiceError};
-use crate::store::Role;
+use crate::store::{Role, Store, Tenant};
+use crate::tenants;
 
 use Role::{AgencyAdmin, Finance, Verifier};
 
@@ -137,6 +145,77 @@ pub fn decide(
         format!("role {} may not call {method}", role.as_str())
     };
     Err(ServiceError::refused(Reason::RoleNotAllowed, message))
+}
+
+/// Authentication, the admin rate limit and the table, for the admin and
+/// billing services: every one of their calls passes [`Gate::authenticate`]
+/// then [`Gate::authorize`].
+#[derive(Clone)]
+pub struct Gate {
+    store: Store,
+    limiter: Arc<Limiter>,
+    clock: Arc<Clock>,
+}
+
+impl Gate {
+    /// The gate over `app`'s store, limiter and clock.
+    pub fn new(app: &App) -> Gate {
+        Gate {
+            store: app.store.clone(),
+            limiter: Arc::clone(&app.limiter),
+            clock: Arc::clone(&app.clock),
+        }
+    }
+
+    /// Authenticates an admin or billing call and counts it against the
+    /// calling tenant's admin rate limit (`limits.admin_*`), before any
+    /// store or ledger work: no key, a finance key drafting invoices in a
+    /// loop say, can keep the ledger writer or the store busy.
+    pub async fn authenticate(&self, credential: &Credential) -> Result<Caller, ServiceError> {
+        let caller = auth::authenticate(&self.store, credential, self.clock.now_ms()).await?;
+        let rate = self.limiter.config().admin_rate();
+        match self
+            .limiter
+            .check_rate(&format!("admin:{}", caller.tenant.id), rate)
+            .await
+            .map_err(|e| ServiceError::LimitsUnavailable {
+                limit: e.limit.name(),
+            })? {
+            RateDecision::Allowed { .. } => Ok(caller),
+            RateDecision::Limited { retry_after } => Err(ServiceError::RateLimited { retry_after }),
+        }
+    }
+
+    /// Refuses a caller the table does not let call `method` about
+    /// `target`. The agency is looked up only when the answer depends on
+    /// it.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        method: &str,
+        target: Target<'_>,
+    ) -> Result<(), ServiceError> {
+        let rule = rule_of(method);
+        let of_agency = rule.agency.contains(&caller.role)
+            && self.agency_tenant_id().await?.as_deref() == Some(caller.tenant.id.as_str());
+        decide(rule, caller.role, &caller.tenant.id, of_agency, target)
+    }
+
+    /// The agency tenant's id, recorded by `ekycd admin bootstrap`.
+    pub async fn agency_tenant_id(&self) -> Result<Option<String>, ServiceError> {
+        Ok(self.store.get_meta(tenants::META_AGENCY_TENANT).await?)
+    }
+
+    /// The tenant with this id, or `TENANT_NOT_FOUND`.
+    pub async fn load_tenant(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
+        self.store
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or(ServiceError::refused(
+                Reason::TenantNotFound,
+                "tenant not found",
+            ))
+    }
 }
 
 #[cfg(test)]

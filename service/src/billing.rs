@@ -6,6 +6,8 @@
 //! finalizes; a tenant's finance key for its own tenant's reads and drafts;
 //! nobody else.
 
+use std::sync::Arc;
+
 use ekyc_billing::invoices::{InvoiceRecord, InvoiceRequest, InvoiceSigner, InvoiceStatus};
 use ekyc_billing::ledger::LedgerError;
 use ekyc_billing::period::Month;
@@ -14,8 +16,9 @@ use ekyc_proto::v1 as pb;
 
 use crate::App;
 use crate::auth::{Caller, Credential};
-use crate::authz::Target;
+use crate::authz::{Gate, Target};
 use crate::clock;
+use crate::config::BillingConfig;
 use crate::error::{Reason, ServiceError};
 use crate::secrets::Signer;
 use crate::store::Tenant;
@@ -30,7 +33,26 @@ impl InvoiceSigner for Signer {
     }
 }
 
-impl App {
+/// The `BillingService` handle: usage, price plans, invoices and exports.
+#[derive(Clone)]
+pub struct BillingService {
+    gate: Gate,
+    ledger: Arc<ekyc_billing::Ledger>,
+    signer: Arc<Signer>,
+    billing: BillingConfig,
+}
+
+impl BillingService {
+    /// The handle over `app`'s parts.
+    pub fn new(app: &App) -> BillingService {
+        BillingService {
+            gate: Gate::new(app),
+            ledger: Arc::clone(&app.ledger),
+            signer: Arc::clone(&app.signer),
+            billing: app.billing.clone(),
+        }
+    }
+
     /// Authenticates a billing call and authorises it about `tenant_id`
     /// (see [`crate::authz::RULES`]).
     async fn billing_caller(
@@ -39,8 +61,9 @@ impl App {
         tenant_id: &str,
         method: &str,
     ) -> Result<Caller, ServiceError> {
-        let caller = self.authenticate_admin(credential).await?;
-        self.authorize(&caller, method, Target::Tenant(tenant_id))
+        let caller = self.gate.authenticate(credential).await?;
+        self.gate
+            .authorize(&caller, method, Target::Tenant(tenant_id))
             .await?;
         Ok(caller)
     }
@@ -51,8 +74,8 @@ impl App {
         credential: &Credential,
         method: &str,
     ) -> Result<(), ServiceError> {
-        let caller = self.authenticate_admin(credential).await?;
-        self.authorize(&caller, method, Target::Caller).await
+        let caller = self.gate.authenticate(credential).await?;
+        self.gate.authorize(&caller, method, Target::Caller).await
     }
 
     fn invoice_request(&self, tenant: &Tenant, period: &str) -> InvoiceRequest {
@@ -91,7 +114,7 @@ impl App {
     ) -> Result<pb::GetUsageSummaryResponse, ServiceError> {
         self.billing_caller(credential, &req.tenant_id, "GetUsageSummary")
             .await?;
-        let tenant = self.load_tenant(&req.tenant_id).await?;
+        let tenant = self.gate.load_tenant(&req.tenant_id).await?;
         let tz = &tenant.policy.time_zone;
         let (from, to) = if req.period.len() == 10 {
             day_range(&req.period, tz)?
@@ -162,7 +185,7 @@ impl App {
     ) -> Result<pb::CreateInvoiceResponse, ServiceError> {
         self.billing_caller(credential, &req.tenant_id, "CreateInvoice")
             .await?;
-        let tenant = self.load_tenant(&req.tenant_id).await?;
+        let tenant = self.gate.load_tenant(&req.tenant_id).await?;
         let record = self
             .ledger
             .draft_invoice(&self.invoice_request(&tenant, &req.period), clock::now_ms())
@@ -182,12 +205,12 @@ impl App {
         let caller = self
             .billing_caller(credential, &req.tenant_id, "FinalizeInvoice")
             .await?;
-        let tenant = self.load_tenant(&req.tenant_id).await?;
+        let tenant = self.gate.load_tenant(&req.tenant_id).await?;
         let record = self
             .ledger
             .finalize_invoice(
                 &self.invoice_request(&tenant, &req.period),
-                &self.signer,
+                self.signer.as_ref(),
                 clock::now_ms(),
             )
             .await

@@ -17,16 +17,18 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::App;
+use crate::admin::AdminService;
 use crate::auth::Credential;
-use crate::clock;
-use crate::error::{ServiceError, allowance};
+use crate::billing::BillingService as BillingHandle;
+use crate::error::allowance;
 use crate::stack;
 use crate::store::TenantStatus;
 use crate::transport::{BufferBudget, MessageLimitLayer, limit_connections};
+use crate::verify::VerifyService;
 
-/// The `VerificationService` implementation.
+/// The `VerificationService` adapter.
 pub struct VerificationApi {
-    app: Arc<App>,
+    service: VerifyService,
 }
 
 #[tonic::async_trait]
@@ -38,7 +40,7 @@ impl VerificationService for VerificationApi {
         let credential = credential(&request);
         let deadline = deadline(request.metadata());
         let answered = self
-            .app
+            .service
             .verify(&credential, request.get_ref(), deadline)
             .await?;
         let mut response = Response::new(answered.response);
@@ -59,44 +61,20 @@ impl VerificationService for VerificationApi {
         &self,
         _request: Request<pb::ListSigningKeysRequest>,
     ) -> Result<Response<pb::ListSigningKeysResponse>, Status> {
-        let keys = self
-            .app
-            .store
-            .list_signing_keys()
-            .await
-            .map_err(ServiceError::from)?;
-        let now = clock::now_ms();
-        let validity = self.app.attestation_validity_ms;
-        Ok(Response::new(pb::ListSigningKeysResponse {
-            keys: keys
-                .into_iter()
-                // Keys retired longer ago than attestations stay valid are
-                // no longer published.
-                .filter(|k| k.retired_at_ms.is_none_or(|t| t + validity > now))
-                .map(|k| pb::SigningKey {
-                    key_id: k.key_id,
-                    algorithm: "Ed25519".into(),
-                    public_key: k.public_key.to_vec(),
-                    not_before: Some(clock::timestamp(k.not_before_ms)),
-                    not_after: k
-                        .retired_at_ms
-                        .map(|t| clock::timestamp(t + self.app.attestation_validity_ms)),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(self.service.list_signing_keys().await?))
     }
 }
 
-/// The `TenantAdminService` implementation.
+/// The `TenantAdminService` adapter.
 pub struct TenantAdminApi {
-    app: Arc<App>,
+    service: AdminService,
 }
 
 /// Runs an admin method with the call's credential and wraps its answer.
 macro_rules! admin_call {
     ($self:ident, $request:ident, |$app:ident, $cred:ident, $msg:ident| $body:expr, $wrap:expr) => {{
         let credential = credential(&$request);
-        let $app = &$self.app;
+        let $app = &$self.service;
         let $cred = &credential;
         let $msg = $request.get_ref();
         let out = $body.await?;
@@ -106,7 +84,7 @@ macro_rules! admin_call {
 
 /// The `BillingService` adapter.
 pub struct BillingApi {
-    app: Arc<App>,
+    service: BillingHandle,
 }
 
 #[tonic::async_trait]
@@ -445,14 +423,15 @@ pub async fn run(
         .register_encoded_file_descriptor_set(ekyc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    // One handle per service, each over only the parts it uses.
     let api = VerificationApi {
-        app: Arc::clone(&app),
+        service: VerifyService::new(&app),
     };
     let admin = TenantAdminApi {
-        app: Arc::clone(&app),
+        service: AdminService::new(&app),
     };
     let billing = BillingApi {
-        app: Arc::clone(&app),
+        service: BillingHandle::new(&app),
     };
     health
         .set_serving::<TenantAdminServiceServer<TenantAdminApi>>()

@@ -12,9 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ekyc_domain::keys::{
-    KdfMemory, KdfParams, Pepper, SubjectKey, derive_key, request_fingerprint, subject_pseudonym,
-};
+use ekyc_domain::keys::{KdfMemory, KdfParams, Pepper, SubjectKey, derive_key};
 use ekyc_domain::normalize::IdNumber;
 use tokio::sync::oneshot;
 
@@ -65,17 +63,19 @@ pub struct HashPool {
     stats: Arc<PoolStats>,
     threads: usize,
     params: KdfParams,
-    pepper: Arc<Pepper>,
+    /// The version of the pepper it derives with (records are tagged
+    /// with it); the pepper itself stays with its threads.
+    pepper_version: u32,
     queue_capacity: usize,
 }
 
 impl HashPool {
-    /// Starts `threads` hashing threads with room for `queue` waiting jobs.
-    pub fn start(pepper: Pepper, params: KdfParams, threads: usize, queue: usize) -> HashPool {
+    /// Starts `threads` hashing threads, deriving with `pepper` (the
+    /// keyring's), with room for `queue` waiting jobs.
+    pub fn start(pepper: Arc<Pepper>, params: KdfParams, threads: usize, queue: usize) -> HashPool {
         let threads = threads.max(1);
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
-        let pepper = Arc::new(pepper);
         let stats = Arc::new(PoolStats::default());
         for n in 0..threads {
             let rx = Arc::clone(&rx);
@@ -88,7 +88,7 @@ impl HashPool {
         }
         HashPool {
             queue_capacity: queue,
-            pepper,
+            pepper_version: pepper.version(),
             sender: Mutex::new(Some(tx)),
             stats,
             threads,
@@ -167,19 +167,7 @@ impl HashPool {
 
     /// The pepper version every key is derived with.
     pub fn pepper_version(&self) -> u32 {
-        self.pepper.version()
-    }
-
-    /// The keyed fingerprint of a request (see
-    /// `ekyc_domain::keys::request_fingerprint`).
-    pub fn fingerprint(&self, parts: &[&[u8]]) -> [u8; 32] {
-        request_fingerprint(&self.pepper, parts)
-    }
-
-    /// The subject guard's name for `id` (one HMAC, no Argon2): lets the
-    /// guard refuse before any hashing work is queued.
-    pub fn pseudonym(&self, id: &IdNumber) -> [u8; 32] {
-        subject_pseudonym(&self.pepper, id)
+        self.pepper_version
     }
 
     /// A retry delay hint for shed calls: roughly the time the queue ahead
@@ -245,7 +233,7 @@ mod tests {
 
     #[tokio::test]
     async fn derives_the_same_key_as_the_domain() {
-        let pool = HashPool::start(Pepper::new(1, &[4; 32]), CHEAP, 2, 4);
+        let pool = HashPool::start(Arc::new(Pepper::new(1, &[4; 32])), CHEAP, 2, 4);
         let id = normalize_id("079085001234").expect("id");
         let key = pool.derive(id.clone(), None).await.expect("derive");
         let direct = derive_key(
@@ -261,7 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_deadlines_are_not_hashed() {
-        let pool = HashPool::start(Pepper::new(1, &[4; 32]), CHEAP, 1, 4);
+        let pool = HashPool::start(Arc::new(Pepper::new(1, &[4; 32])), CHEAP, 1, 4);
         let id = normalize_id("079085001234").expect("id");
         let past = Instant::now() - Duration::from_millis(1);
         assert_eq!(
@@ -280,7 +268,12 @@ mod tests {
             t: 4,
             p: 1,
         };
-        let pool = Arc::new(HashPool::start(Pepper::new(1, &[4; 32]), slow, 1, 1));
+        let pool = Arc::new(HashPool::start(
+            Arc::new(Pepper::new(1, &[4; 32])),
+            slow,
+            1,
+            1,
+        ));
         let id = normalize_id("079085001234").expect("id");
         let mut tasks = Vec::new();
         for _ in 0..8 {

@@ -26,7 +26,7 @@ use ekyc_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::hashing::HashPool;
+use crate::keyring::Keyring;
 
 /// An answer as stored for replay (and as signed when fresh).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +106,7 @@ impl Outcome {
 }
 
 /// The keyed fingerprint of a Verify request: every field as sent.
-pub fn fingerprint(pool: &HashPool, req: &pb::VerifyRequest) -> String {
+pub fn fingerprint(keyring: &Keyring, req: &pb::VerifyRequest) -> String {
     let claims: Vec<(u8, &str)> = req
         .claims
         .as_ref()
@@ -127,7 +127,7 @@ pub fn fingerprint(pool: &HashPool, req: &pb::VerifyRequest) -> String {
         parts.push(code);
         parts.push(value.as_bytes());
     }
-    hex::encode(pool.fingerprint(&parts))
+    hex::encode(keyring.fingerprint(&parts))
 }
 
 /// Calls in flight by (tenant, request id).

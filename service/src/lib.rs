@@ -23,6 +23,7 @@ pub mod grpc;
 pub mod hashing;
 pub mod idempotency;
 pub mod import;
+pub mod keyring;
 pub mod lifecycle;
 pub mod metrics;
 pub mod secrets;
@@ -31,7 +32,7 @@ pub mod store;
 pub mod tenants;
 pub mod test_support;
 pub mod transport;
-mod verify;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,14 +47,18 @@ use crate::store::{Store, StoreError};
 /// public keys are published with `not_after = retired + this`.
 pub const ATTESTATION_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// Everything a running server shares between calls.
+/// The parts every service handle is built over (`VerifyService`,
+/// `AdminService`, `BillingService` each take only what they use):
+/// opened by [`App::open`], closed by [`App::close`].
 pub struct App {
     /// Registry, tenants, keys.
     pub store: Store,
-    /// The bounded Argon2 pool.
+    /// The pepper, request fingerprints and guard pseudonyms.
+    pub keyring: Arc<keyring::Keyring>,
+    /// The bounded Argon2 pool (hashing only).
     pub pool: Arc<HashPool>,
     /// The attestation signing key.
-    pub signer: Signer,
+    pub signer: Arc<Signer>,
     /// How long in-flight calls may drain at shutdown.
     pub shutdown_grace: Duration,
     /// How long after retirement a signing key is still published as valid.
@@ -64,8 +69,6 @@ pub struct App {
     pub limiter: Arc<ekyc_limits::Limiter>,
     /// Call outcomes, for the metrics endpoint and tests.
     pub counters: Arc<metrics::Counters>,
-    /// Where to serve Prometheus metrics, if anywhere.
-    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The usage ledger, price plans and invoices.
     pub ledger: Arc<ekyc_billing::Ledger>,
     /// Billing settings (idempotency window, issuer, default plan).
@@ -162,8 +165,9 @@ impl App {
         ledger
             .put_plan(&ekyc_billing::pricing::demo_plan(), clock::now_ms())
             .await?;
+        let keyring = Arc::new(keyring::Keyring::new(pepper));
         let pool = Arc::new(HashPool::start(
-            pepper,
+            keyring.pepper(),
             params,
             config.pool_threads(),
             config.queue_capacity(),
@@ -179,14 +183,14 @@ impl App {
         );
         Ok(App {
             store,
+            keyring,
             pool,
-            signer,
+            signer: Arc::new(signer),
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             attestation_validity_ms: ATTESTATION_VALIDITY.as_millis() as i64,
             tls,
             limiter,
             counters: Arc::default(),
-            metrics_listen: config.metrics_listen,
             ledger: Arc::new(ledger),
             billing: config.billing.clone(),
             in_flight: Arc::default(),

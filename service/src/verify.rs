@@ -37,9 +37,13 @@ use crate::authz::{self, Target};
 use crate::clock;
 use crate::error::{Reason, ServiceError};
 use crate::hashing::HashError;
+use crate::hashing::HashPool;
 use crate::idempotency::{self, Claim, Leader, Outcome};
+use crate::keyring::Keyring;
 use crate::metrics::Counters;
+use crate::secrets::Signer;
 use crate::secrets::random_bytes;
+use crate::store::Store;
 use crate::store::TenantPolicy;
 
 /// What is left of the tenant's allowance after an answered call; sent
@@ -231,7 +235,64 @@ async fn admit(
     }))
 }
 
-impl App {
+/// The `VerificationService` handle: the Verify chain and the published
+/// signing keys, over only the parts they use.
+#[derive(Clone)]
+pub struct VerifyService {
+    store: Store,
+    keyring: Arc<Keyring>,
+    pool: Arc<HashPool>,
+    signer: Arc<Signer>,
+    limiter: Arc<ekyc_limits::Limiter>,
+    ledger: Arc<Ledger>,
+    in_flight: Arc<idempotency::InFlight>,
+    clock: Arc<clock::Clock>,
+    counters: Arc<Counters>,
+    /// How long an answered `request_id` is answered again, in ms.
+    replay_window_ms: i64,
+    /// How long after retirement a signing key is still published as valid.
+    attestation_validity_ms: i64,
+}
+
+impl VerifyService {
+    /// The handle over `app`'s parts.
+    pub fn new(app: &App) -> VerifyService {
+        VerifyService {
+            store: app.store.clone(),
+            keyring: Arc::clone(&app.keyring),
+            pool: Arc::clone(&app.pool),
+            signer: Arc::clone(&app.signer),
+            limiter: Arc::clone(&app.limiter),
+            ledger: Arc::clone(&app.ledger),
+            in_flight: Arc::clone(&app.in_flight),
+            clock: Arc::clone(&app.clock),
+            counters: Arc::clone(&app.counters),
+            replay_window_ms: (app.billing.idempotency_window_secs as i64).saturating_mul(1000),
+            attestation_validity_ms: app.attestation_validity_ms,
+        }
+    }
+
+    /// The signing keys whose attestations still verify: keys retired
+    /// longer ago than attestations stay valid are no longer published.
+    pub async fn list_signing_keys(&self) -> Result<pb::ListSigningKeysResponse, ServiceError> {
+        let keys = self.store.list_signing_keys().await?;
+        let now = clock::now_ms();
+        let validity = self.attestation_validity_ms;
+        Ok(pb::ListSigningKeysResponse {
+            keys: keys
+                .into_iter()
+                .filter(|k| k.retired_at_ms.is_none_or(|t| t + validity > now))
+                .map(|k| pb::SigningKey {
+                    key_id: k.key_id,
+                    algorithm: "Ed25519".into(),
+                    public_key: k.public_key.to_vec(),
+                    not_before: Some(clock::timestamp(k.not_before_ms)),
+                    not_after: k.retired_at_ms.map(|t| clock::timestamp(t + validity)),
+                })
+                .collect(),
+        })
+    }
+
     /// Answers one Verify call. `credential` is the API key from the call's
     /// metadata; `deadline` the caller's deadline, if it sent one.
     pub async fn verify(
@@ -303,7 +364,7 @@ impl App {
         // 6. Idempotency: a retry of an answered request gets the same
         // answer, unbilled and unhashed; a concurrent duplicate in this
         // process waits for the first and then gets its answer.
-        let fingerprint = idempotency::fingerprint(&self.pool, req);
+        let fingerprint = idempotency::fingerprint(&self.keyring, req);
         let leader = loop {
             match self.in_flight.claim(tenant, &req.request_id) {
                 Claim::Leader(leader) => {
@@ -379,7 +440,7 @@ impl App {
         // 8. The subject guard, keyed by a pepper-keyed pseudonym (one HMAC)
         // so that a refusal costs no Argon2. From admission on, the attempt
         // counts as an unsuccessful answer until settled otherwise.
-        let attempt = match admit(&self.limiter, self.pool.pseudonym(&valid.id), now).await {
+        let attempt = match admit(&self.limiter, self.keyring.pseudonym(&valid.id), now).await {
             Ok(Admission::Admitted(attempt)) => attempt,
             Ok(Admission::Refused(GuardDecision::Tripped { retry_after })) => {
                 reserved.release().await;
@@ -493,7 +554,7 @@ impl App {
                 "this request_id was already used for a different request",
             ));
         }
-        let window_ms = (self.billing.idempotency_window_secs as i64).saturating_mul(1000);
+        let window_ms = self.replay_window_ms;
         let outcome = event
             .replay
             .as_deref()

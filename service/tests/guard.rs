@@ -468,7 +468,7 @@ async fn the_agency_clears_a_locked_out_citizen(backend: Backend) {
     let guard_pseudonym = hex::encode(
         g.server
             .app
-            .pool
+            .keyring
             .pseudonym(&ekyc_domain::normalize::normalize_id(&citizen.id_number).expect("id")),
     );
     assert!(!everything.contains(&guard_pseudonym));
