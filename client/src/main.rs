@@ -1551,33 +1551,20 @@ fn dash(t: &Option<String>) -> String {
     t.clone().unwrap_or_else(|| "-".to_string())
 }
 
-/// A timestamp as RFC 3339 UTC to the second, `None` when unset.
+/// A timestamp as RFC 3339 UTC to the second, `None` when unset (or
+/// outside the years -9999 to 9999). It goes through jiff's civil date
+/// and time, whose range is whole years: `jiff::Timestamp` stops a day
+/// short of protobuf's largest timestamp, 9999-12-31T23:59:59Z.
 fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
     let secs = t?.seconds;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    Some(format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    ))
-}
-
-/// Proleptic Gregorian date of a count of days since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`, the inverse of days-from-civil); a
-/// formatter this small is not worth a date-time dependency.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let day = jiff::civil::date(1970, 1, 1)
+        .checked_add(jiff::Span::new().try_days(secs.div_euclid(86_400)).ok()?)
+        .ok()?;
+    let at = day
+        .to_datetime(jiff::civil::Time::midnight())
+        .checked_add(jiff::Span::new().seconds(secs.rem_euclid(86_400)))
+        .ok()?;
+    Some(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 #[cfg(test)]

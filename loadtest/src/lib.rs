@@ -1,7 +1,7 @@
 //! Load generation and benchmarks for `ekycd`.
 //!
 //! The reusable part of the `ekyc-load` gRPC load generator: arrival
-//! schedules (constant or Poisson, from a seeded xorshift generator), a
+//! schedules (constant or Poisson, from the seeded SplitMix64 generator), a
 //! scenario mix of requests, the closed- and open-loop drivers, and the
 //! report (text table, JSON, hand-written SVG percentile plot).
 //!
@@ -31,33 +31,34 @@ use tokio::sync::mpsc;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-/// A small, fast, seeded pseudo-random generator (xorshift64*). Not for
-/// cryptography: it only makes arrival times and the scenario mix
-/// reproducible.
+/// The one pseudo-random generator of the load tools: SplitMix64, small,
+/// fast and seeded. Not for cryptography: it only makes arrival times and
+/// the scenario mix reproducible. Its `n`-th output can also be computed
+/// directly ([`SplitMix64::nth`]), so a request's scenario depends on its
+/// index alone, however the callers interleave.
 #[derive(Debug, Clone)]
-pub struct XorShift64 {
+pub struct SplitMix64 {
     state: u64,
 }
 
-impl XorShift64 {
-    /// A generator started from `seed` (any value; 0 is remapped, since
-    /// xorshift would stay at 0 forever).
+/// SplitMix64's increment (the golden ratio in 64-bit fixed point).
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl SplitMix64 {
+    /// A generator started from `seed` (any value).
     pub fn new(seed: u64) -> Self {
-        // One SplitMix64 step spreads similar seeds apart.
-        let s = splitmix64(seed);
-        XorShift64 {
-            state: if s == 0 { 0x9E37_79B9_7F4A_7C15 } else { s },
-        }
+        SplitMix64 { state: seed }
+    }
+
+    /// The `n`-th output (from 0) of the generator seeded with `seed`.
+    pub fn nth(seed: u64, n: u64) -> u64 {
+        mix(seed.wrapping_add(GOLDEN.wrapping_mul(n.wrapping_add(1))))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.state = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.state = self.state.wrapping_add(GOLDEN);
+        mix(self.state)
     }
 
     /// A uniform number in (0, 1]: never 0, so its logarithm is finite.
@@ -73,8 +74,8 @@ impl XorShift64 {
 }
 
 /// SplitMix64's output function: a bijective 64-bit mixer.
-pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+fn mix(x: u64) -> u64 {
+    let mut z = x;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -105,7 +106,7 @@ impl FromStr for Arrivals {
 pub struct Schedule {
     arrivals: Arrivals,
     mean_gap: f64,
-    rng: XorShift64,
+    rng: SplitMix64,
     count: u64,
     at: f64,
 }
@@ -117,7 +118,7 @@ impl Schedule {
         Schedule {
             arrivals,
             mean_gap: 1.0 / rate,
-            rng: XorShift64::new(seed),
+            rng: SplitMix64::new(seed),
             count: 0,
             at: 0.0,
         }
@@ -737,7 +738,7 @@ impl Shared {
     /// Request `n`: its scenario (a hash of the seed and `n`, so reproducible
     /// whatever the order tasks run in), the request and its connection.
     fn next(&self, n: u64) -> (Scenario, pb::VerifyRequest, Arc<Client>) {
-        let scenario = self.mix.pick(splitmix64(self.rng_seed ^ splitmix64(n)));
+        let scenario = self.mix.pick(SplitMix64::nth(self.rng_seed, n));
         let request = self.factory.build(scenario, n);
         let client = match (scenario, &self.over) {
             (Scenario::OverLimit, Some(c)) => c,
@@ -1023,11 +1024,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn xorshift_is_seeded_and_uniform() {
-        let (mut a, mut b) = (XorShift64::new(7), XorShift64::new(7));
+    fn the_generator_is_seeded_and_uniform() {
+        let (mut a, mut b) = (SplitMix64::new(7), SplitMix64::new(7));
         assert_eq!(a.next_u64(), b.next_u64());
-        assert_ne!(XorShift64::new(7).next_u64(), XorShift64::new(8).next_u64());
-        let mut r = XorShift64::new(0);
+        assert_ne!(SplitMix64::new(7).next_u64(), SplitMix64::new(8).next_u64());
+        let mut s = SplitMix64::new(7);
+        for n in 0..5 {
+            assert_eq!(s.next_u64(), SplitMix64::nth(7, n), "output {n}");
+        }
+        let mut r = SplitMix64::new(0);
         let n = 100_000;
         let mean = (0..n).map(|_| r.next_f64()).sum::<f64>() / n as f64;
         assert!((mean - 0.5).abs() < 0.01, "{mean}");
@@ -1039,7 +1044,7 @@ mod tests {
 
     #[test]
     fn exponential_has_the_right_mean() {
-        let mut r = XorShift64::new(42);
+        let mut r = SplitMix64::new(42);
         let n = 200_000;
         let mean = (0..n).map(|_| r.exponential(0.02)).sum::<f64>() / n as f64;
         assert!((mean - 0.02).abs() < 0.0005, "{mean}");
@@ -1070,7 +1075,9 @@ mod tests {
         let mix: Mix = DEFAULT_MIX.parse().unwrap();
         let mut counts = BTreeMap::new();
         for n in 0..100_000u64 {
-            *counts.entry(mix.pick(splitmix64(n))).or_insert(0u64) += 1;
+            *counts
+                .entry(mix.pick(SplitMix64::nth(0, n)))
+                .or_insert(0u64) += 1;
         }
         let share = |s| counts[&s] as f64 / 100_000.0;
         assert!((share(Scenario::Match) - 0.70).abs() < 0.01);

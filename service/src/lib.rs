@@ -30,6 +30,7 @@ pub mod secrets;
 pub mod stack;
 pub mod store;
 pub mod tenants;
+#[cfg(feature = "testsuite")]
 pub mod test_support;
 pub mod transport;
 pub mod verify;
