@@ -26,6 +26,7 @@ pub mod import;
 pub mod keyring;
 pub mod lifecycle;
 pub mod metrics;
+pub mod model;
 pub mod secrets;
 pub mod stack;
 pub mod store;
