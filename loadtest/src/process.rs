@@ -97,6 +97,11 @@ pub fn prepare(
 ) -> Result<String> {
     std::fs::create_dir_all(dir)?;
     let mut cmd = ekycd(bin, dir, env);
+    // The demo tenant is what the tools measure: created without limits, it
+    // would get the service's default rate limit (limits.default_*, 20/s)
+    // and every run would measure that instead of the service.
+    cmd.env("EKYCD_LIMITS__DEFAULT_REQUESTS_PER_SECOND", "0")
+        .env("EKYCD_LIMITS__DEFAULT_BURST", "0");
     cmd.args(["demo", "--citizens", &citizens.to_string()])
         .args(["--seed", &seed.to_string(), "--no-serve", "--out"])
         .arg(dir.join("demo"));

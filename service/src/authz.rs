@@ -177,10 +177,8 @@ impl Gate {
         match self
             .limiter
             .check_rate(&format!("admin:{}", caller.tenant.id), rate)
-            .await
-            .map_err(|e| ServiceError::LimitsUnavailable {
-                limit: e.limit.name(),
-            })? {
+            .await?
+        {
             RateDecision::Allowed { .. } => Ok(caller),
             RateDecision::Limited { retry_after } => Err(ServiceError::RateLimited { retry_after }),
         }

@@ -314,6 +314,15 @@ internal_from!(
     ekyc_domain::attestation::AttestationError,
 );
 
+/// A limit that cannot be checked and fails closed.
+impl From<ekyc_limits::Unavailable> for ServiceError {
+    fn from(e: ekyc_limits::Unavailable) -> Self {
+        ServiceError::LimitsUnavailable {
+            limit: e.limit.name(),
+        }
+    }
+}
+
 /// An error and every source under it, for the log.
 struct Chain<'a>(&'a (dyn std::error::Error + 'static));
 

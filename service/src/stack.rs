@@ -221,32 +221,9 @@ impl Drop for RpcBody {
 /// The gRPC status code name in `headers`, if they carry one.
 fn grpc_status(headers: &http::HeaderMap) -> Option<&'static str> {
     let value = headers.get("grpc-status")?.to_str().ok()?;
-    Some(code_name(value.parse().ok()?))
-}
-
-/// The canonical name of a gRPC status code, as grpc-go and the gRPC
-/// docs spell it.
-fn code_name(code: i32) -> &'static str {
-    use tonic::Code;
-    match Code::from_i32(code) {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
+    Some(ekyc_proto::code_name(tonic::Code::from_i32(
+        value.parse().ok()?,
+    )))
 }
 
 #[cfg(test)]

@@ -346,7 +346,7 @@ impl VerifyService {
             .limiter
             .check_rate(tenant, rate)
             .await
-            .map_err(unavailable)?
+            .map_err(ServiceError::from)?
         {
             RateDecision::Allowed { remaining } => remaining,
             RateDecision::Limited { retry_after } => {
@@ -415,7 +415,7 @@ impl VerifyService {
             .limiter
             .reserve_quota(tenant, quota, &tz, units, now)
             .await
-            .map_err(unavailable)?
+            .map_err(ServiceError::from)?
         {
             QuotaDecision::Granted(grant) => grant,
             QuotaDecision::Exceeded { period, limit, .. } => {
@@ -455,7 +455,7 @@ impl VerifyService {
             }
             Err(e) => {
                 reserved.release().await;
-                return Err(unavailable(e));
+                return Err(e.into());
             }
         };
 
@@ -690,12 +690,6 @@ impl VerifyService {
                 signature: signature.to_vec(),
             }),
         })
-    }
-}
-
-fn unavailable(e: Unavailable) -> ServiceError {
-    ServiceError::LimitsUnavailable {
-        limit: e.limit.name(),
     }
 }
 

@@ -674,24 +674,7 @@ async fn a_sigkill_under_load_loses_nothing_a_client_saw_answered() {
             .expect("connect"),
     );
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let stop = Instant::now() + Duration::from_secs(30);
-    let callers: Vec<_> = (0..8u64)
-        .map(|caller| {
-            let (c, seen) = (Arc::clone(&c), Arc::clone(&seen));
-            tokio::spawn(async move {
-                for n in 0.. {
-                    if Instant::now() > stop {
-                        break;
-                    }
-                    let id = format!("load-{caller}-{n}");
-                    match c.verify(ask(caller * 5 + n % 5, &id)).await {
-                        Ok(_) => seen.lock().expect("lock").push(id),
-                        Err(_) => break, // the server is gone
-                    }
-                }
-            })
-        })
-        .collect();
+    let callers = eight_callers(&c, "load", &seen);
     // Kill it mid-run, once it has answered a good number of calls.
     while seen.lock().expect("lock").len() < 200 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -704,6 +687,34 @@ async fn a_sigkill_under_load_loses_nothing_a_client_saw_answered() {
     assert!(seen.len() >= 200);
 
     assert_in_ledger(&config, "load-bank", &seen).await;
+}
+
+/// Eight callers verifying one after another for up to 30 s, each answer's
+/// request id (`{prefix}-{caller}-{n}`) pushed to `seen`, until the server
+/// stops answering.
+fn eight_callers(
+    c: &Arc<Client>,
+    prefix: &'static str,
+    seen: &Arc<Mutex<Vec<String>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let stop = Instant::now() + Duration::from_secs(30);
+    (0..8u64)
+        .map(|caller| {
+            let (c, seen) = (Arc::clone(c), Arc::clone(seen));
+            tokio::spawn(async move {
+                for n in 0.. {
+                    if Instant::now() > stop {
+                        break;
+                    }
+                    let id = format!("{prefix}-{caller}-{n}");
+                    match c.verify(ask(caller * 5 + n % 5, &id)).await {
+                        Ok(_) => seen.lock().expect("lock").push(id),
+                        Err(_) => break, // the server is gone or going
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// Every request id in `seen` (each answered to a caller) is in the
@@ -762,24 +773,7 @@ async fn a_sigterm_under_load_drains_exits_zero_and_loses_nothing() {
             .expect("connect"),
     );
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let stop = Instant::now() + Duration::from_secs(30);
-    let callers: Vec<_> = (0..8u64)
-        .map(|caller| {
-            let (c, seen) = (Arc::clone(&c), Arc::clone(&seen));
-            tokio::spawn(async move {
-                for n in 0.. {
-                    if Instant::now() > stop {
-                        break;
-                    }
-                    let id = format!("drain-{caller}-{n}");
-                    match c.verify(ask(caller * 5 + n % 5, &id)).await {
-                        Ok(_) => seen.lock().expect("lock").push(id),
-                        Err(_) => break, // the server is going away
-                    }
-                }
-            })
-        })
-        .collect();
+    let callers = eight_callers(&c, "drain", &seen);
     while seen.lock().expect("lock").len() < 200 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -183,10 +183,7 @@ impl AdminService {
         let cleared = self
             .limiter
             .clear_subject(self.keyring.pseudonym(&id), self.clock.now())
-            .await
-            .map_err(|e| ServiceError::LimitsUnavailable {
-                limit: e.limit.name(),
-            })?;
+            .await?;
         tracing::info!(actor = %actor.key_id, cleared, "subject guard cleared");
         Ok(pb::ClearSubjectGuardResponse {
             cleared_failures: cleared as i64,
@@ -215,10 +212,7 @@ impl AdminService {
         let usage = self
             .limiter
             .usage(&tenant.id, rate, &tz, jiff::Timestamp::now())
-            .await
-            .map_err(|e| ServiceError::LimitsUnavailable {
-                limit: e.limit.name(),
-            })?;
+            .await?;
         let period = |period: &ekyc_limits::Period, used: u64, limit: u64| pb::QuotaUsage {
             period: period.label.clone(),
             used_units: used as i64,
