@@ -8,14 +8,41 @@
 //! survives a power cut, not just a killed process.
 //!
 //! The same SQL runs on SQLite and PostgreSQL through `sqlx::Any`; the
-//! only differences are in the schema (`BLOB`/`BYTEA` are not used, so
-//! none) and in how `finalize` locks the table (see `invoices.rs`).
+//! only differences are in the migrations (`migrations/<backend>/`, which
+//! use no `BLOB`/`BYTEA`, so they read alike) and in how `finalize` locks
+//! the table (see `invoices.rs`).
 
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
+
+/// The ledger's connection pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long a write or read waits for a free connection before it
+    /// fails (and the call with it, as `LEDGER_UNAVAILABLE`).
+    pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout` (zero: none; SQLite has none).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::ZERO,
+        }
+    }
+}
+
+/// The ledger's migrations are tracked apart from the store's, since on
+/// PostgreSQL both live in one database.
+const MIGRATIONS_TABLE: &str = "_ledger_migrations";
 
 /// Which database the ledger runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +97,19 @@ pub enum LedgerError {
     /// The database failed.
     #[error("ledger database: {0}")]
     Database(#[from] sqlx::Error),
+    /// Migrating the ledger failed.
+    #[error("ledger migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The ledger holds migrations this build does not know.
+    #[error(
+        "the ledger schema is at version {found}, newer than this ekycd knows (up to {known}); run a newer ekycd"
+    )]
+    SchemaTooNew {
+        /// The newest version applied to the database.
+        found: i64,
+        /// The newest version this build carries.
+        known: i64,
+    },
     /// The URL names no supported database.
     #[error("billing database URL must start with sqlite: or postgres:")]
     Url,
@@ -99,58 +139,17 @@ pub struct Ledger {
     writer: mpsc::Sender<WriteJob>,
 }
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS usage_events (
-        tenant_id TEXT NOT NULL,
-        request_id TEXT NOT NULL,
-        event_time_ms BIGINT NOT NULL,
-        method TEXT NOT NULL,
-        fields TEXT NOT NULL,
-        units BIGINT NOT NULL,
-        outcome TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        replay TEXT,
-        invoice_number TEXT,
-        PRIMARY KEY (tenant_id, request_id)
-    )",
-    "CREATE INDEX IF NOT EXISTS usage_events_by_time
-        ON usage_events (tenant_id, event_time_ms)",
-    "CREATE INDEX IF NOT EXISTS usage_events_by_invoice
-        ON usage_events (invoice_number)",
-    "CREATE TABLE IF NOT EXISTS price_plans (
-        plan_id TEXT NOT NULL,
-        version BIGINT NOT NULL,
-        definition TEXT NOT NULL,
-        created_at_ms BIGINT NOT NULL,
-        PRIMARY KEY (plan_id, version)
-    )",
-    "CREATE TABLE IF NOT EXISTS invoices (
-        invoice_id TEXT PRIMARY KEY,
-        tenant_id TEXT NOT NULL,
-        period TEXT NOT NULL,
-        period_start_ms BIGINT NOT NULL,
-        period_end_ms BIGINT NOT NULL,
-        status TEXT NOT NULL,
-        number TEXT UNIQUE,
-        document TEXT NOT NULL,
-        key_id TEXT,
-        signature TEXT,
-        created_at_ms BIGINT NOT NULL
-    )",
-    "CREATE UNIQUE INDEX IF NOT EXISTS one_final_invoice_per_period
-        ON invoices (tenant_id, period) WHERE status = 'final'",
-    "CREATE UNIQUE INDEX IF NOT EXISTS one_draft_per_period
-        ON invoices (tenant_id, period) WHERE status = 'draft'",
-    "CREATE TABLE IF NOT EXISTS invoice_numbers (
-        issuer TEXT PRIMARY KEY,
-        last_number BIGINT NOT NULL
-    )",
-];
-
 impl Ledger {
     /// Opens (and creates) the ledger at `url` (`sqlite://path` or
-    /// `postgres://...`) and starts its writer.
+    /// `postgres://...`) with default pool settings and starts its writer.
     pub async fn open(url: &str) -> Result<Ledger, LedgerError> {
+        Ledger::open_with(url, PoolSettings::default()).await
+    }
+
+    /// Opens the ledger with these pool settings, migrating it first (on
+    /// PostgreSQL under sqlx's advisory lock, so replicas take turns); a
+    /// ledger migrated by a newer build is refused.
+    pub async fn open_with(url: &str, settings: PoolSettings) -> Result<Ledger, LedgerError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -167,8 +166,21 @@ impl Ledger {
             _ => url.to_string(),
         };
         let mut options = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10));
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout);
+        if backend == Backend::Postgres && !settings.statement_timeout.is_zero() {
+            let timeout = settings.statement_timeout.as_millis();
+            options = options.after_connect(move |conn, _| {
+                Box::pin(async move {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SET statement_timeout = {timeout}"
+                    )))
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -186,10 +198,34 @@ impl Ledger {
             });
         }
         let pool = options.connect(&url).await?;
-        for statement in SCHEMA {
-            sqlx::query(sqlx::AssertSqlSafe(*statement))
-                .execute(&pool)
-                .await?;
+        let _lock = match backend {
+            Backend::Sqlite => {
+                use std::str::FromStr;
+                let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
+                    .get_filename()
+                    .to_path_buf();
+                Some(
+                    crate::file_lock::lock_for_migration(&file)
+                        .await
+                        .map_err(|e| LedgerError::Database(sqlx::Error::Io(e)))?,
+                )
+            }
+            Backend::Postgres => None,
+        };
+        let mut migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+        match migrator.run(&pool).await {
+            Ok(()) => {}
+            Err(sqlx::migrate::MigrateError::VersionMissing(found)) => {
+                return Err(LedgerError::SchemaTooNew {
+                    found,
+                    known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
+                });
+            }
+            Err(e) => return Err(e.into()),
         }
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(writer(pool.clone(), rx));

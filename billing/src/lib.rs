@@ -4,6 +4,7 @@
 //! regenerated from the same events and plan version is byte-identical.
 
 pub mod export;
+pub mod file_lock;
 pub mod invoices;
 pub mod ledger;
 pub mod model;
@@ -12,5 +13,5 @@ pub mod pricing;
 pub mod words;
 
 pub use invoices::events_digest;
-pub use ledger::{Ledger, LedgerError, Recorded, UsageEvent};
+pub use ledger::{Ledger, LedgerError, PoolSettings, Recorded, UsageEvent};
 pub use model::*;

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ekyc_domain::keys::KdfParams;
 use serde::Deserialize;
@@ -29,8 +30,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for the embedded database and generated development keys.
     pub data_dir: PathBuf,
-    /// Database URL; default `sqlite://<data_dir>/ekyc.db`.
+    /// Database URL; default `sqlite://<data_dir>/ekyc.db`. A
+    /// `postgres://` URL holds every store there (registry, tenants, keys,
+    /// audit, signing keys, and the ledger unless `billing.database_url`
+    /// says otherwise), which is what replicas share. TLS to PostgreSQL is
+    /// set in the URL: `?sslmode=verify-full&sslrootcert=/path/ca.pem`.
     pub database_url: Option<String>,
+    /// Connection pool and timeouts of the database.
+    pub database: DatabaseConfig,
     /// Pepper settings.
     pub pepper: PepperConfig,
     /// Attestation signing key settings.
@@ -54,6 +61,32 @@ pub struct Config {
     /// Transport limits: what any client, authenticated or not, can make
     /// the server hold.
     pub transport: TransportConfig,
+}
+
+/// The database's connection pool (`[database]`), for the store and the
+/// ledger alike.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Connections per pool (the store and the ledger have one each).
+    pub max_connections: u32,
+    /// How long a call waits for a free connection before it is refused
+    /// with `UNAVAILABLE`: a pool exhausted by slow queries sheds calls
+    /// instead of queueing them without bound.
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout`: a statement running longer is
+    /// cancelled by the server (0: none). SQLite has no equivalent.
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            max_connections: 16,
+            acquire_timeout_ms: 2_000,
+            statement_timeout_ms: 5_000,
+        }
+    }
 }
 
 /// Limits of the gRPC transport (`[transport]`). Authentication runs after
@@ -173,7 +206,8 @@ impl MessageLimits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BillingConfig {
-    /// Ledger database (`sqlite://...` or `postgres://...`); default
+    /// Ledger database (`sqlite://...` or `postgres://...`); default the
+    /// top-level `database_url` when that is PostgreSQL, else
     /// `sqlite://<data_dir>/billing.db`.
     pub database_url: Option<String>,
     /// How long a retried request id is answered again identically
@@ -299,6 +333,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data_dir: PathBuf::from("ekyc-data"),
             database_url: None,
+            database: DatabaseConfig::default(),
             pepper: PepperConfig::default(),
             signing: SigningConfig::default(),
             argon2: Argon2Config::default(),
@@ -631,12 +666,26 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ekyc.db").display()))
     }
 
-    /// The ledger database URL after resolving the default.
+    /// The ledger database URL after resolving the default: the store's
+    /// PostgreSQL when there is one (replicas share one ledger), else its
+    /// own SQLite file.
     pub fn billing_database_url(&self) -> String {
-        self.billing
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("billing.db").display()))
+        if let Some(url) = &self.billing.database_url {
+            return url.clone();
+        }
+        match &self.database_url {
+            Some(url) if !url.starts_with("sqlite:") => url.clone(),
+            _ => format!("sqlite://{}", self.data_dir.join("billing.db").display()),
+        }
+    }
+
+    /// The ledger's pool: the same `[database]` settings as the store's.
+    pub fn ledger_pool(&self) -> ekyc_billing::PoolSettings {
+        ekyc_billing::PoolSettings {
+            max_connections: self.database.max_connections,
+            acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.database.statement_timeout_ms),
+        }
     }
 
     /// The pepper file after resolving the default.

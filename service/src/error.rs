@@ -124,6 +124,9 @@ reasons! {
     ShuttingDown = "SHUTTING_DOWN" => Unavailable,
     /// The usage ledger cannot be written, so nothing can be answered.
     LedgerUnavailable = "LEDGER_UNAVAILABLE" => Unavailable,
+    /// The database holding the registry, tenants and keys cannot be reached (or no
+    /// connection is free in time), so nothing can be checked or answered.
+    StoreUnavailable = "STORE_UNAVAILABLE" => Unavailable,
     /// A limit could not be checked (its shared store is unreachable) and its policy is to
     /// refuse.
     LimitsUnavailable = "LIMITS_UNAVAILABLE" => Unavailable,
@@ -172,6 +175,9 @@ pub enum ServiceError {
     /// The usage ledger could not record the call, so it is not answered.
     #[error("the usage ledger is unavailable, retry later with the same request_id")]
     LedgerUnavailable,
+    /// The store could not be reached; the call fails closed.
+    #[error("the registry database is unavailable, retry later with the same request_id")]
+    StoreUnavailable,
     /// The hashing pool is saturated; retry after the given delay.
     #[error("hashing capacity is exhausted, retry later")]
     Overloaded {
@@ -276,6 +282,7 @@ impl ServiceError {
             ServiceError::RequestBuffersFull => Reason::RequestBuffersFull,
             ServiceError::Refused { reason, .. } => *reason,
             ServiceError::LedgerUnavailable => Reason::LedgerUnavailable,
+            ServiceError::StoreUnavailable => Reason::StoreUnavailable,
             ServiceError::Overloaded { .. } => Reason::HashingOverloaded,
             ServiceError::RateLimited { .. } => Reason::RateLimited,
             ServiceError::QuotaExceeded { .. } => Reason::QuotaExceeded,
@@ -307,12 +314,25 @@ macro_rules! internal_from {
 }
 
 internal_from!(
-    crate::store::StoreError,
     crate::tenants::TenantError,
     crate::secrets::SecretError,
     jiff::Error,
     ekyc_domain::attestation::AttestationError,
 );
+
+/// A store that cannot be reached fails closed with `UNAVAILABLE`, so a
+/// client retries (with the same request id) once the database is back;
+/// any other store failure is internal.
+impl From<crate::store::StoreError> for ServiceError {
+    fn from(e: crate::store::StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %Chain(&e), "store unavailable");
+            ServiceError::StoreUnavailable
+        } else {
+            ServiceError::Internal(Box::new(e))
+        }
+    }
+}
 
 /// A limit that cannot be checked and fails closed.
 impl From<ekyc_limits::Unavailable> for ServiceError {
@@ -391,6 +411,7 @@ impl From<ServiceError> for Status {
                 details.set_retry_info(Some(retry_after));
             }
             ServiceError::LedgerUnavailable
+            | ServiceError::StoreUnavailable
             | ServiceError::LimitsUnavailable { .. }
             | ServiceError::ShuttingDown => {
                 details.set_retry_info(Some(Duration::from_secs(1)));

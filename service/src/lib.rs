@@ -146,7 +146,7 @@ impl App {
     pub async fn open(config: &Config) -> Result<App, StartError> {
         let tls = tls_config(&config.tls)?;
         let limiter = Arc::new(ekyc_limits::Limiter::new(config.limits.clone())?);
-        let store = Store::open(&config.database_url()).await?;
+        let store = Store::open(&config.database_url(), &config.database).await?;
         let params = config.kdf_params();
         store.register_kdf_params(&params).await?;
         let pepper = secrets::load_pepper(
@@ -161,7 +161,9 @@ impl App {
         store
             .publish_signing_key(signer.key_id(), &signer.public_key(), clock::now_ms())
             .await?;
-        let ledger = ekyc_billing::Ledger::open(&config.billing_database_url()).await?;
+        let ledger =
+            ekyc_billing::Ledger::open_with(&config.billing_database_url(), config.ledger_pool())
+                .await?;
         // The demo plan is always there, so a tenant can be billed from day
         // one; storing it again is a no-op.
         ledger

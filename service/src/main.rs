@@ -302,7 +302,9 @@ async fn run(command: Command, config: Config) -> Result<()> {
 }
 
 async fn billing_command(config: &Config, command: BillingCommand) -> Result<()> {
-    let ledger = ekyc_billing::Ledger::open(&config.billing_database_url()).await?;
+    let ledger =
+        ekyc_billing::Ledger::open_with(&config.billing_database_url(), config.ledger_pool())
+            .await?;
     let result = match command {
         BillingCommand::Reconcile { tenant, period } => {
             let report = ledger.reconcile(&tenant, period.as_deref()).await?;

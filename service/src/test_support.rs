@@ -33,7 +33,10 @@ pub struct TestOptions {
     pub tls: crate::config::TlsConfig,
     /// Limits (in process by default).
     pub limits: ekyc_limits::LimitsConfig,
-    /// Ledger database URL (default: SQLite in the data directory).
+    /// Store database URL (default: SQLite in the data directory, or a
+    /// fresh PostgreSQL database when [`postgres_run`]).
+    pub database_url: Option<String>,
+    /// Ledger database URL (default: beside the store).
     pub billing_database_url: Option<String>,
     /// How long a request id is answered again identically.
     pub idempotency_window_secs: u64,
@@ -70,6 +73,7 @@ impl Default for TestOptions {
             queue_capacity: 64,
             tls: crate::config::TlsConfig::default(),
             limits: test_limits(),
+            database_url: None,
             billing_database_url: None,
             idempotency_window_secs: 24 * 3600,
             manual_clock_ms: None,
@@ -93,14 +97,23 @@ pub struct TestServer {
     pub config: Config,
     /// Keeps the data directory alive.
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database of a [`postgres_run`], dropped with this.
+    pub database: Option<TestDatabase>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl TestServer {
     /// Starts a server with a fresh data directory and registry.
-    pub async fn start(opts: TestOptions) -> TestServer {
+    pub async fn start(mut opts: TestOptions) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
+        let database = if opts.database_url.is_none() && postgres_run() {
+            let db = TestDatabase::create().await;
+            opts.database_url = Some(db.url.clone());
+            Some(db)
+        } else {
+            None
+        };
         let config = test_config(dir.path(), &opts);
         let mut app = App::open(&config).await.expect("open app");
         if let Some(ms) = opts.manual_clock_ms {
@@ -140,6 +153,7 @@ impl TestServer {
             import: report,
             config,
             dir,
+            database,
             shutdown: Some(tx),
             handle: Some(handle),
         }
@@ -311,16 +325,63 @@ impl Drop for EkycdProcess {
     }
 }
 
+/// What [`prepare_data_dir`] made: a closed service state that `ekycd`
+/// processes can serve.
+pub struct Prepared {
+    /// The configuration it was made with.
+    pub config: Config,
+    /// One verifier key per tenant asked for, in order.
+    pub keys: Vec<String>,
+    /// An agency-admin key.
+    pub admin_key: String,
+    /// The PostgreSQL database of a [`postgres_run`], dropped with this.
+    pub database: Option<TestDatabase>,
+}
+
+impl Prepared {
+    /// What an `ekycd` needs in its environment to serve this state
+    /// besides its data directory: the database, when it is not there.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match &self.database {
+            Some(db) => vec![("EKYCD_DATABASE_URL", db.url.clone())],
+            None => Vec::new(),
+        }
+    }
+
+    /// Starts `binary serve` (a test's `env!("CARGO_BIN_EXE_ekycd")`) on
+    /// `data_dir` and this state, with `env` added.
+    pub fn start_ekycd(
+        &self,
+        binary: &str,
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> EkycdProcess {
+        let own = self.env();
+        let mut all: Vec<(&str, &str)> = own.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(env);
+        EkycdProcess::start(binary, data_dir, &all)
+    }
+}
+
 /// A data directory with a synthetic registry (`citizens` of seed 42) and
-/// a tenant per entry of `policies`; returns the config and one verifier
-/// key per tenant, plus an agency-admin key. Everything is closed again,
-/// so `ekycd` processes can serve it.
+/// a tenant per entry of `policies`, plus an agency-admin key; on a
+/// [`postgres_run`] the stores are in a fresh PostgreSQL database. All is
+/// closed again, so `ekycd` processes can serve it.
 pub async fn prepare_data_dir(
     dir: &std::path::Path,
     citizens: u64,
     policies: &[(&str, crate::store::TenantPolicy)],
-) -> (Config, Vec<String>, String) {
-    let config = test_config(dir, &TestOptions::default());
+) -> Prepared {
+    let database = if postgres_run() {
+        Some(TestDatabase::create().await)
+    } else {
+        None
+    };
+    let opts = TestOptions {
+        database_url: database.as_ref().map(|db| db.url.clone()),
+        ..TestOptions::default()
+    };
+    let config = test_config(dir, &opts);
     let app = App::open(&config).await.expect("open");
     demo::load_synthetic_registry(&app, 42, citizens, ProgressStyle::Quiet)
         .await
@@ -333,7 +394,12 @@ pub async fn prepare_data_dir(
         .await
         .expect("bootstrap");
     app.close().await;
-    (config, keys, admin.token)
+    Prepared {
+        config,
+        keys,
+        admin_key: admin.token,
+        database,
+    }
 }
 
 /// A private `redis-server` on a free loopback port, for tests that stop
@@ -463,6 +529,7 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     config.shutdown_grace_secs = 5;
     config.tls = opts.tls.clone();
     config.limits = opts.limits.clone();
+    config.database_url = opts.database_url.clone();
     config.billing.database_url = opts.billing_database_url.clone();
     config.billing.idempotency_window_secs = opts.idempotency_window_secs;
     config.transport = opts.transport.clone();
@@ -471,4 +538,110 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     config.billing.issuer_tax_code = opts.issuer.tax_code.clone();
     config.validate().expect("valid test config");
     config
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub const SHARED_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Whether this run puts every store on PostgreSQL: set
+/// `EKYC_TEST_DATABASE=postgres` (`scripts/test.sh` runs the service
+/// tests once each way).
+pub fn postgres_run() -> bool {
+    std::env::var("EKYC_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// A database of its own on the shared PostgreSQL server, created for one
+/// test and dropped when this is dropped (also when the test panics).
+/// Databases left by a killed run are dropped by the next run that starts
+/// one: their names carry the creating process's id.
+pub struct TestDatabase {
+    /// `postgres://.../<name>`.
+    pub url: String,
+    name: String,
+}
+
+const TEST_DATABASE_PREFIX: &str = "ekyc_t_";
+
+impl TestDatabase {
+    /// Creates an empty database.
+    pub async fn create() -> TestDatabase {
+        use sqlx::Connection;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let base = std::env::var("EKYC_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| SHARED_POSTGRES_URL.to_string());
+        let mut admin = sqlx::PgConnection::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {base} (scripts/services.sh starts it): {e}"));
+        drop_abandoned(&mut admin).await;
+        let name = format!(
+            "{TEST_DATABASE_PREFIX}{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        // The base URL names a database (`.../test`); ours replaces it.
+        let (server, _) = base
+            .rsplit_once('/')
+            .expect("EKYC_TEST_POSTGRES_URL names a database");
+        let url = format!("{server}/{name}");
+        TestDatabase { url, name }
+    }
+}
+
+/// Drops test databases whose creating process is gone.
+async fn drop_abandoned(admin: &mut sqlx::PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'ekyc\\_t\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let pid = name
+            .strip_prefix(TEST_DATABASE_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut *admin)
+            .await;
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot block on a
+        // future: a thread with its own small runtime does the work.
+        let name = self.name.clone();
+        let base = std::env::var("EKYC_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| SHARED_POSTGRES_URL.to_string());
+        let _ = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&base).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
 }

@@ -12,9 +12,7 @@ use ekyc_billing::ledger::Ledger;
 use ekyc_billing::period::Month;
 use ekyc_client::{Client, v1 as pb};
 use ekyc_service::store::{Limits, TenantPolicy};
-use ekyc_service::test_support::{
-    EkycdProcess, TestOptions, TestServer, prepare_data_dir, unique_request_id,
-};
+use ekyc_service::test_support::{TestOptions, TestServer, prepare_data_dir, unique_request_id};
 use prost::Message as _;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -665,9 +663,10 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_under_load_loses_nothing_a_client_saw_answered() {
     let dir = tempfile::tempdir().expect("dir");
-    let (config, keys, _) =
+    let prepared =
         prepare_data_dir(dir.path(), 50, &[("load-bank", TenantPolicy::default())]).await;
-    let mut server = EkycdProcess::start(env!("CARGO_BIN_EXE_ekycd"), dir.path(), &[]);
+    let (config, keys) = (&prepared.config, &prepared.keys);
+    let mut server = prepared.start_ekycd(env!("CARGO_BIN_EXE_ekycd"), dir.path(), &[]);
     let c = Arc::new(
         Client::connect(&server.endpoint, Some(&keys[0]), Duration::from_secs(10))
             .await
@@ -686,7 +685,7 @@ async fn a_sigkill_under_load_loses_nothing_a_client_saw_answered() {
     let seen = seen.lock().expect("lock").clone();
     assert!(seen.len() >= 200);
 
-    assert_in_ledger(&config, "load-bank", &seen).await;
+    assert_in_ledger(config, "load-bank", &seen).await;
 }
 
 /// Eight callers verifying one after another for up to 30 s, each answer's
@@ -724,7 +723,7 @@ async fn assert_in_ledger(config: &ekyc_service::Config, tenant_name: &str, seen
         .await
         .expect("ledger");
     let tenant = {
-        let store = ekyc_service::store::Store::open(&config.database_url())
+        let store = ekyc_service::store::Store::open(&config.database_url(), &config.database)
             .await
             .expect("store");
         let t = store
@@ -759,10 +758,11 @@ async fn assert_in_ledger(config: &ekyc_service::Config, tenant_name: &str, seen
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_under_load_drains_exits_zero_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("dir");
-    let (config, keys, _) =
+    let prepared =
         prepare_data_dir(dir.path(), 50, &[("drain-bank", TenantPolicy::default())]).await;
+    let (config, keys) = (&prepared.config, &prepared.keys);
     let grace = Duration::from_secs(5);
-    let mut server = EkycdProcess::start(
+    let mut server = prepared.start_ekycd(
         env!("CARGO_BIN_EXE_ekycd"),
         dir.path(),
         &[("EKYCD_SHUTDOWN_GRACE_SECS", "5")],
@@ -799,5 +799,5 @@ async fn a_sigterm_under_load_drains_exits_zero_and_loses_nothing() {
     }
     let seen = seen.lock().expect("lock").clone();
     assert!(seen.len() >= 200);
-    assert_in_ledger(&config, "drain-bank", &seen).await;
+    assert_in_ledger(config, "drain-bank", &seen).await;
 }

@@ -16,8 +16,8 @@ use ekyc_client::{Client, v1 as pb};
 use ekyc_limits::{LimitStats, LimitsConfig, OnRedisFailure, RateLimit};
 use ekyc_service::store::{Limits, TenantPolicy};
 use ekyc_service::test_support::{
-    EkycdProcess, PrivateRedis, SHARED_REDIS_URL, TestOptions, TestServer, prepare_data_dir,
-    remove_redis_prefix, unique_redis_prefix,
+    EkycdProcess, Prepared, PrivateRedis, SHARED_REDIS_URL, TestOptions, TestServer,
+    prepare_data_dir, remove_redis_prefix, unique_redis_prefix,
 };
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -59,8 +59,8 @@ fn limits(rate: u64, burst: u64, daily: u64) -> TenantPolicy {
 struct Replica(EkycdProcess);
 
 impl Replica {
-    fn start(dir: &Path, prefix: &str) -> Replica {
-        Replica(EkycdProcess::start(
+    fn start(prepared: &Prepared, dir: &Path, prefix: &str) -> Replica {
+        Replica(prepared.start_ekycd(
             env!("CARGO_BIN_EXE_ekycd"),
             dir,
             &[
@@ -94,30 +94,32 @@ impl Replica {
     }
 }
 
-struct Prepared {
-    _dir: tempfile::TempDir,
+struct Replicas {
     prefix: String,
     replicas: [Replica; 2],
     keys: Vec<String>,
     admin_key: String,
+    _prepared: Prepared,
+    _dir: tempfile::TempDir,
 }
 
 /// A registry with tenants `policies`, served by two replicas sharing one
 /// Redis prefix.
-async fn two_replicas(test: &str, policies: &[(&str, TenantPolicy)]) -> Prepared {
+async fn two_replicas(test: &str, policies: &[(&str, TenantPolicy)]) -> Replicas {
     let dir = tempfile::tempdir().expect("dir");
     let prefix = unique_redis_prefix(test);
-    let (_, keys, admin_key) = prepare_data_dir(dir.path(), 50, policies).await;
+    let prepared = prepare_data_dir(dir.path(), 50, policies).await;
     let replicas = [
-        Replica::start(dir.path(), &prefix),
-        Replica::start(dir.path(), &prefix),
+        Replica::start(&prepared, dir.path(), &prefix),
+        Replica::start(&prepared, dir.path(), &prefix),
     ];
-    Prepared {
-        _dir: dir,
+    Replicas {
         prefix,
         replicas,
-        keys,
-        admin_key,
+        keys: prepared.keys.clone(),
+        admin_key: prepared.admin_key.clone(),
+        _prepared: prepared,
+        _dir: dir,
     }
 }
 

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ekyc_client::{Client, v1 as pb};
 use ekyc_service::store::TenantPolicy;
-use ekyc_service::test_support::{
-    EkycdProcess, TestOptions, TestServer, prepare_data_dir, unique_request_id,
-};
+use ekyc_service::test_support::{TestOptions, TestServer, prepare_data_dir, unique_request_id};
 use tokio::net::TcpStream;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -202,11 +200,12 @@ fn metric(endpoint: &str, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_half_sent_messages_hold_bounded_memory_and_a_caller_is_answered() {
     let dir = tempfile::tempdir().expect("dir");
-    let (config, keys, _) =
+    let prepared =
         prepare_data_dir(dir.path(), 50, &[("real-bank", TenantPolicy::default())]).await;
+    let (config, keys) = (&prepared.config, &prepared.keys);
     let t = &config.transport;
     let budget = t.max_buffered_request_bytes as u64;
-    let server = EkycdProcess::start(env!("CARGO_BIN_EXE_ekycd"), dir.path(), &[]);
+    let server = prepared.start_ekycd(env!("CARGO_BIN_EXE_ekycd"), dir.path(), &[]);
     let addr = server.endpoint.trim_start_matches("http://").to_string();
     let pid = server.child.id();
 

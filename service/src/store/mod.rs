@@ -2,25 +2,45 @@
 //! signing keys.
 //!
 //! [`Store`] is the only type the rest of the service sees. It dispatches to
-//! a backend chosen by the database URL; SQLite is embedded and the default.
-//! A PostgreSQL backend is a new variant of `Backend` and a new file beside
-//! `sqlite.rs`, with the same methods: nothing above this module changes.
+//! a backend chosen by the database URL: SQLite, embedded and the default,
+//! or PostgreSQL, which replicas share. Each backend implements the storage
+//! traits below in its own file, in its own SQL dialect, with its own
+//! migrations under `service/migrations/<backend>/`; the rows they read
+//! are decoded once, in `rows.rs`. `tests/store_conformance.rs` runs every
+//! operation against both.
 //!
 //! Architecture invariant: nothing written here holds a citizen's raw data.
 //! Records are a locator and opaque tags; see `ekyc_domain::record`.
 
+mod postgres;
+mod rows;
 mod sqlite;
 
 pub use crate::model::*;
 
 use ekyc_domain::keys::{KdfParams, Locator};
 
+pub use crate::config::DatabaseConfig;
+
 /// A storage failure. Messages may name tables, never hold row values.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The URL names no supported backend.
-    #[error("unsupported database url scheme (expected sqlite://...)")]
+    #[error("database_url must start with sqlite: or postgres:")]
     UnsupportedUrl,
+    /// The database holds migrations this build does not know: a newer
+    /// ekycd migrated it. Running would misread its rows.
+    #[error(
+        "the {store} schema is at version {found}, newer than this ekycd knows (up to {known}); run a newer ekycd"
+    )]
+    SchemaTooNew {
+        /// Which schema ("store" or "ledger").
+        store: &'static str,
+        /// The newest version applied to the database.
+        found: i64,
+        /// The newest version this build carries.
+        known: i64,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -41,6 +61,33 @@ pub enum StoreError {
         "argon2.params_id {0} is already registered with different costs; choose a new params_id for new costs"
     )]
     ParamsConflict(u32),
+}
+
+impl StoreError {
+    /// Whether the database is unreachable or overloaded (the connection
+    /// failed or dropped, no pooled connection came free in time, the
+    /// server is shutting down or cancelled a statement that ran too
+    /// long), as opposed to a fault in what was asked. Callers fail closed
+    /// with `UNAVAILABLE` and a retry can succeed.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE class 08 is "connection exception"; 57P01-57P03 an
+            // administrator shutdown or a server not accepting connections;
+            // 57014 a statement cancelled by statement_timeout.
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08") || code.starts_with("57P") || code == "57014"
+            }),
+            _ => false,
+        }
+    }
 }
 
 /// Result alias of this module.
@@ -71,6 +118,99 @@ pub enum KeyWrite<'a> {
     },
 }
 
+/// The registry as Verify reads it: the hot path, one statement per call.
+pub(crate) trait RegistryRead {
+    /// The record at `locator`, if any, with the current registry version,
+    /// read together (one round trip, one snapshot).
+    async fn get_record_and_version(
+        &self,
+        locator: &Locator,
+    ) -> Result<(Option<StoredRecord>, u64)>;
+}
+
+/// Registry writes: what an import does.
+pub(crate) trait RegistryWrite {
+    /// Records a KDF parameter set, refusing an id reused with other costs.
+    async fn register_kdf_params(&self, params: &KdfParams) -> Result<()>;
+    /// Writes a batch of records in one transaction.
+    async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>>;
+    /// Deletes the records at these locators; returns how many existed.
+    async fn delete_records(&self, locators: &[Locator]) -> Result<u64>;
+    /// Number of records.
+    async fn count_records(&self) -> Result<u64>;
+}
+
+/// Small named values (the registry version, the agency tenant).
+pub(crate) trait MetaStore {
+    /// A metadata value.
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    /// Sets a metadata value.
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+}
+
+/// Tenants and their API keys; every change carries its audit entries,
+/// written in the same transaction.
+pub(crate) trait TenantStore {
+    /// Inserts (`read_updated_at_ms` `None`) or updates a tenant, only if
+    /// the stored row still has `read_updated_at_ms` (else `Stale`).
+    async fn write_tenant(
+        &self,
+        tenant: &Tenant,
+        read_updated_at_ms: Option<i64>,
+        audit: &[AuditEntry],
+    ) -> Result<()>;
+    /// The tenant with this id.
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
+    /// The tenant with this name.
+    async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>>;
+    /// The tenant whose client certificates carry this subject CN.
+    async fn find_tenant_by_mtls_subject(&self, subject: &str) -> Result<Option<Tenant>>;
+    /// Up to `limit` tenants with ids after `after`, by id.
+    async fn list_tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<Tenant>>;
+    /// Writes keys and `audit` in one transaction.
+    async fn write_api_keys(&self, keys: &[KeyWrite<'_>], audit: &[AuditEntry]) -> Result<()>;
+    /// The API key with this public id.
+    async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>>;
+    /// The key and its tenant in one read: the hot path of authentication.
+    async fn get_api_key_with_tenant(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<(ApiKeyRecord, Option<Tenant>)>>;
+    /// A tenant's keys, newest first.
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>>;
+    /// Records a successful use of a key.
+    async fn touch_api_key(&self, key_id: &str, now_ms: i64) -> Result<()>;
+    /// How many usable keys have this role.
+    async fn count_usable_keys_with_role(&self, role: Role, now_ms: i64) -> Result<u64>;
+}
+
+/// The admin audit trail: a gapless hash chain.
+pub(crate) trait AuditStore {
+    /// Appends entries about a change made outside the store.
+    async fn append_audit(&self, audit: &[AuditEntry]) -> Result<()>;
+    /// Audit events, newest first, optionally for one tenant, with
+    /// sequence below `before`.
+    async fn list_audit(
+        &self,
+        tenant_id: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>>;
+}
+
+/// Published signing keys.
+pub(crate) trait SigningKeyStore {
+    /// Publishes a key if new, and retires every other current key.
+    async fn publish_signing_key(
+        &self,
+        key_id: &str,
+        public_key: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<()>;
+    /// All published signing keys, current first.
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+}
+
 /// The storage handle; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -80,25 +220,44 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($s) => $call,
+            Backend::Postgres($s) => $call,
+        }
+    };
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `url`.
-    pub async fn open(url: &str) -> Result<Store> {
-        if url.starts_with("sqlite:") {
-            let s = sqlite::SqliteStore::open(url).await?;
-            return Ok(Store {
-                backend: Backend::Sqlite(s),
-            });
+    /// Opens (creating if needed) and migrates the database at `url`:
+    /// `sqlite://path` or `postgres://...`.
+    pub async fn open(url: &str, options: &DatabaseConfig) -> Result<Store> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::SqliteStore::open(url, options).await?)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres(postgres::PgStore::open(url, options).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        Ok(Store { backend })
+    }
+
+    /// Which backend this is: `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
-        Err(StoreError::UnsupportedUrl)
     }
 
     /// Records a KDF parameter set, refusing an id reused with other costs.
     pub async fn register_kdf_params(&self, params: &KdfParams) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.register_kdf_params(params).await,
-        }
+        dispatch!(self, s => s.register_kdf_params(params).await)
     }
 
     /// The record at `locator`, if any, with the current registry version,
@@ -107,45 +266,33 @@ impl Store {
         &self,
         locator: &Locator,
     ) -> Result<(Option<StoredRecord>, u64)> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.get_record_and_version(locator).await,
-        }
+        dispatch!(self, s => s.get_record_and_version(locator).await)
     }
 
     /// Writes a batch of records in one transaction; `registry_version` is
     /// stamped on those that are new or changed.
     pub async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.upsert_records(batch).await,
-        }
+        dispatch!(self, s => s.upsert_records(batch).await)
     }
 
     /// Deletes the records at these locators; returns how many existed.
     pub async fn delete_records(&self, locators: &[Locator]) -> Result<u64> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.delete_records(locators).await,
-        }
+        dispatch!(self, s => s.delete_records(locators).await)
     }
 
     /// Number of records.
     pub async fn count_records(&self) -> Result<u64> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.count_records().await,
-        }
+        dispatch!(self, s => s.count_records().await)
     }
 
     /// A metadata value.
     pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.get_meta(key).await,
-        }
+        dispatch!(self, s => s.get_meta(key).await)
     }
 
     /// Sets a metadata value.
     pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.set_meta(key, value).await,
-        }
+        dispatch!(self, s => s.set_meta(key, value).await)
     }
 
     /// The current registry version (0 before the first import).
@@ -160,9 +307,7 @@ impl Store {
     /// Creates a tenant and records `audit` in the same transaction;
     /// fails with `Conflict` if the name or mTLS subject is taken.
     pub async fn insert_tenant(&self, tenant: &Tenant, audit: &[AuditEntry]) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.write_tenant(tenant, None, audit).await,
-        }
+        dispatch!(self, s => s.write_tenant(tenant, None, audit).await)
     }
 
     /// Replaces a tenant's name, status, policy and mTLS subject, recording
@@ -174,64 +319,45 @@ impl Store {
         read_updated_at_ms: i64,
         audit: &[AuditEntry],
     ) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.write_tenant(tenant, Some(read_updated_at_ms), audit)
-                    .await
-            }
-        }
+        dispatch!(self, s => s.write_tenant(tenant, Some(read_updated_at_ms), audit).await)
     }
 
     /// Up to `limit` tenants with ids after `after`, by id.
     pub async fn list_tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<Tenant>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_tenants(after, limit).await,
-        }
+        dispatch!(self, s => s.list_tenants(after, limit).await)
     }
 
     /// The tenant whose client certificates carry this subject CN.
     pub async fn find_tenant_by_mtls_subject(&self, subject: &str) -> Result<Option<Tenant>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.find_tenant_by_mtls_subject(subject).await,
-        }
+        dispatch!(self, s => s.find_tenant_by_mtls_subject(subject).await)
     }
 
     /// Appends audit entries about a change made outside the store (a
     /// guard clear), in one transaction.
     pub async fn append_audit(&self, audit: &[AuditEntry]) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.append_audit(audit).await,
-        }
+        dispatch!(self, s => s.append_audit(audit).await)
     }
 
     /// Writes keys and `audit` in one transaction, so a rotation never
     /// leaves half a change; an update whose key changed since it was read
     /// fails the whole write with `Stale`.
     pub async fn write_api_keys(&self, keys: &[KeyWrite<'_>], audit: &[AuditEntry]) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.write_api_keys(keys, audit).await,
-        }
+        dispatch!(self, s => s.write_api_keys(keys, audit).await)
     }
 
     /// A tenant's keys, newest first.
     pub async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_api_keys(tenant_id).await,
-        }
+        dispatch!(self, s => s.list_api_keys(tenant_id).await)
     }
 
     /// Records a successful use of a key.
     pub async fn touch_api_key(&self, key_id: &str, now_ms: i64) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.touch_api_key(key_id, now_ms).await,
-        }
+        dispatch!(self, s => s.touch_api_key(key_id, now_ms).await)
     }
 
     /// How many usable keys have this role.
     pub async fn count_usable_keys_with_role(&self, role: Role, now_ms: i64) -> Result<u64> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.count_usable_keys_with_role(role, now_ms).await,
-        }
+        dispatch!(self, s => s.count_usable_keys_with_role(role, now_ms).await)
     }
 
     /// Audit events, newest first, optionally for one tenant, with
@@ -242,30 +368,22 @@ impl Store {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_audit(tenant_id, before, limit).await,
-        }
+        dispatch!(self, s => s.list_audit(tenant_id, before, limit).await)
     }
 
     /// The tenant with this id.
     pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.get_tenant(id).await,
-        }
+        dispatch!(self, s => s.get_tenant(id).await)
     }
 
     /// The tenant with this name.
     pub async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.find_tenant_by_name(name).await,
-        }
+        dispatch!(self, s => s.find_tenant_by_name(name).await)
     }
 
     /// The API key with this public id.
     pub async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.get_api_key(key_id).await,
-        }
+        dispatch!(self, s => s.get_api_key(key_id).await)
     }
 
     /// The API key with this public id and its tenant (`None` if the
@@ -274,9 +392,7 @@ impl Store {
         &self,
         key_id: &str,
     ) -> Result<Option<(ApiKeyRecord, Option<Tenant>)>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.get_api_key_with_tenant(key_id).await,
-        }
+        dispatch!(self, s => s.get_api_key_with_tenant(key_id).await)
     }
 
     /// Publishes a signing key if it is not yet known, and retires every
@@ -287,23 +403,43 @@ impl Store {
         public_key: &[u8; 32],
         now_ms: i64,
     ) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.publish_signing_key(key_id, public_key, now_ms).await,
-        }
+        dispatch!(self, s => s.publish_signing_key(key_id, public_key, now_ms).await)
     }
 
     /// All published signing keys, current first.
     pub async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_signing_keys().await,
-        }
+        dispatch!(self, s => s.list_signing_keys().await)
     }
 
     /// Flushes and closes connections.
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(s) => s.close().await,
+            Backend::Postgres(s) => s.close().await,
         }
+    }
+}
+
+/// Runs `migrator` (under the backend's migration lock, so replicas that
+/// start together take turns), refusing a database that a newer build
+/// migrated: its applied versions include one this build does not carry.
+async fn migrate<'a, A>(
+    migrator: &sqlx::migrate::Migrator,
+    store: &'static str,
+    conn: A,
+) -> Result<()>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    match migrator.run(conn).await {
+        Ok(()) => Ok(()),
+        Err(sqlx::migrate::MigrateError::VersionMissing(found)) => Err(StoreError::SchemaTooNew {
+            store,
+            found,
+            known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
+        }),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -332,7 +468,9 @@ mod tests {
     async fn record_and_version_come_back_together() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("ekyc.db").display());
-        let store = Store::open(&url).await.expect("open");
+        let store = Store::open(&url, &DatabaseConfig::default())
+            .await
+            .expect("open");
         assert_eq!(
             store.get_record_and_version(&[1; 32]).await.expect("read"),
             (None, 0)

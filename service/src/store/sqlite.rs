@@ -1,19 +1,24 @@
-//! The embedded SQLite backend (WAL mode, one writer, many readers).
+//! The embedded SQLite backend (WAL mode, one writer, many readers): the
+//! default, for one process.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use ekyc_domain::keys::{KdfParams, Locator};
-use ekyc_domain::record::RecordTags;
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{AssertSqlSafe, Row};
 
+use super::rows::{
+    AUDIT_COLUMNS, KEY_COLUMN_COUNT, KEY_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMNS,
+    audit_from_row, fixed, key_from_row, key_label, record_from_row, signing_key_from_row,
+    status_str, tenant_from_row, tenant_json,
+};
 use super::{
-    ApiKeyRecord, AuditEntry, AuditEvent, KeyWrite, Result, Role, SigningKeyRecord, StoreError,
-    StoredRecord, Tenant, TenantPolicy, TenantStatus, Upserted, audit_chain_hash,
+    ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, MetaStore,
+    RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord, SigningKeyStore, StoreError,
+    StoredRecord, Tenant, TenantStore, Upserted, audit_chain_hash,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -23,12 +28,8 @@ pub(super) struct SqliteStore {
     pool: SqlitePool,
 }
 
-fn now_ms() -> i64 {
-    crate::clock::now_ms()
-}
-
 impl SqliteStore {
-    pub(super) async fn open(url: &str) -> Result<SqliteStore> {
+    pub(super) async fn open(url: &str, config: &DatabaseConfig) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             // WAL lets Verify read while an import writes; NORMAL sync is
@@ -38,49 +39,58 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        if let Some(dir) = options.get_filename().parent()
+        let file = options.get_filename().to_path_buf();
+        if let Some(dir) = file.parent()
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
+        // Processes opening one new file at once take turns migrating it.
+        let _lock = ekyc_billing::file_lock::lock_for_migration(&file)
+            .await
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        super::migrate(&MIGRATOR, "store", &pool).await?;
         Ok(SqliteStore { pool })
     }
 
-    pub(super) async fn register_kdf_params(&self, p: &KdfParams) -> Result<()> {
-        sqlx::query("INSERT OR IGNORE INTO kdf_params (id, m_kib, t, p) VALUES (?, ?, ?, ?)")
-            .bind(i64::from(p.id))
-            .bind(i64::from(p.m_kib))
-            .bind(i64::from(p.t))
-            .bind(i64::from(p.p))
-            .execute(&self.pool)
-            .await?;
-        let row = sqlx::query("SELECT m_kib, t, p FROM kdf_params WHERE id = ?")
-            .bind(i64::from(p.id))
-            .fetch_one(&self.pool)
-            .await?;
-        let stored = (
-            row.try_get::<i64, _>(0)?,
-            row.try_get::<i64, _>(1)?,
-            row.try_get::<i64, _>(2)?,
-        );
-        if stored != (i64::from(p.m_kib), i64::from(p.t), i64::from(p.p)) {
-            return Err(StoreError::ParamsConflict(p.id));
-        }
-        Ok(())
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
     }
 
+    /// A transaction that will write. `BEGIN IMMEDIATE` takes the write
+    /// lock first: a deferred transaction that reads, then writes, fails
+    /// with "database is locked" (no busy wait can help it) when another
+    /// writer committed in between, as concurrent audit appends do.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn tenant_where(&self, column: &str, value: &str) -> Result<Option<Tenant>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE {column} = ?"
+        )))
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| tenant_from_row(&r, 0))
+        .transpose()
+    }
+}
+
+impl RegistryRead for SqliteStore {
     /// The record at `locator`, if any, and the registry version, read in
     /// one statement: one round trip, and one snapshot, so an import that
     /// commits meanwhile cannot pair a record with another version.
-    pub(super) async fn get_record_and_version(
+    async fn get_record_and_version(
         &self,
         locator: &Locator,
     ) -> Result<(Option<StoredRecord>, u64)> {
+        // The joined record (`record_from_row` order), then the version.
         let row = sqlx::query(
             "SELECT r.locator, r.pepper_version, r.kdf_params_id, r.normalization_version, \
              r.registry_version, r.tags, (SELECT value FROM registry_meta WHERE key = ?) \
@@ -95,16 +105,37 @@ impl SqliteStore {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let record = match row.try_get::<Option<Vec<u8>>, _>(0)? {
-            Some(_) => Some(record_from_row(&row)?),
+            Some(_) => Some(record_from_row(&row, 0)?),
             None => None,
         };
         Ok((record, version))
     }
+}
 
-    pub(super) async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>> {
-        let mut tx = self.pool.begin().await?;
+impl RegistryWrite for SqliteStore {
+    async fn register_kdf_params(&self, p: &KdfParams) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO kdf_params (id, m_kib, t, p) VALUES (?, ?, ?, ?)")
+            .bind(i64::from(p.id))
+            .bind(i64::from(p.m_kib))
+            .bind(i64::from(p.t))
+            .bind(i64::from(p.p))
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT m_kib, t, p FROM kdf_params WHERE id = ?")
+            .bind(i64::from(p.id))
+            .fetch_one(&self.pool)
+            .await?;
+        let stored: (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if stored != (i64::from(p.m_kib), i64::from(p.t), i64::from(p.p)) {
+            return Err(StoreError::ParamsConflict(p.id));
+        }
+        Ok(())
+    }
+
+    async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>> {
+        let mut tx = self.write_tx().await?;
         let mut out = Vec::with_capacity(batch.len());
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         for rec in batch {
             let existing = sqlx::query(
                 "SELECT pepper_version, kdf_params_id, normalization_version, tags \
@@ -153,8 +184,8 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(super) async fn delete_records(&self, locators: &[Locator]) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+    async fn delete_records(&self, locators: &[Locator]) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
         let mut n = 0;
         for l in locators {
             n += sqlx::query("DELETE FROM citizen_records WHERE locator = ?")
@@ -167,14 +198,16 @@ impl SqliteStore {
         Ok(n)
     }
 
-    pub(super) async fn count_records(&self) -> Result<u64> {
+    async fn count_records(&self) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM citizen_records")
             .fetch_one(&self.pool)
             .await?;
         Ok(n as u64)
     }
+}
 
-    pub(super) async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+impl MetaStore for SqliteStore {
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT value FROM registry_meta WHERE key = ?")
                 .bind(key)
@@ -183,7 +216,7 @@ impl SqliteStore {
         )
     }
 
-    pub(super) async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO registry_meta (key, value) VALUES (?, ?) \
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -194,26 +227,27 @@ impl SqliteStore {
         .await?;
         Ok(())
     }
+}
 
-    pub(super) async fn write_tenant(
+impl TenantStore for SqliteStore {
+    async fn write_tenant(
         &self,
         t: &Tenant,
         read_updated_at_ms: Option<i64>,
         audit: &[AuditEntry],
     ) -> Result<()> {
-        let insert = read_updated_at_ms.is_none();
-        let policy = serde_json::to_string(&t.policy)
-            .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?;
-        let mut tx = self.pool.begin().await?;
-        let query = if insert {
-            "INSERT INTO tenants (name, status, policy, mtls_subject, legal, created_at_ms, \
-             updated_at_ms, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        } else {
-            "UPDATE tenants SET name = ?, status = ?, policy = ?, mtls_subject = ?, legal = ?, \
-             created_at_ms = ?, updated_at_ms = ? WHERE id = ? AND updated_at_ms = ?"
+        let (policy, legal) = tenant_json(t)?;
+        let mut tx = self.write_tx().await?;
+        let query = match read_updated_at_ms {
+            None => {
+                "INSERT INTO tenants (name, status, policy, mtls_subject, legal, created_at_ms, \
+                 updated_at_ms, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            }
+            Some(_) => {
+                "UPDATE tenants SET name = ?, status = ?, policy = ?, mtls_subject = ?, legal = ?, \
+                 created_at_ms = ?, updated_at_ms = ? WHERE id = ? AND updated_at_ms = ?"
+            }
         };
-        let legal = serde_json::to_string(&t.legal)
-            .map_err(|e| StoreError::Corrupt(format!("tenant legal particulars: {e}")))?;
         let done = sqlx::query(query)
             .bind(&t.name)
             .bind(status_str(t.status))
@@ -235,74 +269,39 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        sqlx::query(concat!(tenant_select!(), " WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| tenant_from_row(&r))
-            .transpose()
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        self.tenant_where("id", id).await
     }
 
-    pub(super) async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        sqlx::query(concat!(tenant_select!(), " WHERE name = ?"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| tenant_from_row(&r))
-            .transpose()
+    async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        self.tenant_where("name", name).await
     }
 
-    pub(super) async fn find_tenant_by_mtls_subject(
-        &self,
-        subject: &str,
-    ) -> Result<Option<Tenant>> {
-        sqlx::query(concat!(tenant_select!(), " WHERE mtls_subject = ?"))
-            .bind(subject)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| tenant_from_row(&r))
-            .transpose()
+    async fn find_tenant_by_mtls_subject(&self, subject: &str) -> Result<Option<Tenant>> {
+        self.tenant_where("mtls_subject", subject).await
     }
 
-    pub(super) async fn list_tenants(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Tenant>> {
-        sqlx::query(concat!(
-            tenant_select!(),
-            " WHERE id > ? ORDER BY id LIMIT ?"
-        ))
+    async fn list_tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<Tenant>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id > ? ORDER BY id LIMIT ?"
+        )))
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(tenant_from_row)
+        .map(|r| tenant_from_row(r, 0))
         .collect()
     }
 
-    pub(super) async fn append_audit(&self, audit: &[AuditEntry]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(super) async fn write_api_keys(
-        &self,
-        keys: &[KeyWrite<'_>],
-        audit: &[AuditEntry],
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+    async fn write_api_keys(&self, keys: &[KeyWrite<'_>], audit: &[AuditEntry]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
         for write in keys {
             match write {
                 KeyWrite::Insert(k) => {
-                    sqlx::query(
-                        "INSERT INTO api_keys (key_id, tenant_id, role, secret_sha256, created_at_ms, \
-                         expires_at_ms, revoked_at_ms, last_used_at_ms, label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
+                    sqlx::query(AssertSqlSafe(format!(
+                        "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    )))
                     .bind(&k.key_id)
                     .bind(&k.tenant_id)
                     .bind(k.role.as_str())
@@ -311,7 +310,7 @@ impl SqliteStore {
                     .bind(k.expires_at_ms)
                     .bind(k.revoked_at_ms)
                     .bind(k.last_used_at_ms)
-                    .bind(if k.live { "live" } else { "test" })
+                    .bind(key_label(k))
                     .execute(&mut *tx)
                     .await
                     .map_err(conflict)?;
@@ -342,19 +341,21 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
-        sqlx::query(concat!(key_select!(), " WHERE key_id = ?"))
-            .bind(key_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| key_from_row(&r))
-            .transpose()
+    async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?"
+        )))
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| key_from_row(&r))
+        .transpose()
     }
 
     /// The key and its tenant in one statement: authentication reads
     /// once per call, not twice (each statement is a round trip to the
     /// connection's worker thread).
-    pub(super) async fn get_api_key_with_tenant(
+    async fn get_api_key_with_tenant(
         &self,
         key_id: &str,
     ) -> Result<Option<(ApiKeyRecord, Option<Tenant>)>> {
@@ -372,18 +373,18 @@ impl SqliteStore {
             return Ok(None);
         };
         let key = key_from_row(&row)?;
-        let tenant = match row.try_get::<Option<String>, _>(KEY_COLUMNS)? {
-            Some(_) => Some(tenant_from_row_at(&row, KEY_COLUMNS)?),
+        let tenant = match row.try_get::<Option<String>, _>(KEY_COLUMN_COUNT)? {
+            Some(_) => Some(tenant_from_row(&row, KEY_COLUMN_COUNT)?),
             None => None,
         };
         Ok(Some((key, tenant)))
     }
 
-    pub(super) async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
-        sqlx::query(concat!(
-            key_select!(),
-            " WHERE tenant_id = ? ORDER BY created_at_ms DESC, key_id"
-        ))
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? \
+             ORDER BY created_at_ms DESC, key_id"
+        )))
         .bind(tenant_id)
         .fetch_all(&self.pool)
         .await?
@@ -392,7 +393,7 @@ impl SqliteStore {
         .collect()
     }
 
-    pub(super) async fn touch_api_key(&self, key_id: &str, now_ms: i64) -> Result<()> {
+    async fn touch_api_key(&self, key_id: &str, now_ms: i64) -> Result<()> {
         sqlx::query("UPDATE api_keys SET last_used_at_ms = ? WHERE key_id = ?")
             .bind(now_ms)
             .bind(key_id)
@@ -401,7 +402,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn count_usable_keys_with_role(&self, role: Role, now_ms: i64) -> Result<u64> {
+    async fn count_usable_keys_with_role(&self, role: Role, now_ms: i64) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM api_keys WHERE role = ? AND revoked_at_ms IS NULL \
              AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
@@ -412,51 +413,46 @@ impl SqliteStore {
         .await?;
         Ok(n as u64)
     }
+}
 
-    pub(super) async fn list_audit(
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, audit: &[AuditEntry]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_audit(
         &self,
         tenant_id: Option<&str>,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT sequence, at_ms, actor_key_id, actor_tenant_id, action, tenant_id, field, \
-             old_value, new_value, chain_hash FROM admin_audit \
-             WHERE (? IS NULL OR tenant_id = ?) AND sequence < ? ORDER BY sequence DESC LIMIT ?",
-        )
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM admin_audit \
+             WHERE (? IS NULL OR tenant_id = ?) AND sequence < ? ORDER BY sequence DESC LIMIT ?"
+        )))
         .bind(tenant_id)
         .bind(tenant_id)
         .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    sequence: r.try_get(0)?,
-                    entry: AuditEntry {
-                        at_ms: r.try_get(1)?,
-                        actor_key_id: r.try_get(2)?,
-                        actor_tenant_id: r.try_get(3)?,
-                        action: r.try_get(4)?,
-                        tenant_id: r.try_get(5)?,
-                        field: r.try_get(6)?,
-                        old_value: r.try_get(7)?,
-                        new_value: r.try_get(8)?,
-                    },
-                    chain_hash: fixed(&r.try_get::<Vec<u8>, _>(9)?, "audit chain hash")?,
-                })
-            })
-            .collect()
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
     }
+}
 
-    pub(super) async fn publish_signing_key(
+impl SigningKeyStore for SqliteStore {
+    async fn publish_signing_key(
         &self,
         key_id: &str,
         public_key: &[u8; 32],
         now_ms: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT OR IGNORE INTO signing_keys (key_id, public_key, not_before_ms) VALUES (?, ?, ?)",
         )
@@ -481,101 +477,17 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query(
-            "SELECT key_id, public_key, not_before_ms, retired_at_ms FROM signing_keys \
-             ORDER BY retired_at_ms IS NOT NULL, not_before_ms DESC",
-        )
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys \
+             ORDER BY retired_at_ms IS NOT NULL, not_before_ms DESC"
+        )))
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SigningKeyRecord {
-                    key_id: r.try_get(0)?,
-                    public_key: fixed(&r.try_get::<Vec<u8>, _>(1)?, "public key")?,
-                    not_before_ms: r.try_get(2)?,
-                    retired_at_ms: r.try_get(3)?,
-                })
-            })
-            .collect()
+        .await?
+        .iter()
+        .map(signing_key_from_row)
+        .collect()
     }
-
-    pub(super) async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-fn record_from_row(r: &SqliteRow) -> Result<StoredRecord> {
-    let tags: Vec<u8> = r.try_get(5)?;
-    Ok(StoredRecord {
-        locator: fixed(&r.try_get::<Vec<u8>, _>(0)?, "locator")?,
-        pepper_version: r.try_get::<i64, _>(1)? as u32,
-        kdf_params_id: r.try_get::<i64, _>(2)? as u32,
-        normalization_version: r.try_get::<i64, _>(3)? as u16,
-        registry_version: r.try_get::<i64, _>(4)? as u64,
-        tags: RecordTags::decode(&tags).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-    })
-}
-
-/// Columns of a tenant row, in `tenant_from_row` order.
-macro_rules! tenant_select {
-    () => {
-        "SELECT id, name, status, policy, mtls_subject, created_at_ms, updated_at_ms, legal FROM tenants"
-    };
-}
-use tenant_select;
-
-/// Columns of a key row, in `key_from_row` order.
-macro_rules! key_select {
-    () => {
-        "SELECT key_id, tenant_id, role, secret_sha256, created_at_ms, expires_at_ms, \
-         revoked_at_ms, last_used_at_ms, label FROM api_keys"
-    };
-}
-use key_select;
-
-fn tenant_from_row(r: &SqliteRow) -> Result<Tenant> {
-    tenant_from_row_at(r, 0)
-}
-
-/// A tenant from `tenant_select!`'s columns starting at column `at`.
-fn tenant_from_row_at(r: &SqliteRow, at: usize) -> Result<Tenant> {
-    let status: String = r.try_get(at + 2)?;
-    let policy: String = r.try_get(at + 3)?;
-    Ok(Tenant {
-        id: r.try_get(at)?,
-        name: r.try_get(at + 1)?,
-        status: match status.as_str() {
-            "active" => TenantStatus::Active,
-            "suspended" => TenantStatus::Suspended,
-            _ => return Err(StoreError::Corrupt("unknown tenant status".into())),
-        },
-        policy: serde_json::from_str::<TenantPolicy>(&policy)
-            .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?,
-        mtls_subject: r.try_get(at + 4)?,
-        created_at_ms: r.try_get(at + 5)?,
-        updated_at_ms: r.try_get(at + 6)?,
-        legal: serde_json::from_str(&r.try_get::<String, _>(at + 7)?)
-            .map_err(|e| StoreError::Corrupt(format!("tenant legal particulars: {e}")))?,
-    })
-}
-
-/// The number of columns `key_select!` reads.
-const KEY_COLUMNS: usize = 9;
-
-fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord> {
-    let role: String = r.try_get(2)?;
-    Ok(ApiKeyRecord {
-        key_id: r.try_get(0)?,
-        tenant_id: r.try_get(1)?,
-        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt("unknown role".into()))?,
-        secret_sha256: fixed(&r.try_get::<Vec<u8>, _>(3)?, "api key digest")?,
-        created_at_ms: r.try_get(4)?,
-        expires_at_ms: r.try_get(5)?,
-        revoked_at_ms: r.try_get(6)?,
-        last_used_at_ms: r.try_get(7)?,
-        live: r.try_get::<String, _>(8)? == "live",
-    })
 }
 
 /// Appends entries to the audit chain inside the caller's transaction:
@@ -602,10 +514,9 @@ async fn append_audit(
     for e in entries {
         sequence += 1;
         previous = audit_chain_hash(&previous, e);
-        sqlx::query(
-            "INSERT INTO admin_audit (sequence, at_ms, actor_key_id, actor_tenant_id, action, tenant_id, \
-             field, old_value, new_value, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO admin_audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
         .bind(sequence)
         .bind(e.at_ms)
         .bind(&e.actor_key_id)
@@ -637,17 +548,4 @@ fn conflict(e: sqlx::Error) -> StoreError {
         });
     }
     StoreError::Database(e)
-}
-
-fn status_str(s: TenantStatus) -> &'static str {
-    match s {
-        TenantStatus::Active => "active",
-        TenantStatus::Suspended => "suspended",
-    }
-}
-
-fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N]> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("{what} has the wrong length")))
 }

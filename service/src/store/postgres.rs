@@ -1,0 +1,531 @@
+//! The PostgreSQL backend: what replicas share. Every statement is written
+//! for PostgreSQL (`$n` parameters, `ON CONFLICT ... RETURNING`, arrays,
+//! `IS NOT DISTINCT FROM`); writers that must not interleave across
+//! replicas take a table lock inside their transaction.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use ekyc_domain::keys::{KdfParams, Locator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row};
+
+use super::rows::{
+    AUDIT_COLUMNS, KEY_COLUMN_COUNT, KEY_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMNS,
+    audit_from_row, fixed, key_from_row, key_label, record_from_row, signing_key_from_row,
+    status_str, tenant_from_row, tenant_json,
+};
+use super::{
+    ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, MetaStore,
+    RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord, SigningKeyStore, StoreError,
+    StoredRecord, Tenant, TenantStore, Upserted, audit_chain_hash,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Clone)]
+pub(super) struct PgStore {
+    pool: PgPool,
+}
+
+/// Connection options from the URL (host, database, TLS through `sslmode`
+/// and `sslrootcert`) plus the configured statement timeout.
+pub(crate) fn connect_options(url: &str, config: &DatabaseConfig) -> Result<PgConnectOptions> {
+    let mut options = PgConnectOptions::from_str(url)?.application_name("ekycd");
+    if config.statement_timeout_ms > 0 {
+        options = options.options([("statement_timeout", config.statement_timeout_ms.to_string())]);
+    }
+    Ok(options)
+}
+
+impl PgStore {
+    pub(super) async fn open(url: &str, config: &DatabaseConfig) -> Result<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
+            .connect_with(connect_options(url, config)?)
+            .await?;
+        // sqlx holds a PostgreSQL advisory lock while it migrates, so
+        // replicas starting together apply each migration once, in turn.
+        super::migrate(&MIGRATOR, "store", &pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn tenant_where(&self, column: &str, value: &str) -> Result<Option<Tenant>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE {column} = $1"
+        )))
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| tenant_from_row(&r, 0))
+        .transpose()
+    }
+}
+
+impl RegistryRead for PgStore {
+    /// One statement, so one snapshot: a record is never paired with the
+    /// version of an import that committed while it was read.
+    async fn get_record_and_version(
+        &self,
+        locator: &Locator,
+    ) -> Result<(Option<StoredRecord>, u64)> {
+        let row = sqlx::query(
+            "SELECT r.locator, r.pepper_version, r.kdf_params_id, r.normalization_version, \
+             r.registry_version, r.tags, (SELECT value FROM registry_meta WHERE key = $1) \
+             FROM (SELECT 1) AS one LEFT JOIN citizen_records r ON r.locator = $2",
+        )
+        .bind(super::META_REGISTRY_VERSION)
+        .bind(locator.as_slice())
+        .fetch_one(&self.pool)
+        .await?;
+        let version = row
+            .try_get::<Option<String>, _>(6)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let record = match row.try_get::<Option<Vec<u8>>, _>(0)? {
+            Some(_) => Some(record_from_row(&row, 0)?),
+            None => None,
+        };
+        Ok((record, version))
+    }
+}
+
+impl RegistryWrite for PgStore {
+    async fn register_kdf_params(&self, p: &KdfParams) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO kdf_params (id, m_kib, t, p) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(i64::from(p.id))
+        .bind(i64::from(p.m_kib))
+        .bind(i64::from(p.t))
+        .bind(i64::from(p.p))
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT m_kib, t, p FROM kdf_params WHERE id = $1")
+            .bind(i64::from(p.id))
+            .fetch_one(&self.pool)
+            .await?;
+        let stored: (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if stored != (i64::from(p.m_kib), i64::from(p.t), i64::from(p.p)) {
+            return Err(StoreError::ParamsConflict(p.id));
+        }
+        Ok(())
+    }
+
+    /// One statement per record says what it did: no row back means the
+    /// stored record was identical (the `WHERE` skipped the update), and
+    /// `xmax = 0` marks a row this statement inserted.
+    async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(batch.len());
+        let now = crate::clock::now_ms();
+        for rec in batch {
+            let inserted: Option<bool> = sqlx::query_scalar(
+                "INSERT INTO citizen_records AS c \
+                 (locator, pepper_version, kdf_params_id, normalization_version, registry_version, tags, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (locator) DO UPDATE SET pepper_version = EXCLUDED.pepper_version, \
+                 kdf_params_id = EXCLUDED.kdf_params_id, normalization_version = EXCLUDED.normalization_version, \
+                 registry_version = EXCLUDED.registry_version, tags = EXCLUDED.tags, updated_at_ms = EXCLUDED.updated_at_ms \
+                 WHERE (c.pepper_version, c.kdf_params_id, c.normalization_version, c.tags) \
+                 IS DISTINCT FROM (EXCLUDED.pepper_version, EXCLUDED.kdf_params_id, EXCLUDED.normalization_version, EXCLUDED.tags) \
+                 RETURNING (xmax = 0)",
+            )
+            .bind(rec.locator.as_slice())
+            .bind(i64::from(rec.pepper_version))
+            .bind(i64::from(rec.kdf_params_id))
+            .bind(i64::from(rec.normalization_version))
+            .bind(rec.registry_version as i64)
+            .bind(rec.tags.encode())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            out.push(match inserted {
+                None => Upserted::Unchanged,
+                Some(true) => Upserted::Inserted,
+                Some(false) => Upserted::Updated,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn delete_records(&self, locators: &[Locator]) -> Result<u64> {
+        let keys: Vec<Vec<u8>> = locators.iter().map(|l| l.to_vec()).collect();
+        Ok(
+            sqlx::query("DELETE FROM citizen_records WHERE locator = ANY($1)")
+                .bind(keys)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    async fn count_records(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM citizen_records")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+}
+
+impl MetaStore for PgStore {
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM registry_meta WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO registry_meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+impl TenantStore for PgStore {
+    async fn write_tenant(
+        &self,
+        t: &Tenant,
+        read_updated_at_ms: Option<i64>,
+        audit: &[AuditEntry],
+    ) -> Result<()> {
+        let (policy, legal) = tenant_json(t)?;
+        let mut tx = self.pool.begin().await?;
+        let query = match read_updated_at_ms {
+            None => {
+                "INSERT INTO tenants (name, status, policy, mtls_subject, legal, created_at_ms, \
+                 updated_at_ms, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            }
+            Some(_) => {
+                "UPDATE tenants SET name = $1, status = $2, policy = $3, mtls_subject = $4, \
+                 legal = $5, created_at_ms = $6, updated_at_ms = $7 \
+                 WHERE id = $8 AND updated_at_ms = $9"
+            }
+        };
+        let mut q = sqlx::query(query)
+            .bind(&t.name)
+            .bind(status_str(t.status))
+            .bind(policy)
+            .bind(&t.mtls_subject)
+            .bind(legal)
+            .bind(t.created_at_ms)
+            .bind(t.updated_at_ms)
+            .bind(&t.id);
+        // PostgreSQL refuses a parameter the statement does not use.
+        if let Some(read) = read_updated_at_ms {
+            q = q.bind(read);
+        }
+        let done = q.execute(&mut *tx).await.map_err(conflict)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Stale);
+        }
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        self.tenant_where("id", id).await
+    }
+
+    async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        self.tenant_where("name", name).await
+    }
+
+    async fn find_tenant_by_mtls_subject(&self, subject: &str) -> Result<Option<Tenant>> {
+        self.tenant_where("mtls_subject", subject).await
+    }
+
+    async fn list_tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<Tenant>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id > $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| tenant_from_row(r, 0))
+        .collect()
+    }
+
+    async fn write_api_keys(&self, keys: &[KeyWrite<'_>], audit: &[AuditEntry]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for write in keys {
+            match write {
+                KeyWrite::Insert(k) => {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "INSERT INTO api_keys ({KEY_COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    )))
+                    .bind(&k.key_id)
+                    .bind(&k.tenant_id)
+                    .bind(k.role.as_str())
+                    .bind(k.secret_sha256.as_slice())
+                    .bind(k.created_at_ms)
+                    .bind(k.expires_at_ms)
+                    .bind(k.revoked_at_ms)
+                    .bind(k.last_used_at_ms)
+                    .bind(key_label(k))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(conflict)?;
+                }
+                KeyWrite::Update { old, new } => {
+                    // Only from the state that was read: a revocation on
+                    // one replica is never undone by a rotation on another
+                    // that read the key before it.
+                    let done = sqlx::query(
+                        "UPDATE api_keys SET expires_at_ms = $1, revoked_at_ms = $2 \
+                         WHERE key_id = $3 AND expires_at_ms IS NOT DISTINCT FROM $4 \
+                         AND revoked_at_ms IS NOT DISTINCT FROM $5",
+                    )
+                    .bind(new.expires_at_ms)
+                    .bind(new.revoked_at_ms)
+                    .bind(&old.key_id)
+                    .bind(old.expires_at_ms)
+                    .bind(old.revoked_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Stale);
+                    }
+                }
+            }
+        }
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1"
+        )))
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| key_from_row(&r))
+        .transpose()
+    }
+
+    /// The key and its tenant in one statement: one round trip per
+    /// authentication, and no cache, so a revocation or suspension made
+    /// through any replica holds on the next call to every replica.
+    async fn get_api_key_with_tenant(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<(ApiKeyRecord, Option<Tenant>)>> {
+        let Some(row) = sqlx::query(
+            "SELECT k.key_id, k.tenant_id, k.role, k.secret_sha256, k.created_at_ms, \
+             k.expires_at_ms, k.revoked_at_ms, k.last_used_at_ms, k.label, \
+             t.id, t.name, t.status, t.policy, t.mtls_subject, t.created_at_ms, t.updated_at_ms, \
+             t.legal \
+             FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.key_id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let key = key_from_row(&row)?;
+        let tenant = match row.try_get::<Option<String>, _>(KEY_COLUMN_COUNT)? {
+            Some(_) => Some(tenant_from_row(&row, KEY_COLUMN_COUNT)?),
+            None => None,
+        };
+        Ok(Some((key, tenant)))
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 \
+             ORDER BY created_at_ms DESC, key_id COLLATE \"C\""
+        )))
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    async fn touch_api_key(&self, key_id: &str, now_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at_ms = $1 WHERE key_id = $2")
+            .bind(now_ms)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_usable_keys_with_role(&self, role: Role, now_ms: i64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys WHERE role = $1 AND revoked_at_ms IS NULL \
+             AND (expires_at_ms IS NULL OR expires_at_ms > $2)",
+        )
+        .bind(role.as_str())
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+}
+
+impl AuditStore for PgStore {
+    async fn append_audit(&self, audit: &[AuditEntry]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        tenant_id: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM admin_audit \
+             WHERE ($1::text IS NULL OR tenant_id = $1) AND sequence < $2 \
+             ORDER BY sequence DESC LIMIT $3"
+        )))
+        .bind(tenant_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
+    }
+}
+
+impl SigningKeyStore for PgStore {
+    async fn publish_signing_key(
+        &self,
+        key_id: &str,
+        public_key: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Replicas starting together publish the same key at once; the
+        // lock makes the insert-then-retire of each run whole.
+        sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (key_id, public_key, not_before_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (key_id) DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(public_key.as_slice())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        // A key that signs again after a rollback is current again; every
+        // other current key retires.
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at_ms = CASE WHEN key_id = $1 THEN NULL ELSE $2 END \
+             WHERE key_id = $1 OR retired_at_ms IS NULL",
+        )
+        .bind(key_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys \
+             ORDER BY retired_at_ms IS NOT NULL, not_before_ms DESC"
+        )))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(signing_key_from_row)
+        .collect()
+    }
+}
+
+/// Appends entries to the audit chain inside the caller's transaction.
+/// The table lock (which readers do not wait for) makes concurrent
+/// writers on any replica take turns, so sequences stay gapless and each
+/// hash chains to the row before it.
+async fn append_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    entries: &[AuditEntry],
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("LOCK TABLE admin_audit IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut **tx)
+        .await?;
+    let last =
+        sqlx::query("SELECT sequence, chain_hash FROM admin_audit ORDER BY sequence DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    let (mut sequence, mut previous) = match last {
+        Some(r) => (
+            r.try_get::<i64, _>(0)?,
+            fixed::<32>(&r.try_get::<Vec<u8>, _>(1)?, "audit chain hash")?,
+        ),
+        None => (0, [0u8; 32]),
+    };
+    for e in entries {
+        sequence += 1;
+        previous = audit_chain_hash(&previous, e);
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO admin_audit ({AUDIT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )))
+        .bind(sequence)
+        .bind(e.at_ms)
+        .bind(&e.actor_key_id)
+        .bind(&e.actor_tenant_id)
+        .bind(&e.action)
+        .bind(&e.tenant_id)
+        .bind(&e.field)
+        .bind(&e.old_value)
+        .bind(&e.new_value)
+        .bind(previous.as_slice())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Turns a unique violation into `Conflict` naming the column, by the
+/// constraint the schema names.
+fn conflict(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict(match db.constraint() {
+            Some("tenants_name") => "name",
+            Some("tenants_mtls_subject") => "mtls_subject",
+            _ => "id",
+        });
+    }
+    StoreError::Database(e)
+}
