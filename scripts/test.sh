@@ -44,4 +44,9 @@ fi
 bash scripts/services.sh
 
 say "running the tests"
-exec cargo nextest run --workspace --profile "${NEXTEST_PROFILE:-default}" "$@"
+cargo nextest run --workspace --profile "${NEXTEST_PROFILE:-default}" "$@"
+# The service's tests again with every store in PostgreSQL (each test in a
+# database of its own on the local server): both backends must behave alike.
+say "running the service tests again on PostgreSQL"
+EKYC_TEST_DATABASE=postgres cargo nextest run -p ekyc-service -p ekyc-client \
+    --profile "${NEXTEST_PROFILE:-default}" "$@"

@@ -196,6 +196,13 @@ impl TestServer {
         }
     }
 
+    /// What an `ekycd` command needs in its environment to act on this
+    /// server's state besides its data directory: the database, when it
+    /// is not there.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        database_env(&self.database)
+    }
+
     /// Signals shutdown and waits for the server to stop.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -342,10 +349,7 @@ impl Prepared {
     /// What an `ekycd` needs in its environment to serve this state
     /// besides its data directory: the database, when it is not there.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        match &self.database {
-            Some(db) => vec![("EKYCD_DATABASE_URL", db.url.clone())],
-            None => Vec::new(),
-        }
+        database_env(&self.database)
     }
 
     /// Starts `binary serve` (a test's `env!("CARGO_BIN_EXE_ekycd")`) on
@@ -589,6 +593,13 @@ impl TestDatabase {
             .expect("EKYC_TEST_POSTGRES_URL names a database");
         let url = format!("{server}/{name}");
         TestDatabase { url, name }
+    }
+}
+
+fn database_env(database: &Option<TestDatabase>) -> Vec<(&'static str, String)> {
+    match database {
+        Some(db) => vec![("EKYCD_DATABASE_URL", db.url.clone())],
+        None => Vec::new(),
     }
 }
 

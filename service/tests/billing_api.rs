@@ -590,6 +590,7 @@ async fn invoices_are_finalized_signed_exported_and_access_controlled() {
         }
         cmd.env("EKYCD_DATA_DIR", server.dir.path())
             .env("EKYCD_LOG__FILTER", "warn")
+            .envs(server.env())
             .args(args)
             .output()
             .expect("run ekycd")

@@ -11,13 +11,17 @@ use ekyc_client::{Client, v1 as pb};
 use ekyc_service::demo::strip_diacritics;
 
 /// Runs `ekycd` in `dir` with cheap Argon2 parameters and debug logging,
-/// isolated from any EKYCD_* variables of the caller.
+/// isolated from any EKYCD_* variables of the caller. A test that keeps
+/// its stores in PostgreSQL writes the URL to `dir/database-url`.
 fn ekycd(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ekycd"));
     for (k, _) in std::env::vars() {
         if k.starts_with("EKYCD_") {
             cmd.env_remove(k);
         }
+    }
+    if let Ok(url) = std::fs::read_to_string(dir.join("database-url")) {
+        cmd.env("EKYCD_DATABASE_URL", url.trim());
     }
     cmd.current_dir(dir)
         .env("EKYCD_DATA_DIR", dir.join("data"))
@@ -238,6 +242,16 @@ fn wait_for_listen(child: &mut Child) -> String {
 fn no_personal_data_in_the_database_its_wal_or_any_log() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // On a PostgreSQL run every store is there, and its dump is searched.
+    let database = ekyc_service::test_support::postgres_run()
+        .then(|| runtime.block_on(ekyc_service::test_support::TestDatabase::create()));
+    if let Some(db) = &database {
+        std::fs::write(dir.join("database-url"), &db.url).expect("write url");
+    }
     let citizens: Vec<_> = ekyc_synth::citizens(11, 300).collect();
     let export = dir.join("export");
     std::fs::create_dir(&export).expect("mkdir");
@@ -270,10 +284,6 @@ fn no_personal_data_in_the_database_its_wal_or_any_log() {
     logs.push(("import stdout".into(), import.stdout));
     logs.push(("import stderr".into(), import.stderr));
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     runtime.block_on(async {
         let client = Client::connect(
             &format!("http://{addr}"),
@@ -332,20 +342,40 @@ fn no_personal_data_in_the_database_its_wal_or_any_log() {
                 stored.push((format!("{name} ({when})"), bytes));
             }
         }
+        if let Some(db) = &database {
+            let dump = Command::new("pg_dump")
+                .args(["--dbname", &db.url])
+                .output()
+                .expect("run pg_dump");
+            assert!(dump.status.success(), "pg_dump failed");
+            stored.push((format!("pg_dump ({when})"), dump.stdout));
+        }
     };
     snapshot(&mut stored, "while serving");
-    assert!(
-        stored
+    if database.is_some() {
+        let dump = stored
             .iter()
-            .any(|(n, b)| n.starts_with("ekyc.db-wal") && !b.is_empty()),
-        "the WAL is searched while it holds data"
-    );
-    assert!(
-        stored
-            .iter()
-            .any(|(n, b)| n.starts_with("billing.db") && !b.is_empty()),
-        "the usage ledger is searched too"
-    );
+            .find(|(n, _)| n.starts_with("pg_dump"))
+            .map(|(_, b)| String::from_utf8_lossy(b).to_string())
+            .unwrap_or_default();
+        assert!(
+            dump.contains("COPY public.citizen_records") && dump.contains("privacy-19"),
+            "the dump searched holds the registry and the ledger"
+        );
+    } else {
+        assert!(
+            stored
+                .iter()
+                .any(|(n, b)| n.starts_with("ekyc.db-wal") && !b.is_empty()),
+            "the WAL is searched while it holds data"
+        );
+        assert!(
+            stored
+                .iter()
+                .any(|(n, b)| n.starts_with("billing.db") && !b.is_empty()),
+            "the usage ledger is searched too"
+        );
+    }
 
     // Graceful shutdown on SIGTERM: exits cleanly within the grace period.
     let pid = server.id().to_string();
