@@ -381,6 +381,17 @@ pub async fn prepare_data_dir(
     } else {
         None
     };
+    prepare_state(dir, database, citizens, policies).await
+}
+
+/// [`prepare_data_dir`] with the stores in `database` (SQLite in `dir`
+/// when `None`); the secrets are always files in `dir`.
+pub async fn prepare_state(
+    dir: &std::path::Path,
+    database: Option<TestDatabase>,
+    citizens: u64,
+    policies: &[(&str, crate::store::TenantPolicy)],
+) -> Prepared {
     let opts = TestOptions {
         database_url: database.as_ref().map(|db| db.url.clone()),
         ..TestOptions::default()
