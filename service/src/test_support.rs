@@ -38,6 +38,8 @@ pub struct TestOptions {
     pub database_url: Option<String>,
     /// Ledger database URL (default: beside the store).
     pub billing_database_url: Option<String>,
+    /// Pool and timeouts of the database.
+    pub database: crate::config::DatabaseConfig,
     /// How long a request id is answered again identically.
     pub idempotency_window_secs: u64,
     /// Start the server on a manual clock showing this time (Unix ms),
@@ -75,6 +77,7 @@ impl Default for TestOptions {
             limits: test_limits(),
             database_url: None,
             billing_database_url: None,
+            database: crate::config::DatabaseConfig::default(),
             idempotency_window_secs: 24 * 3600,
             manual_clock_ms: None,
             transport: crate::config::TransportConfig::default(),
@@ -487,6 +490,140 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// A private PostgreSQL server on a free loopback port, for tests that stop
+/// and restart the database (the shared one on 5432 is never touched). It
+/// runs as the `postgres` user (the server refuses root) from a fresh
+/// cluster in a temporary directory, and is killed when dropped.
+pub struct PrivatePostgres {
+    /// Its port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    bin: std::path::PathBuf,
+    uid: u32,
+    gid: u32,
+}
+
+impl PrivatePostgres {
+    /// Creates a cluster (`initdb`, trust authentication) and starts it.
+    pub fn start() -> PrivatePostgres {
+        use std::os::unix::process::CommandExt;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql (scripts/services.sh)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let passwd = std::fs::read_to_string("/etc/passwd").expect("passwd");
+        let (uid, gid) = passwd
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.first() == Some(&"postgres")).then(|| (f[2].parse().ok(), f[3].parse().ok()))
+            })
+            .and_then(|(u, g)| Some((u?, g?)))
+            .expect("a postgres user");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        let data = dir.path().join("data");
+        let out = std::process::Command::new(bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut pg = PrivatePostgres {
+            port,
+            dir,
+            child: None,
+            bin,
+            uid,
+            gid,
+        };
+        pg.restart();
+        pg
+    }
+
+    /// `postgres://postgres@127.0.0.1:port/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Kills the server at once (SIGKILL to the postmaster; its backends
+    /// exit when they see it gone), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Backends close their sockets within moments of the postmaster's
+        // death; wait so a restart can bind the port again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it (again) on the same port and data (after a kill, the
+    /// server recovers from its WAL as after a crash).
+    pub fn restart(&mut self) {
+        use std::os::unix::process::CommandExt;
+        self.kill();
+        let child = std::process::Command::new(self.bin.join("postgres"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .arg("-c")
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.dir.path().display()
+            ))
+            .uid(self.uid)
+            .gid(self.gid)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ready = std::process::Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private postgres did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A request id never used before in this process: each Verify of a test
 /// is a new request unless the test retries on purpose (request ids are
 /// idempotency keys).
@@ -545,6 +682,7 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     config.tls = opts.tls.clone();
     config.limits = opts.limits.clone();
     config.database_url = opts.database_url.clone();
+    config.database = opts.database.clone();
     config.billing.database_url = opts.billing_database_url.clone();
     config.billing.idempotency_window_secs = opts.idempotency_window_secs;
     config.transport = opts.transport.clone();
