@@ -25,8 +25,9 @@ pub use ekyc_input::rows::{Format, RawRow, Reject, ValidRow, validate_row};
 use ekyc_input::rows::{RowsError, read_rows_from};
 use tokio::task::JoinSet;
 
+use crate::clock::now_ms;
 use crate::hashing::{HashError, HashPool};
-use crate::store::{META_REGISTRY_VERSION, Store, StoreError, StoredRecord, Upserted};
+use crate::store::{Staging, Store, StoreError, StoredRecord, Upserted};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +115,46 @@ pub fn read_rows(path: &Path, format: Format) -> Result<(Vec<RawRow>, Vec<Reject
     })
 }
 
-/// Imports rows (and deletes) into the store, hashing on `pool`.
+/// Imports rows (and deletes) into the store as its next registry
+/// version, hashing on `pool`. The version is built beside the current
+/// one, which keeps answering, and is published in one switch at the end;
+/// an import that fails is discarded, and one that is killed leaves rows
+/// no lookup sees, removed by the next import.
 pub async fn import_rows(
     store: &Store,
+    pool: Arc<HashPool>,
+    rows: Vec<RawRow>,
+    deletes: Vec<RawRow>,
+    rejects: Vec<Reject>,
+    progress: ProgressStyle,
+) -> Result<(ImportReport, Vec<Reject>), ImportError> {
+    let staging = store.begin_version(crate::clock::now_ms()).await?;
+    match build_version(store, &staging, pool, rows, deletes, rejects, progress).await {
+        Ok((mut report, rejects)) => {
+            if report.changed() {
+                store.publish_version(&staging).await?;
+                report.registry_version = staging.version;
+            } else {
+                // Nothing changed: the current version stays current.
+                store.discard_version(&staging).await?;
+                report.registry_version = staging.version - 1;
+            }
+            Ok((report, rejects))
+        }
+        Err(e) => {
+            if let Err(discard) = store.discard_version(&staging).await {
+                // The next import removes it; lookups never see it.
+                tracing::warn!(error = %discard, version = staging.version, "staged version not discarded");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Validates, hashes and writes everything into the staged version.
+async fn build_version(
+    store: &Store,
+    staging: &Staging,
     pool: Arc<HashPool>,
     rows: Vec<RawRow>,
     deletes: Vec<RawRow>,
@@ -127,7 +165,7 @@ pub async fn import_rows(
         rows: rows.len() as u64,
         ..ImportReport::default()
     };
-    let new_version = store.registry_version().await? + 1;
+    let new_version = staging.version;
     let total = (rows.len() + deletes.len()) as u64;
     let mut meter = Progress::new(total, progress);
 
@@ -192,12 +230,14 @@ pub async fn import_rows(
         batch.push(record);
         meter.inc();
         if batch.len() >= BATCH {
-            tally(&mut report, &store.upsert_records(&batch).await?);
+            let done = store.upsert_records(staging, &batch, now_ms()).await?;
+            tally(&mut report, &done);
             batch.clear();
         }
     }
     if !batch.is_empty() {
-        tally(&mut report, &store.upsert_records(&batch).await?);
+        let done = store.upsert_records(staging, &batch, now_ms()).await?;
+        tally(&mut report, &done);
     }
 
     // Deletes: each ID costs one derivation to find its locator.
@@ -216,19 +256,11 @@ pub async fn import_rows(
         meter.inc();
     }
     if !locators.is_empty() {
-        report.deleted = store.delete_records(&locators).await?;
+        report.deleted = store.delete_records(staging, &locators, now_ms()).await?;
         report.delete_not_found = locators.len() as u64 - report.deleted;
     }
 
     report.rejected = rejects.iter().map(|r| r.line).collect::<HashSet<_>>().len() as u64;
-    if report.changed() {
-        store
-            .set_meta(META_REGISTRY_VERSION, &new_version.to_string())
-            .await?;
-        report.registry_version = new_version;
-    } else {
-        report.registry_version = new_version - 1;
-    }
     meter.finish();
     rejects.sort_by_key(|r| r.line);
     Ok((report, rejects))

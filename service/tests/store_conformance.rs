@@ -9,8 +9,8 @@ use ekyc_domain::field::Field;
 use ekyc_domain::keys::KdfParams;
 use ekyc_domain::record::{FieldTags, RecordTags};
 use ekyc_service::store::{
-    ApiKeyRecord, AuditEntry, DatabaseConfig, KeyWrite, META_REGISTRY_VERSION, Role, Store,
-    StoreError, StoredRecord, Tenant, TenantPolicy, TenantStatus, Upserted, audit_chain_hash,
+    ApiKeyRecord, AuditEntry, DatabaseConfig, KeyWrite, Role, STAGING_STALE_MS, Store, StoreError,
+    StoredRecord, Tenant, TenantPolicy, TenantStatus, Upserted, audit_chain_hash,
 };
 use ekyc_service::test_support::TestDatabase;
 
@@ -62,7 +62,12 @@ fn record(byte: u8, registry_version: u64, tag: u8) -> StoredRecord {
         FieldTags {
             exact: [tag; 16],
             folded: Some([tag ^ 1; 16]),
-            tokens: vec![[tag; 16], [tag ^ 2; 16]],
+            // Sorted and distinct, as stored tags always are.
+            tokens: {
+                let mut t = vec![[tag; 16], [tag ^ 2; 16]];
+                t.sort();
+                t
+            },
         },
     );
     StoredRecord {
@@ -115,8 +120,13 @@ fn key(id: &str, tenant_id: &str, role: Role, created_at_ms: i64) -> ApiKeyRecor
     }
 }
 
-/// The registry: Verify's single read, upserts that say what they did,
-/// deletes, counts, metadata and KDF parameter registration.
+/// A fixed "now" for the staging claims (Unix ms).
+const NOW: i64 = 1_800_000_000_000;
+
+/// The registry: versions built beside the current one and switched at
+/// once, discarded without a trace, one import's claim at a time; Verify's
+/// single read, upserts that say what they did, deletes, counts, metadata
+/// and KDF parameter registration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_operations_agree_on_both_backends() {
     for b in both().await {
@@ -147,46 +157,157 @@ async fn registry_operations_agree_on_both_backends() {
             "{n}: a params id reused with other costs is refused"
         );
 
-        let (a, b1, c) = (record(1, 3, 1), record(2, 3, 2), record(3, 3, 3));
+        // Version 1: staged, invisible, then published in one switch.
+        let (a, b1, c) = (record(1, 1, 1), record(2, 1, 2), record(3, 1, 3));
+        let v1 = store.begin_version(NOW).await.expect("begin");
+        assert_eq!(v1.version, 1, "{n}");
         let done = store
-            .upsert_records(&[a.clone(), b1.clone(), c.clone()])
+            .upsert_records(&v1, &[a.clone(), b1.clone(), c.clone()], NOW)
             .await
             .expect("insert");
         assert_eq!(done, [Upserted::Inserted; 3], "{n}");
-        let changed = record(2, 4, 9);
+        assert_eq!(
+            store.get_record_and_version(&[1; 32]).await.expect("read"),
+            (None, 0),
+            "{n}: a staged version is invisible"
+        );
+        assert_eq!(store.count_records().await.expect("count"), 0, "{n}");
+        store.publish_version(&v1).await.expect("publish");
+        assert_eq!(
+            store.get_record_and_version(&[1; 32]).await.expect("read"),
+            (Some(a.clone()), 1),
+            "{n}"
+        );
+        assert_eq!(store.count_records().await.expect("count"), 3, "{n}");
+
+        // Version 2: an unchanged, a changed and a deleted record; the
+        // current version answers unchanged until the switch.
+        let v2 = store.begin_version(NOW).await.expect("begin");
+        let changed = record(2, 2, 9);
         let done = store
-            .upsert_records(&[a.clone(), changed.clone()])
+            .upsert_records(&v2, &[a.clone(), changed.clone()], NOW)
             .await
             .expect("upsert");
         assert_eq!(done, [Upserted::Unchanged, Upserted::Updated], "{n}");
-        store
-            .set_meta(META_REGISTRY_VERSION, "4")
-            .await
-            .expect("meta");
+        assert_eq!(
+            store
+                .delete_records(&v2, &[[3; 32], [3; 32], [8; 32]], NOW)
+                .await
+                .expect("delete"),
+            1,
+            "{n}: deletes count the records the version held"
+        );
         assert_eq!(
             store.get_record_and_version(&[2; 32]).await.expect("read"),
-            (Some(changed), 4),
+            (Some(b1.clone()), 1),
+            "{n}: the old record answers while the new version is built"
+        );
+        assert_eq!(
+            store.get_record_and_version(&[3; 32]).await.expect("read"),
+            (Some(c.clone()), 1),
+            "{n}: a staged delete is invisible too"
+        );
+        store.publish_version(&v2).await.expect("publish");
+        assert_eq!(
+            store.get_record_and_version(&[2; 32]).await.expect("read"),
+            (Some(changed.clone()), 2),
             "{n}: the changed record carries its new registry version"
         );
         assert_eq!(
             store.get_record_and_version(&[1; 32]).await.expect("read"),
-            (Some(a), 4),
+            (Some(a.clone()), 2),
             "{n}: an unchanged record keeps the version that wrote it"
         );
-        assert_eq!(store.count_records().await.expect("count"), 3, "{n}");
-        assert_eq!(
-            store
-                .delete_records(&[[3; 32], [3; 32], [8; 32]])
-                .await
-                .expect("delete"),
-            1,
-            "{n}: deletes count the records that existed"
-        );
-        assert_eq!(store.count_records().await.expect("count"), 2, "{n}");
         assert_eq!(
             store.get_record_and_version(&[3; 32]).await.expect("read"),
-            (None, 4),
+            (None, 2),
+            "{n}: deleted in version 2"
+        );
+        assert_eq!(store.count_records().await.expect("count"), 2, "{n}");
+        assert_eq!(store.registry_version().await.expect("version"), 2, "{n}");
+
+        // A discarded version leaves no trace; one claim at a time.
+        let v3 = store.begin_version(NOW).await.expect("begin");
+        assert!(
+            matches!(
+                store.begin_version(NOW + 1_000).await,
+                Err(StoreError::ImportInProgress { version: 3, .. })
+            ),
+            "{n}: a second import is refused while the first is active"
+        );
+        store
+            .upsert_records(&v3, &[record(4, 3, 4)], NOW)
+            .await
+            .expect("staged");
+        store
+            .delete_records(&v3, &[[1; 32]], NOW)
+            .await
+            .expect("staged delete");
+        store.discard_version(&v3).await.expect("discard");
+        assert_eq!(
+            store.get_record_and_version(&[1; 32]).await.expect("read"),
+            (Some(a.clone()), 2),
+            "{n}: a discarded delete never happened"
+        );
+        // Beginning version 3 purged version 1's rows that version 2
+        // replaced; the discard removed the staged row: a and the change.
+        assert_eq!(
+            raw_count(&b.url, "SELECT COUNT(*) FROM citizen_records").await,
+            2,
+            "{n}: nothing of the discarded version is stored"
+        );
+
+        // An abandoned claim is taken over once idle, and its writer can
+        // no longer write.
+        let abandoned = store.begin_version(NOW).await.expect("begin");
+        store
+            .upsert_records(&abandoned, &[record(5, 3, 5)], NOW)
+            .await
+            .expect("staged");
+        let later = NOW + STAGING_STALE_MS;
+        let v3 = store.begin_version(later).await.expect("take over");
+        assert_eq!(v3.version, 3, "{n}");
+        assert!(
+            matches!(
+                store
+                    .upsert_records(&abandoned, &[record(6, 3, 6)], later)
+                    .await,
+                Err(StoreError::Stale)
+            ),
+            "{n}: the abandoned import cannot write into the new claim"
+        );
+        // A record deleted in version 2 comes back as new; a record
+        // written twice into one version keeps the last.
+        let again = store
+            .upsert_records(&v3, &[record(3, 3, 7), record(2, 3, 10)], later)
+            .await
+            .expect("upsert");
+        assert_eq!(again, [Upserted::Inserted, Upserted::Updated], "{n}");
+        let twice = store
+            .upsert_records(&v3, &[record(2, 3, 11)], later)
+            .await
+            .expect("upsert");
+        assert_eq!(twice, [Upserted::Updated], "{n}");
+        store.publish_version(&v3).await.expect("publish");
+        assert_eq!(
+            store.get_record_and_version(&[2; 32]).await.expect("read"),
+            (Some(record(2, 3, 11)), 3),
             "{n}"
+        );
+        assert_eq!(
+            store.get_record_and_version(&[5; 32]).await.expect("read"),
+            (None, 3),
+            "{n}: the abandoned import's record was removed"
+        );
+        assert_eq!(store.count_records().await.expect("count"), 3, "{n}");
+        // The next import purges rows the current version no longer sees
+        // (record 2 as version 2 wrote it).
+        let v4 = store.begin_version(later).await.expect("begin");
+        store.discard_version(&v4).await.expect("discard");
+        assert_eq!(
+            raw_count(&b.url, "SELECT COUNT(*) FROM citizen_records").await,
+            3,
+            "{n}: only the current version's rows are kept"
         );
 
         assert_eq!(store.get_meta("nothing").await.expect("meta"), None, "{n}");
@@ -197,7 +318,6 @@ async fn registry_operations_agree_on_both_backends() {
             Some("2"),
             "{n}"
         );
-        assert_eq!(store.registry_version().await.expect("version"), 4, "{n}");
         store.close().await;
     }
 }
@@ -625,5 +745,111 @@ async fn raw_execute(url: &str, sql: &str) {
             .execute(&mut c)
             .await
             .expect("execute");
+    }
+}
+
+async fn raw_count(url: &str, sql: &str) -> i64 {
+    use sqlx::Connection;
+    if url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut c)
+            .await
+            .expect("count")
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut c)
+            .await
+            .expect("count")
+    }
+}
+
+/// A registry written before versions existed (its last migration before
+/// them applied) keeps answering every record after the upgrade, also one
+/// left by an import that failed before its version was recorded (which
+/// lookups saw then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrading_a_registry_from_before_versions_keeps_every_record() {
+    for b in both().await {
+        let n = b.name;
+        let (migrator, last_before): (sqlx::migrate::Migrator, i64) = if n == "postgres" {
+            (sqlx::migrate!("./migrations/postgres"), 1)
+        } else {
+            (sqlx::migrate!("./migrations/sqlite"), 3)
+        };
+        let insert = "INSERT INTO citizen_records (locator, pepper_version, kdf_params_id, \
+                      normalization_version, registry_version, tags, updated_at_ms) \
+                      VALUES ($1, 1, 1, 1, $2, $3, 0)";
+        let tags = record(0, 0, 1).tags.encode();
+        {
+            use sqlx::Connection;
+            let setup = [
+                "INSERT INTO kdf_params (id, m_kib, t, p) VALUES (1, 19456, 2, 1)".to_string(),
+                "INSERT INTO registry_meta (key, value) VALUES ('registry_version', '2')"
+                    .to_string(),
+            ];
+            if n == "postgres" {
+                let mut c = sqlx::PgConnection::connect(&b.url).await.expect("connect");
+                migrator
+                    .run_to(last_before, &mut c)
+                    .await
+                    .expect("old schema");
+                for sql in &setup {
+                    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .execute(&mut c)
+                        .await
+                        .expect("setup");
+                }
+                for (byte, version) in [(1u8, 1i64), (2, 2), (3, 3)] {
+                    sqlx::query(insert)
+                        .bind(vec![byte; 32])
+                        .bind(version)
+                        .bind(&tags)
+                        .execute(&mut c)
+                        .await
+                        .expect("old row");
+                }
+            } else {
+                let url = format!("{}?mode=rwc", b.url);
+                let mut c = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("connect");
+                migrator
+                    .run_to(last_before, &mut c)
+                    .await
+                    .expect("old schema");
+                for sql in &setup {
+                    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .execute(&mut c)
+                        .await
+                        .expect("setup");
+                }
+                for (byte, version) in [(1u8, 1i64), (2, 2), (3, 3)] {
+                    sqlx::query(insert)
+                        .bind(vec![byte; 32])
+                        .bind(version)
+                        .bind(&tags)
+                        .execute(&mut c)
+                        .await
+                        .expect("old row");
+                }
+            }
+        }
+        let store = b.open().await;
+        for byte in [1u8, 2, 3] {
+            let (found, version) = store
+                .get_record_and_version(&[byte; 32])
+                .await
+                .expect("read");
+            assert_eq!(version, 2, "{n}");
+            assert!(found.is_some(), "{n}: record {byte} survives the upgrade");
+        }
+        assert_eq!(store.count_records().await.expect("count"), 3, "{n}");
+        // And the next import builds on it.
+        let v3 = store.begin_version(NOW).await.expect("begin");
+        assert_eq!(v3.version, 3, "{n}");
+        store.discard_version(&v3).await.expect("discard");
+        store.close().await;
     }
 }

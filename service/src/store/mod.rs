@@ -56,6 +56,16 @@ pub enum StoreError {
     /// A unique value is taken (e.g. a tenant name); names the column.
     #[error("{0} is already taken")]
     Conflict(&'static str),
+    /// Another import is building the next registry version.
+    #[error(
+        "another import is building registry version {version} (active {idle_secs} s ago); retry when it has finished, or after {} s without activity", STAGING_STALE_MS / 1000
+    )]
+    ImportInProgress {
+        /// The version it builds.
+        version: u64,
+        /// Seconds since it last wrote.
+        idle_secs: i64,
+    },
     /// A KDF parameter id is already registered with different costs.
     #[error(
         "argon2.params_id {0} is already registered with different costs; choose a new params_id for new costs"
@@ -128,16 +138,107 @@ pub(crate) trait RegistryRead {
     ) -> Result<(Option<StoredRecord>, u64)>;
 }
 
-/// Registry writes: what an import does.
+/// Registry writes: what an import does. An import builds the next
+/// version beside the current one ([`RegistryWrite::begin_version`]),
+/// writes records and deletes into it, invisible to lookups, and either
+/// publishes it (one atomic switch for every replica) or discards it.
 pub(crate) trait RegistryWrite {
     /// Records a KDF parameter set, refusing an id reused with other costs.
     async fn register_kdf_params(&self, params: &KdfParams) -> Result<()>;
-    /// Writes a batch of records in one transaction.
-    async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>>;
-    /// Deletes the records at these locators; returns how many existed.
-    async fn delete_records(&self, locators: &[Locator]) -> Result<u64>;
-    /// Number of records.
+    /// Claims the next version for one import: removes what an abandoned
+    /// import left (its claim idle for [`STAGING_STALE_MS`]) and the rows
+    /// the current version no longer sees; refuses while another import
+    /// is active.
+    async fn begin_version(&self, now_ms: i64) -> Result<Staging>;
+    /// Writes a batch of records into the staged version in one
+    /// transaction (their `registry_version` is the staged one).
+    async fn upsert_records(
+        &self,
+        staging: &Staging,
+        batch: &[StoredRecord],
+        now_ms: i64,
+    ) -> Result<Vec<Upserted>>;
+    /// Deletes the records at these locators from the staged version;
+    /// returns how many it held.
+    async fn delete_records(
+        &self,
+        staging: &Staging,
+        locators: &[Locator],
+        now_ms: i64,
+    ) -> Result<u64>;
+    /// Makes the staged version current: one write, seen by every lookup
+    /// after it.
+    async fn publish_version(&self, staging: &Staging) -> Result<()>;
+    /// Removes the staged version without a trace.
+    async fn discard_version(&self, staging: &Staging) -> Result<()>;
+    /// Number of records in the current version.
     async fn count_records(&self) -> Result<u64>;
+}
+
+/// An import's claim on the registry version it builds, stored as the
+/// `registry_staging` metadata value `"<version> <token> <last write ms>"`.
+/// Every write checks the claim in its transaction, so an import whose
+/// claim was taken over (after it went idle) cannot write into another's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staging {
+    /// The version being built.
+    pub version: u64,
+    token: String,
+}
+
+/// Metadata key of the staged version's claim.
+pub const META_STAGING: &str = "registry_staging";
+
+/// How long an import's claim holds without a write before another
+/// import may take it over (its rows are then discarded).
+pub const STAGING_STALE_MS: i64 = 10 * 60 * 1000;
+
+impl Staging {
+    fn new(version: u64) -> Result<Staging> {
+        let bytes = crate::secrets::random_bytes::<8>()
+            .map_err(|e| StoreError::Corrupt(format!("no randomness for a staging token: {e}")))?;
+        Ok(Staging {
+            version,
+            token: hex::encode(bytes),
+        })
+    }
+
+    fn encode(&self, now_ms: i64) -> String {
+        format!("{} {} {now_ms}", self.version, self.token)
+    }
+
+    /// The claim and its last write time, from the stored value.
+    fn decode(value: &str) -> Option<(Staging, i64)> {
+        let mut parts = value.split(' ');
+        let version = parts.next()?.parse().ok()?;
+        let token = parts.next()?.to_string();
+        let at_ms = parts.next()?.parse().ok()?;
+        Some((Staging { version, token }, at_ms))
+    }
+
+    /// Checks that `stored` is this claim: else the claim was taken over
+    /// or the version discarded (`Stale`).
+    fn check(&self, stored: Option<&str>) -> Result<()> {
+        match stored.and_then(Staging::decode) {
+            Some((claim, _)) if claim == *self => Ok(()),
+            _ => Err(StoreError::Stale),
+        }
+    }
+
+    /// Whether a new import may claim the next version, given the stored
+    /// claim: the abandoned claim to discard first, if any.
+    fn may_begin(stored: Option<&str>, now_ms: i64) -> Result<Option<Staging>> {
+        let Some((claim, at_ms)) = stored.and_then(Staging::decode) else {
+            return Ok(None);
+        };
+        if now_ms - at_ms < STAGING_STALE_MS {
+            return Err(StoreError::ImportInProgress {
+                version: claim.version,
+                idle_secs: (now_ms - at_ms) / 1000,
+            });
+        }
+        Ok(Some(claim))
+    }
 }
 
 /// Small named values (the registry version, the agency tenant).
@@ -269,18 +370,45 @@ impl Store {
         dispatch!(self, s => s.get_record_and_version(locator).await)
     }
 
-    /// Writes a batch of records in one transaction; `registry_version` is
-    /// stamped on those that are new or changed.
-    pub async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>> {
-        dispatch!(self, s => s.upsert_records(batch).await)
+    /// Claims the next registry version for an import (see
+    /// [`RegistryWrite::begin_version`]).
+    pub async fn begin_version(&self, now_ms: i64) -> Result<Staging> {
+        dispatch!(self, s => s.begin_version(now_ms).await)
     }
 
-    /// Deletes the records at these locators; returns how many existed.
-    pub async fn delete_records(&self, locators: &[Locator]) -> Result<u64> {
-        dispatch!(self, s => s.delete_records(locators).await)
+    /// Writes a batch of records into the staged version in one
+    /// transaction; says per record what it did.
+    pub async fn upsert_records(
+        &self,
+        staging: &Staging,
+        batch: &[StoredRecord],
+        now_ms: i64,
+    ) -> Result<Vec<Upserted>> {
+        dispatch!(self, s => s.upsert_records(staging, batch, now_ms).await)
     }
 
-    /// Number of records.
+    /// Deletes the records at these locators from the staged version;
+    /// returns how many it held.
+    pub async fn delete_records(
+        &self,
+        staging: &Staging,
+        locators: &[Locator],
+        now_ms: i64,
+    ) -> Result<u64> {
+        dispatch!(self, s => s.delete_records(staging, locators, now_ms).await)
+    }
+
+    /// Switches every lookup to the staged version at once.
+    pub async fn publish_version(&self, staging: &Staging) -> Result<()> {
+        dispatch!(self, s => s.publish_version(staging).await)
+    }
+
+    /// Removes the staged version without a trace.
+    pub async fn discard_version(&self, staging: &Staging) -> Result<()> {
+        dispatch!(self, s => s.discard_version(staging).await)
+    }
+
+    /// Number of records in the current version.
     pub async fn count_records(&self) -> Result<u64> {
         dispatch!(self, s => s.count_records().await)
     }
@@ -445,56 +573,3 @@ where
 
 /// Metadata key of the registry version.
 pub const META_REGISTRY_VERSION: &str = "registry_version";
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ekyc_domain::record::RecordTags;
-
-    fn record(byte: u8, registry_version: u64) -> StoredRecord {
-        StoredRecord {
-            locator: [byte; 32],
-            pepper_version: 1,
-            kdf_params_id: KdfParams::DEFAULT.id,
-            normalization_version: 1,
-            registry_version,
-            tags: RecordTags::default(),
-        }
-    }
-
-    /// Verify's one read: the record if present, and always the current
-    /// registry version (0 before any import), also for unknown locators.
-    #[tokio::test]
-    async fn record_and_version_come_back_together() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("ekyc.db").display());
-        let store = Store::open(&url, &DatabaseConfig::default())
-            .await
-            .expect("open");
-        assert_eq!(
-            store.get_record_and_version(&[1; 32]).await.expect("read"),
-            (None, 0)
-        );
-        store
-            .register_kdf_params(&KdfParams::DEFAULT)
-            .await
-            .expect("params");
-        let stored = record(1, 3);
-        store
-            .upsert_records(std::slice::from_ref(&stored))
-            .await
-            .expect("upsert");
-        store
-            .set_meta(META_REGISTRY_VERSION, "3")
-            .await
-            .expect("meta");
-        assert_eq!(
-            store.get_record_and_version(&[1; 32]).await.expect("read"),
-            (Some(stored), 3)
-        );
-        assert_eq!(
-            store.get_record_and_version(&[2; 32]).await.expect("read"),
-            (None, 3)
-        );
-    }
-}

@@ -16,9 +16,9 @@ use super::rows::{
     status_str, tenant_from_row, tenant_json,
 };
 use super::{
-    ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, MetaStore,
-    RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord, SigningKeyStore, StoreError,
-    StoredRecord, Tenant, TenantStore, Upserted, audit_chain_hash,
+    ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, META_STAGING,
+    MetaStore, RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord, SigningKeyStore,
+    Staging, StoreError, StoredRecord, Tenant, TenantStore, Upserted, audit_chain_hash,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -69,24 +69,24 @@ impl PgStore {
 
 impl RegistryRead for PgStore {
     /// One statement, so one snapshot: a record is never paired with the
-    /// version of an import that committed while it was read.
+    /// version of a switch that committed while it was read.
     async fn get_record_and_version(
         &self,
         locator: &Locator,
     ) -> Result<(Option<StoredRecord>, u64)> {
         let row = sqlx::query(
-            "SELECT r.locator, r.pepper_version, r.kdf_params_id, r.normalization_version, \
-             r.registry_version, r.tags, (SELECT value FROM registry_meta WHERE key = $1) \
-             FROM (SELECT 1) AS one LEFT JOIN citizen_records r ON r.locator = $2",
+            "WITH cur(v) AS (SELECT COALESCE((SELECT CAST(value AS BIGINT) FROM registry_meta \
+             WHERE key = $1), 0)) \
+             SELECT r.locator, r.pepper_version, r.kdf_params_id, r.normalization_version, \
+             r.registry_version, r.tags, cur.v FROM cur LEFT JOIN citizen_records r \
+             ON r.locator = $2 AND r.registry_version <= cur.v \
+             AND (r.until_version IS NULL OR r.until_version > cur.v)",
         )
         .bind(super::META_REGISTRY_VERSION)
         .bind(locator.as_slice())
         .fetch_one(&self.pool)
         .await?;
-        let version = row
-            .try_get::<Option<String>, _>(6)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let version = row.try_get::<i64, _>(6)?.max(0) as u64;
         let record = match row.try_get::<Option<Vec<u8>>, _>(0)? {
             Some(_) => Some(record_from_row(&row, 0)?),
             None => None,
@@ -118,61 +118,239 @@ impl RegistryWrite for PgStore {
         Ok(())
     }
 
-    /// One statement per record says what it did: no row back means the
-    /// stored record was identical (the `WHERE` skipped the update), and
-    /// `xmax = 0` marks a row this statement inserted.
-    async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>> {
+    async fn begin_version(&self, now_ms: i64) -> Result<Staging> {
         let mut tx = self.pool.begin().await?;
+        // Imports starting on two replicas at once take turns here.
+        lock_meta(&mut tx).await?;
+        let stored = meta_in(&mut tx, META_STAGING).await?;
+        let current = current_version(&mut tx).await?;
+        if let Some(abandoned) = Staging::may_begin(stored.as_deref(), now_ms)?
+            && abandoned.version > current
+        {
+            remove_staged(&mut tx, abandoned.version).await?;
+        }
+        // Rows the current version no longer sees: calls that read an
+        // older version finished long ago (a whole import has passed).
+        sqlx::query(
+            "DELETE FROM citizen_records WHERE until_version IS NOT NULL AND until_version <= $1",
+        )
+        .bind(current as i64)
+        .execute(&mut *tx)
+        .await?;
+        let staging = Staging::new(current + 1)?;
+        set_meta_in(&mut tx, META_STAGING, &staging.encode(now_ms)).await?;
+        tx.commit().await?;
+        Ok(staging)
+    }
+
+    /// Per record: close the newest row if it differs and insert the
+    /// staged one; an identical newest row is left alone.
+    async fn upsert_records(
+        &self,
+        staging: &Staging,
+        batch: &[StoredRecord],
+        now_ms: i64,
+    ) -> Result<Vec<Upserted>> {
+        let mut tx = self.pool.begin().await?;
+        claim(&mut tx, staging, now_ms).await?;
+        let version = staging.version as i64;
         let mut out = Vec::with_capacity(batch.len());
-        let now = crate::clock::now_ms();
         for rec in batch {
-            let inserted: Option<bool> = sqlx::query_scalar(
-                "INSERT INTO citizen_records AS c \
-                 (locator, pepper_version, kdf_params_id, normalization_version, registry_version, tags, updated_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (locator) DO UPDATE SET pepper_version = EXCLUDED.pepper_version, \
-                 kdf_params_id = EXCLUDED.kdf_params_id, normalization_version = EXCLUDED.normalization_version, \
-                 registry_version = EXCLUDED.registry_version, tags = EXCLUDED.tags, updated_at_ms = EXCLUDED.updated_at_ms \
-                 WHERE (c.pepper_version, c.kdf_params_id, c.normalization_version, c.tags) \
-                 IS DISTINCT FROM (EXCLUDED.pepper_version, EXCLUDED.kdf_params_id, EXCLUDED.normalization_version, EXCLUDED.tags) \
-                 RETURNING (xmax = 0)",
+            let tags = rec.tags.encode();
+            let open = sqlx::query(
+                "SELECT registry_version, (pepper_version, kdf_params_id, normalization_version, tags) \
+                 IS NOT DISTINCT FROM ($2, $3, $4, $5) FROM citizen_records \
+                 WHERE locator = $1 AND until_version IS NULL",
             )
             .bind(rec.locator.as_slice())
             .bind(i64::from(rec.pepper_version))
             .bind(i64::from(rec.kdf_params_id))
             .bind(i64::from(rec.normalization_version))
-            .bind(rec.registry_version as i64)
-            .bind(rec.tags.encode())
-            .bind(now)
+            .bind(&tags)
             .fetch_optional(&mut *tx)
             .await?;
-            out.push(match inserted {
-                None => Upserted::Unchanged,
-                Some(true) => Upserted::Inserted,
-                Some(false) => Upserted::Updated,
-            });
+            let outcome = match &open {
+                None => Upserted::Inserted,
+                Some(row) if row.try_get::<bool, _>(1)? => {
+                    out.push(Upserted::Unchanged);
+                    continue;
+                }
+                Some(row) => {
+                    let from: i64 = row.try_get(0)?;
+                    // A row staged by this import is replaced; an older one
+                    // ends where the staged version begins.
+                    if from == version {
+                        sqlx::query(
+                            "DELETE FROM citizen_records WHERE locator = $1 AND registry_version = $2",
+                        )
+                        .bind(rec.locator.as_slice())
+                        .bind(from)
+                        .execute(&mut *tx)
+                        .await?;
+                    } else {
+                        sqlx::query(
+                            "UPDATE citizen_records SET until_version = $3 \
+                             WHERE locator = $1 AND registry_version = $2",
+                        )
+                        .bind(rec.locator.as_slice())
+                        .bind(from)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Upserted::Updated
+                }
+            };
+            sqlx::query(
+                "INSERT INTO citizen_records (locator, registry_version, until_version, \
+                 pepper_version, kdf_params_id, normalization_version, tags, updated_at_ms) \
+                 VALUES ($1, $2, NULL, $3, $4, $5, $6, $7)",
+            )
+            .bind(rec.locator.as_slice())
+            .bind(version)
+            .bind(i64::from(rec.pepper_version))
+            .bind(i64::from(rec.kdf_params_id))
+            .bind(i64::from(rec.normalization_version))
+            .bind(tags)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            out.push(outcome);
         }
         tx.commit().await?;
         Ok(out)
     }
 
-    async fn delete_records(&self, locators: &[Locator]) -> Result<u64> {
+    /// A staged row goes and an older newest row ends at the staged
+    /// version, for every locator in two statements.
+    async fn delete_records(
+        &self,
+        staging: &Staging,
+        locators: &[Locator],
+        now_ms: i64,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        claim(&mut tx, staging, now_ms).await?;
         let keys: Vec<Vec<u8>> = locators.iter().map(|l| l.to_vec()).collect();
-        Ok(
-            sqlx::query("DELETE FROM citizen_records WHERE locator = ANY($1)")
-                .bind(keys)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
+        let version = staging.version as i64;
+        let n: i64 = sqlx::query_scalar(
+            "WITH staged AS (DELETE FROM citizen_records WHERE locator = ANY($1) \
+             AND registry_version = $2 AND until_version IS NULL RETURNING locator), \
+             older AS (UPDATE citizen_records SET until_version = $2 WHERE locator = ANY($1) \
+             AND registry_version < $2 AND until_version IS NULL RETURNING locator) \
+             SELECT COUNT(DISTINCT locator) FROM (SELECT locator FROM staged \
+             UNION ALL SELECT locator FROM older) AS gone",
         )
+        .bind(keys)
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n as u64)
+    }
+
+    async fn publish_version(&self, staging: &Staging) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        lock_meta(&mut tx).await?;
+        staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
+        set_meta_in(
+            &mut tx,
+            super::META_REGISTRY_VERSION,
+            &staging.version.to_string(),
+        )
+        .await?;
+        sqlx::query("DELETE FROM registry_meta WHERE key = $1")
+            .bind(META_STAGING)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn discard_version(&self, staging: &Staging) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        lock_meta(&mut tx).await?;
+        staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
+        remove_staged(&mut tx, staging.version).await?;
+        sqlx::query("DELETE FROM registry_meta WHERE key = $1")
+            .bind(META_STAGING)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn count_records(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM citizen_records")
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "WITH cur(v) AS (SELECT COALESCE((SELECT CAST(value AS BIGINT) FROM registry_meta \
+             WHERE key = $1), 0)) \
+             SELECT COUNT(*) FROM citizen_records, cur WHERE registry_version <= cur.v \
+             AND (until_version IS NULL OR until_version > cur.v)",
+        )
+        .bind(super::META_REGISTRY_VERSION)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(n as u64)
     }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// Serialises claim changes across replicas; lookups (plain reads) do not
+/// wait for it.
+async fn lock_meta(tx: &mut Tx) -> Result<()> {
+    sqlx::query("LOCK TABLE registry_meta IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn meta_in(tx: &mut Tx, key: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT value FROM registry_meta WHERE key = $1 FOR UPDATE")
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+async fn set_meta_in(tx: &mut Tx, key: &str, value: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO registry_meta (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn current_version(tx: &mut Tx) -> Result<u64> {
+    Ok(meta_in(tx, super::META_REGISTRY_VERSION)
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Checks the import still holds its claim (the row stays locked until
+/// the write commits) and records this write.
+async fn claim(tx: &mut Tx, staging: &Staging, now_ms: i64) -> Result<()> {
+    staging.check(meta_in(tx, META_STAGING).await?.as_deref())?;
+    set_meta_in(tx, META_STAGING, &staging.encode(now_ms)).await
+}
+
+/// Removes the rows staged for `version` and reopens those it closed.
+async fn remove_staged(tx: &mut Tx, version: u64) -> Result<()> {
+    sqlx::query("DELETE FROM citizen_records WHERE registry_version = $1")
+        .bind(version as i64)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE citizen_records SET until_version = NULL WHERE until_version = $1")
+        .bind(version as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 impl MetaStore for PgStore {

@@ -16,9 +16,9 @@ use super::rows::{
     status_str, tenant_from_row, tenant_json,
 };
 use super::{
-    ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, MetaStore,
-    RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord, SigningKeyStore, StoreError,
-    StoredRecord, Tenant, TenantStore, Upserted, audit_chain_hash,
+    ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, META_STAGING,
+    MetaStore, RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord, SigningKeyStore,
+    Staging, StoreError, StoredRecord, Tenant, TenantStore, Upserted, audit_chain_hash,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -83,27 +83,28 @@ impl SqliteStore {
 }
 
 impl RegistryRead for SqliteStore {
-    /// The record at `locator`, if any, and the registry version, read in
-    /// one statement: one round trip, and one snapshot, so an import that
-    /// commits meanwhile cannot pair a record with another version.
+    /// The record at `locator` in the current version, if any, and that
+    /// version, read in one statement: one round trip, and one snapshot,
+    /// so a switch that commits meanwhile cannot pair a record with
+    /// another version.
     async fn get_record_and_version(
         &self,
         locator: &Locator,
     ) -> Result<(Option<StoredRecord>, u64)> {
         // The joined record (`record_from_row` order), then the version.
         let row = sqlx::query(
-            "SELECT r.locator, r.pepper_version, r.kdf_params_id, r.normalization_version, \
-             r.registry_version, r.tags, (SELECT value FROM registry_meta WHERE key = ?) \
-             FROM (SELECT 1) LEFT JOIN citizen_records r ON r.locator = ?",
+            "WITH cur(v) AS (SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM registry_meta \
+             WHERE key = ?1), 0)) \
+             SELECT r.locator, r.pepper_version, r.kdf_params_id, r.normalization_version, \
+             r.registry_version, r.tags, cur.v FROM cur LEFT JOIN citizen_records r \
+             ON r.locator = ?2 AND r.registry_version <= cur.v \
+             AND (r.until_version IS NULL OR r.until_version > cur.v)",
         )
         .bind(super::META_REGISTRY_VERSION)
         .bind(locator.as_slice())
         .fetch_one(&self.pool)
         .await?;
-        let version = row
-            .try_get::<Option<String>, _>(6)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let version = row.try_get::<i64, _>(6)?.max(0) as u64;
         let record = match row.try_get::<Option<Vec<u8>>, _>(0)? {
             Some(_) => Some(record_from_row(&row, 0)?),
             None => None,
@@ -132,78 +133,224 @@ impl RegistryWrite for SqliteStore {
         Ok(())
     }
 
-    async fn upsert_records(&self, batch: &[StoredRecord]) -> Result<Vec<Upserted>> {
+    async fn begin_version(&self, now_ms: i64) -> Result<Staging> {
         let mut tx = self.write_tx().await?;
+        let stored = meta_in(&mut tx, META_STAGING).await?;
+        let current = current_version(&mut tx).await?;
+        if let Some(abandoned) = Staging::may_begin(stored.as_deref(), now_ms)?
+            && abandoned.version > current
+        {
+            remove_staged(&mut tx, abandoned.version).await?;
+        }
+        // Rows the current version no longer sees: calls that read an
+        // older version finished long ago (a whole import has passed).
+        sqlx::query(
+            "DELETE FROM citizen_records WHERE until_version IS NOT NULL AND until_version <= ?",
+        )
+        .bind(current as i64)
+        .execute(&mut *tx)
+        .await?;
+        let staging = Staging::new(current + 1)?;
+        set_meta_in(&mut tx, META_STAGING, &staging.encode(now_ms)).await?;
+        tx.commit().await?;
+        Ok(staging)
+    }
+
+    async fn upsert_records(
+        &self,
+        staging: &Staging,
+        batch: &[StoredRecord],
+        now_ms: i64,
+    ) -> Result<Vec<Upserted>> {
+        let mut tx = self.write_tx().await?;
+        claim(&mut tx, staging, now_ms).await?;
+        let version = staging.version as i64;
         let mut out = Vec::with_capacity(batch.len());
-        let now = crate::clock::now_ms();
         for rec in batch {
-            let existing = sqlx::query(
-                "SELECT pepper_version, kdf_params_id, normalization_version, tags \
-                 FROM citizen_records WHERE locator = ?",
+            let tags = rec.tags.encode();
+            // The row of the newest version, staged or current.
+            let open = sqlx::query(
+                "SELECT registry_version, pepper_version, kdf_params_id, normalization_version, \
+                 tags FROM citizen_records WHERE locator = ? AND until_version IS NULL",
             )
             .bind(rec.locator.as_slice())
             .fetch_optional(&mut *tx)
             .await?;
-            let tags = rec.tags.encode();
-            let outcome = match existing {
+            let outcome = match &open {
                 None => Upserted::Inserted,
                 Some(row) => {
-                    let same = row.try_get::<i64, _>(0)? == i64::from(rec.pepper_version)
-                        && row.try_get::<i64, _>(1)? == i64::from(rec.kdf_params_id)
-                        && row.try_get::<i64, _>(2)? == i64::from(rec.normalization_version)
-                        && row.try_get::<Vec<u8>, _>(3)? == tags;
+                    let same = row.try_get::<i64, _>(1)? == i64::from(rec.pepper_version)
+                        && row.try_get::<i64, _>(2)? == i64::from(rec.kdf_params_id)
+                        && row.try_get::<i64, _>(3)? == i64::from(rec.normalization_version)
+                        && row.try_get::<Vec<u8>, _>(4)? == tags;
                     if same {
-                        Upserted::Unchanged
-                    } else {
-                        Upserted::Updated
+                        out.push(Upserted::Unchanged);
+                        continue;
                     }
+                    let from: i64 = row.try_get(0)?;
+                    // A row staged by this import is replaced; an older one
+                    // ends where the staged version begins.
+                    let close = if from == version {
+                        "DELETE FROM citizen_records WHERE locator = ? AND registry_version = ?"
+                    } else {
+                        "UPDATE citizen_records SET until_version = ?3 \
+                         WHERE locator = ?1 AND registry_version = ?2"
+                    };
+                    sqlx::query(close)
+                        .bind(rec.locator.as_slice())
+                        .bind(from)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?;
+                    Upserted::Updated
                 }
             };
-            if outcome != Upserted::Unchanged {
-                sqlx::query(
-                    "INSERT INTO citizen_records \
-                     (locator, pepper_version, kdf_params_id, normalization_version, registry_version, tags, updated_at_ms) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT(locator) DO UPDATE SET pepper_version = excluded.pepper_version, \
-                     kdf_params_id = excluded.kdf_params_id, normalization_version = excluded.normalization_version, \
-                     registry_version = excluded.registry_version, tags = excluded.tags, updated_at_ms = excluded.updated_at_ms",
-                )
-                .bind(rec.locator.as_slice())
-                .bind(i64::from(rec.pepper_version))
-                .bind(i64::from(rec.kdf_params_id))
-                .bind(i64::from(rec.normalization_version))
-                .bind(rec.registry_version as i64)
-                .bind(tags)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
+            sqlx::query(
+                "INSERT INTO citizen_records (locator, registry_version, until_version, \
+                 pepper_version, kdf_params_id, normalization_version, tags, updated_at_ms) \
+                 VALUES (?, ?, NULL, ?, ?, ?, ?, ?)",
+            )
+            .bind(rec.locator.as_slice())
+            .bind(version)
+            .bind(i64::from(rec.pepper_version))
+            .bind(i64::from(rec.kdf_params_id))
+            .bind(i64::from(rec.normalization_version))
+            .bind(tags)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
             out.push(outcome);
         }
         tx.commit().await?;
         Ok(out)
     }
 
-    async fn delete_records(&self, locators: &[Locator]) -> Result<u64> {
+    async fn delete_records(
+        &self,
+        staging: &Staging,
+        locators: &[Locator],
+        now_ms: i64,
+    ) -> Result<u64> {
         let mut tx = self.write_tx().await?;
+        claim(&mut tx, staging, now_ms).await?;
+        let version = staging.version as i64;
         let mut n = 0;
         for l in locators {
-            n += sqlx::query("DELETE FROM citizen_records WHERE locator = ?")
-                .bind(l.as_slice())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            // A row staged by this import goes; an older one ends here.
+            let staged = sqlx::query(
+                "DELETE FROM citizen_records WHERE locator = ? AND registry_version = ? \
+                 AND until_version IS NULL",
+            )
+            .bind(l.as_slice())
+            .bind(version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let older = sqlx::query(
+                "UPDATE citizen_records SET until_version = ?2 \
+                 WHERE locator = ?1 AND until_version IS NULL",
+            )
+            .bind(l.as_slice())
+            .bind(version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            n += (staged + older).min(1);
         }
         tx.commit().await?;
         Ok(n)
     }
 
-    async fn count_records(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM citizen_records")
-            .fetch_one(&self.pool)
+    async fn publish_version(&self, staging: &Staging) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
+        set_meta_in(
+            &mut tx,
+            super::META_REGISTRY_VERSION,
+            &staging.version.to_string(),
+        )
+        .await?;
+        sqlx::query("DELETE FROM registry_meta WHERE key = ?")
+            .bind(META_STAGING)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn discard_version(&self, staging: &Staging) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
+        remove_staged(&mut tx, staging.version).await?;
+        sqlx::query("DELETE FROM registry_meta WHERE key = ?")
+            .bind(META_STAGING)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn count_records(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "WITH cur(v) AS (SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM registry_meta \
+             WHERE key = ?), 0)) \
+             SELECT COUNT(*) FROM citizen_records, cur WHERE registry_version <= cur.v \
+             AND (until_version IS NULL OR until_version > cur.v)",
+        )
+        .bind(super::META_REGISTRY_VERSION)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(n as u64)
     }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+async fn meta_in(tx: &mut Tx, key: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT value FROM registry_meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+async fn set_meta_in(tx: &mut Tx, key: &str, value: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO registry_meta (key, value) VALUES (?, ?) \
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn current_version(tx: &mut Tx) -> Result<u64> {
+    Ok(meta_in(tx, super::META_REGISTRY_VERSION)
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Checks the import still holds its claim and records this write.
+async fn claim(tx: &mut Tx, staging: &Staging, now_ms: i64) -> Result<()> {
+    staging.check(meta_in(tx, META_STAGING).await?.as_deref())?;
+    set_meta_in(tx, META_STAGING, &staging.encode(now_ms)).await
+}
+
+/// Removes the rows staged for `version` and reopens those it closed.
+async fn remove_staged(tx: &mut Tx, version: u64) -> Result<()> {
+    sqlx::query("DELETE FROM citizen_records WHERE registry_version = ?")
+        .bind(version as i64)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE citizen_records SET until_version = NULL WHERE until_version = ?")
+        .bind(version as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 impl MetaStore for SqliteStore {
