@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ekyc_service::config::{Config, LogFormat};
 use ekyc_service::import::{self, Format, ProgressStyle};
-use ekyc_service::store::Role;
+use ekyc_service::store::{Role, Store};
 use ekyc_service::{App, demo, tenants};
 use tokio::net::TcpListener;
 
@@ -77,6 +77,15 @@ enum Command {
         /// No progress output.
         #[arg(long)]
         quiet: bool,
+    },
+    /// After a pepper rotation (the registry re-imported under the new
+    /// pepper and every replica serving with it), delete every record
+    /// derived under a retired pepper version, so the retired pepper's rows
+    /// cannot be attacked if it leaked. Prints how many it removed.
+    PurgePepper {
+        /// The retired pepper version (never the configured `pepper.version`).
+        #[arg(long)]
+        pepper_version: u32,
     },
     /// Write a synthetic registry export (never real data).
     Synth {
@@ -254,6 +263,32 @@ async fn run(command: Command, config: Config) -> Result<()> {
                 quiet,
             )
             .await
+        }
+        Command::PurgePepper { pepper_version } => {
+            if pepper_version == config.pepper.version {
+                anyhow::bail!(
+                    "pepper version {pepper_version} is the one ekycd derives with (pepper.version); \
+                     purge only a retired version"
+                );
+            }
+            let store = Store::open(&config.database_url(), &config.database).await?;
+            let actor = tenants::Actor::local("purge-pepper");
+            let result = store
+                .purge_pepper(pepper_version, ekyc_service::clock::now_ms(), &|removed| {
+                    actor.entry(
+                        "purge_pepper",
+                        "",
+                        "pepper_version",
+                        pepper_version.to_string(),
+                        format!("{removed} records removed"),
+                    )
+                })
+                .await;
+            store.close().await;
+            let removed = result?;
+            println!("{{\"pepper_version\":{pepper_version},\"removed\":{removed}}}");
+            eprintln!("removed {removed} records derived under pepper version {pepper_version}");
+            Ok(())
         }
         Command::Synth { count, seed, out } => {
             let format = Format::from_path(&out)

@@ -213,7 +213,12 @@ fn import_is_validated_idempotent_and_reports_progress() {
 /// Starts `ekycd serve` on a free port, logging to `log`; returns the
 /// process and its address once it listens.
 fn serve(dir: &Path, log: &Path) -> (Child, String) {
-    let mut server = ekycd(dir)
+    serve_with(ekycd(dir), log)
+}
+
+/// [`serve`] with a prepared `ekycd` command.
+fn serve_with(mut cmd: Command, log: &Path) -> (Child, String) {
+    let mut server = cmd
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).expect("log file"))
@@ -600,4 +605,102 @@ fn no_secret_in_logs_errors_or_the_audit_trail() {
             assert!(!text.contains(n.as_str()), "{what} contains a secret");
         }
     }
+}
+
+/// A pepper rotation as docs/hashing.md gives it: the registry re-imported
+/// under pepper version 2, then every row of version 1 purged; the purge
+/// refuses the pepper ekycd derives with, and a served registry answers
+/// under the new pepper afterwards.
+#[test]
+fn a_retired_pepper_s_records_are_purged_and_counted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    run_ok(ekycd(dir).args(["synth", "--count", "300", "--out", "registry.csv"]));
+    let v1 = report(&run_ok(ekycd(dir).args([
+        "import",
+        "registry.csv",
+        "--quiet",
+    ])));
+    assert_eq!(v1["inserted"], 300);
+    let v2 = report(&run_ok(
+        ekycd(dir)
+            .env("EKYCD_PEPPER__VERSION", "2")
+            .args(["import", "registry.csv", "--quiet"]),
+    ));
+    assert_eq!(
+        v2["inserted"], 300,
+        "under a new pepper every record is at a new locator"
+    );
+
+    let refused = ekycd(dir)
+        .env("EKYCD_PEPPER__VERSION", "2")
+        .args(["purge-pepper", "--pepper-version", "2"])
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("purge only a retired version"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let purged = run_ok(ekycd(dir).env("EKYCD_PEPPER__VERSION", "2").args([
+        "purge-pepper",
+        "--pepper-version",
+        "1",
+    ]));
+    let line: serde_json::Value = serde_json::from_slice(&purged.stdout).expect("json line");
+    assert_eq!(line["removed"], 300, "{line}");
+    let again = run_ok(ekycd(dir).env("EKYCD_PEPPER__VERSION", "2").args([
+        "purge-pepper",
+        "--pepper-version",
+        "1",
+    ]));
+    let line: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json line");
+    assert_eq!(line["removed"], 0, "nothing of pepper 1 is left");
+
+    // Served under pepper 2, the registry still answers.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let issued = run_ok(ekycd(dir).env("EKYCD_PEPPER__VERSION", "2").args([
+        "issue-key",
+        "--tenant",
+        "rotation-bank",
+    ]));
+    let key = String::from_utf8_lossy(&issued.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("ekyc_"))
+        .expect("key")
+        .to_string();
+    let mut serve_cmd = ekycd(dir);
+    serve_cmd.env("EKYCD_PEPPER__VERSION", "2");
+    let (mut server, addr) = serve_with(serve_cmd, &dir.join("server.log"));
+    let citizen = ekyc_synth::citizen(42, 3);
+    runtime.block_on(async {
+        let client = Client::connect(
+            &format!("http://{addr}"),
+            Some(&key),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("connect");
+        let answer = client
+            .verify(pb::VerifyRequest {
+                request_id: "rotated-1".into(),
+                id_number: citizen.id_number.clone(),
+                claims: Some(pb::Claims {
+                    date_of_birth: Some(citizen.date_of_birth.clone()),
+                    ..Default::default()
+                }),
+                purpose_code: "ACCOUNT_OPENING".into(),
+                consent_reference: "consent-1".into(),
+            })
+            .await
+            .expect("verify");
+        assert_eq!(answer.response.decision, pb::Decision::Yes as i32);
+    });
+    let _ = server.kill();
+    let _ = server.wait();
 }

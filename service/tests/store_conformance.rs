@@ -853,3 +853,59 @@ async fn upgrading_a_registry_from_before_versions_keeps_every_record() {
         store.close().await;
     }
 }
+
+/// Purging a retired pepper removes exactly its rows, records who did it
+/// in the audit chain, and waits for an active import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_a_pepper_removes_its_rows_only_and_is_audited() {
+    for b in both().await {
+        let n = b.name;
+        let store = b.open().await;
+        store
+            .register_kdf_params(&KdfParams::DEFAULT)
+            .await
+            .expect("params");
+        let v1 = store.begin_version(NOW).await.expect("begin");
+        let mut rows = Vec::new();
+        for byte in 1..=6u8 {
+            let mut r = record(byte, 1, byte);
+            r.pepper_version = if byte <= 4 { 1 } else { 2 };
+            rows.push(r);
+        }
+        store.upsert_records(&v1, &rows, NOW).await.expect("rows");
+        store.publish_version(&v1).await.expect("publish");
+        let audit = |removed: u64| AuditEntry {
+            action: "purge_pepper".into(),
+            new_value: format!("{removed}"),
+            ..audit("", "pepper_version", NOW)
+        };
+        let active = store.begin_version(NOW).await.expect("an import starts");
+        assert!(
+            matches!(
+                store.purge_pepper(1, NOW + 1, &audit).await,
+                Err(StoreError::ImportInProgress { .. })
+            ),
+            "{n}: not while an import may write rows of that pepper"
+        );
+        store.discard_version(&active).await.expect("discard");
+        assert_eq!(
+            store.purge_pepper(1, NOW, &audit).await.expect("purge"),
+            4,
+            "{n}"
+        );
+        assert_eq!(store.count_records().await.expect("count"), 2, "{n}");
+        assert_eq!(
+            store.purge_pepper(1, NOW, &audit).await.expect("again"),
+            0,
+            "{n}"
+        );
+        let trail = store.list_audit(None, None, 10).await.expect("audit");
+        let values: Vec<&str> = trail.iter().map(|e| e.entry.new_value.as_str()).collect();
+        assert_eq!(
+            values,
+            ["0", "4"],
+            "{n}: each purge is audited with its count"
+        );
+        store.close().await;
+    }
+}

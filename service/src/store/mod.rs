@@ -173,6 +173,16 @@ pub(crate) trait RegistryWrite {
     async fn discard_version(&self, staging: &Staging) -> Result<()>;
     /// Number of records in the current version.
     async fn count_records(&self) -> Result<u64>;
+    /// Deletes every row derived under `pepper_version` (after a rotation,
+    /// so the retired pepper's rows cannot be attacked), with the audit
+    /// entry `audit(removed)` in the same transaction; refused while an
+    /// import is active.
+    async fn purge_pepper(
+        &self,
+        pepper_version: u32,
+        now_ms: i64,
+        audit: &(dyn Fn(u64) -> AuditEntry + Sync),
+    ) -> Result<u64>;
 }
 
 /// An import's claim on the registry version it builds, stored as the
@@ -406,6 +416,17 @@ impl Store {
     /// Removes the staged version without a trace.
     pub async fn discard_version(&self, staging: &Staging) -> Result<()> {
         dispatch!(self, s => s.discard_version(staging).await)
+    }
+
+    /// Deletes every row derived under a retired pepper version (see
+    /// [`RegistryWrite::purge_pepper`]); returns how many.
+    pub async fn purge_pepper(
+        &self,
+        pepper_version: u32,
+        now_ms: i64,
+        audit: &(dyn Fn(u64) -> AuditEntry + Sync),
+    ) -> Result<u64> {
+        dispatch!(self, s => s.purge_pepper(pepper_version, now_ms, audit).await)
     }
 
     /// Number of records in the current version.

@@ -292,6 +292,25 @@ impl RegistryWrite for PgStore {
         .await?;
         Ok(n as u64)
     }
+    async fn purge_pepper(
+        &self,
+        pepper_version: u32,
+        now_ms: i64,
+        audit: &(dyn Fn(u64) -> AuditEntry + Sync),
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        lock_meta(&mut tx).await?;
+        // An import running now may be writing rows of that pepper.
+        Staging::may_begin(meta_in(&mut tx, META_STAGING).await?.as_deref(), now_ms)?;
+        let removed = sqlx::query("DELETE FROM citizen_records WHERE pepper_version = $1")
+            .bind(i64::from(pepper_version))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        append_audit(&mut tx, &[audit(removed)]).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
