@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ekyc/v1/verification.proto",
         "ekyc/v1/tenant_admin.proto",
         "ekyc/v1/billing.proto",
+        "ekyc/v1/registry.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

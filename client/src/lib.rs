@@ -15,6 +15,7 @@ use ekyc_domain::attestation::{self, AttestationBody, claims_digest, consent_dig
 use ekyc_domain::matching::MatchResult;
 use ekyc_proto::v1 as pb;
 use ekyc_proto::v1::billing_service_client::BillingServiceClient;
+use ekyc_proto::v1::registry_service_client::RegistryServiceClient;
 use ekyc_proto::v1::tenant_admin_service_client::TenantAdminServiceClient;
 use ekyc_proto::v1::verification_service_client::VerificationServiceClient;
 use tonic::metadata::MetadataValue;
@@ -149,10 +150,30 @@ impl Client {
         BillingServiceClient::new(self.channel.clone())
     }
 
+    /// A stub for the agency's `RegistryService` on the same connection
+    /// (send requests built with [`Client::request`], or for an import
+    /// stream, which lasts as long as its hashing,
+    /// [`Client::request_with_deadline`]).
+    pub fn registry(&self) -> RegistryServiceClient<Channel> {
+        RegistryServiceClient::new(self.channel.clone())
+    }
+
     /// Wraps a message with this client's API key and deadline.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.request_with_deadline(message, Some(self.timeout))
+    }
+
+    /// Wraps a message with this client's API key and `timeout` (none:
+    /// the server's own bound applies).
+    pub fn request_with_deadline<T>(
+        &self,
+        message: T,
+        timeout: Option<Duration>,
+    ) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);
-        req.set_timeout(self.timeout);
+        if let Some(timeout) = timeout {
+            req.set_timeout(timeout);
+        }
         if let Some(k) = &self.api_key {
             req.metadata_mut().insert("authorization", k.clone());
         }

@@ -14,6 +14,7 @@
 mod admin_cli;
 mod billing_cli;
 mod output;
+mod registry_cli;
 mod verify_cli;
 
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ enum Command {
     Guard(GuardArgs),
     /// Usage, price plans and invoices (finance and agency keys).
     Billing(billing_cli::BillingArgs),
+    /// Load the registry and purge retired peppers (the agency's registry
+    /// operators).
+    Registry(registry_cli::RegistryArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -188,6 +192,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Guard(args) => finish(guard(&client, args.command, args.json).await, args.json),
         Command::Billing(args) => finish(
             billing_cli::billing(&client, args.command, args.json).await,
+            args.json,
+        ),
+        Command::Registry(args) => finish(
+            registry_cli::registry(&client, args.command, args.json).await,
             args.json,
         ),
     }

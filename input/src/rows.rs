@@ -102,6 +102,27 @@ fn known_column(c: &str) -> bool {
     c == "id_number" || Field::from_name(c).is_some()
 }
 
+/// The reject of a row naming a column that is neither `id_number` nor a
+/// claim field (JSON Lines keys, fields of a gRPC import). The name itself
+/// is not echoed: it may be a value.
+pub fn unknown_column(line: u64) -> Reject {
+    Reject {
+        line,
+        field: "row".into(),
+        rule: "unknown_column".into(),
+        description: "an object key is not id_number or a claim field name".into(),
+    }
+}
+
+/// A row from named values (a gRPC import's fields), checked as a JSON
+/// Lines row is: an unknown name rejects the row.
+pub fn row_from_pairs(line: u64, values: Vec<(String, String)>) -> Result<RawRow, Reject> {
+    if values.iter().any(|(name, _)| !known_column(name)) {
+        return Err(unknown_column(line));
+    }
+    Ok(RawRow { line, values })
+}
+
 fn read_csv(input: impl Read) -> Result<(Vec<RawRow>, Vec<Reject>), RowsError> {
     let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
     let headers: Vec<String> = reader
@@ -173,13 +194,7 @@ fn read_jsonl(reader: impl BufRead) -> std::io::Result<(Vec<RawRow>, Vec<Reject>
         let mut bad = None;
         for (k, v) in map {
             if !known_column(&k) {
-                // The key itself is not echoed: it may be a value.
-                bad = Some(Reject {
-                    line: line_no,
-                    field: "row".into(),
-                    rule: "unknown_column".into(),
-                    description: "an object key is not id_number or a claim field name".into(),
-                });
+                bad = Some(unknown_column(line_no));
                 break;
             }
             match v {
@@ -264,6 +279,25 @@ pub fn validate_row(row: &RawRow, today: CivilDate) -> Result<ValidRow, Vec<Viol
         Some(id) if violations.is_empty() => Ok(ValidRow { id, fields }),
         _ => Err(violations),
     }
+}
+
+/// Writes the reject report as CSV, `line,field,rule,description`: what
+/// `ekycd import` and `ekyc registry import` write.
+pub fn write_reject_report(w: impl std::io::Write, rejects: &[Reject]) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(w);
+    let csv_err = |e: csv::Error| std::io::Error::other(e.to_string());
+    w.write_record(["line", "field", "rule", "description"])
+        .map_err(csv_err)?;
+    for r in rejects {
+        w.write_record([
+            r.line.to_string().as_str(),
+            &r.field,
+            &r.rule,
+            &r.description,
+        ])
+        .map_err(csv_err)?;
+    }
+    w.flush()
 }
 
 #[cfg(test)]

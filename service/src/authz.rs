@@ -22,7 +22,7 @@ use crate::error::{Reason, ServiceError};
 use crate::store::{Role, Store, Tenant};
 use crate::tenants;
 
-use Role::{AgencyAdmin, Finance, Verifier};
+use Role::{AgencyAdmin, Finance, RegistryOperator, Verifier};
 
 /// Who may call one RPC.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +42,7 @@ pub struct Rule {
 const VERIFICATION: &str = "ekyc.v1.VerificationService";
 const ADMIN: &str = "ekyc.v1.TenantAdminService";
 const BILLING: &str = "ekyc.v1.BillingService";
+const REGISTRY: &str = "ekyc.v1.RegistryService";
 
 /// Changes to tenants, keys and the guard, and the audit trail: the
 /// agency's admins only.
@@ -56,6 +57,8 @@ const BILLING_READ: (&[Role], &[Role]) = (&[Finance], &[AgencyAdmin, Finance]);
 const BILLING_AGENCY: (&[Role], &[Role]) = (&[], &[AgencyAdmin, Finance]);
 /// Price plans are public to every finance and agency key.
 const PLANS: (&[Role], &[Role]) = (&[Finance, AgencyAdmin], &[]);
+/// The registry is the agency's: only its registry operators load it.
+const REGISTRY_OPERATOR: (&[Role], &[Role]) = (&[], &[RegistryOperator]);
 
 const fn rule(
     service: &'static str,
@@ -95,6 +98,8 @@ pub const RULES: &[Rule] = &[
     rule(BILLING, "FinalizeInvoice", BILLING_AGENCY),
     rule(BILLING, "ListInvoices", BILLING_READ),
     rule(BILLING, "ExportInvoice", BILLING_READ),
+    rule(REGISTRY, "ImportRecords", REGISTRY_OPERATOR),
+    rule(REGISTRY, "PurgePepper", REGISTRY_OPERATOR),
 ];
 
 /// The rule of `method`. Every method the services serve has one, which
@@ -219,7 +224,6 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Role::RegistryOperator;
 
     fn reason_of(r: Result<(), ServiceError>) -> &'static str {
         match r {

@@ -111,6 +111,10 @@ pub struct TransportConfig {
     /// `grpc-timeout` wins. It also ends streaming calls (health `Watch`,
     /// reflection), which clients re-open.
     pub request_timeout_secs: u64,
+    /// Longest a registry import stream (`RegistryService/ImportRecords`)
+    /// may take: it lasts as long as hashing its records (about
+    /// `records / (cores / Argon2 time)`), so hours for a national export.
+    pub import_timeout_secs: u64,
     /// Idle time after which the server pings a connection (HTTP/2 PING);
     /// 0 turns keepalive off.
     pub keepalive_interval_secs: u64,
@@ -139,6 +143,7 @@ impl Default for TransportConfig {
             max_connections: 1024,
             max_buffered_request_bytes: 16 << 20,
             request_timeout_secs: 30,
+            import_timeout_secs: 24 * 3600,
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 10,
             max_connection_age_secs: 3600,
@@ -166,6 +171,9 @@ pub struct MessageLimits {
     pub tenant_admin: usize,
     /// `ekyc.v1.BillingService`: ids and periods, well under 1 KiB.
     pub billing: usize,
+    /// `ekyc.v1.RegistryService`: an import chunk of a few hundred records
+    /// (each at most ten values of 4 KiB, typically 300 bytes).
+    pub registry: usize,
     /// Everything else (health, reflection).
     pub other: usize,
 }
@@ -176,6 +184,7 @@ impl Default for MessageLimits {
             verification: 48 << 10,
             tenant_admin: 32 << 10,
             billing: 16 << 10,
+            registry: 256 << 10,
             other: 16 << 10,
         }
     }
@@ -189,6 +198,7 @@ impl MessageLimits {
             "ekyc.v1.VerificationService" => self.verification,
             "ekyc.v1.TenantAdminService" => self.tenant_admin,
             "ekyc.v1.BillingService" => self.billing,
+            "ekyc.v1.RegistryService" => self.registry,
             _ => self.other,
         }
     }
@@ -198,6 +208,7 @@ impl MessageLimits {
         self.verification
             .max(self.tenant_admin)
             .max(self.billing)
+            .max(self.registry)
             .max(self.other)
     }
 }
@@ -580,6 +591,7 @@ impl Config {
             ),
             ("transport.max_connections", t.max_connections as u64, 1),
             ("transport.request_timeout_secs", t.request_timeout_secs, 1),
+            ("transport.import_timeout_secs", t.import_timeout_secs, 1),
             (
                 "transport.max_header_list_bytes",
                 u64::from(t.max_header_list_bytes),

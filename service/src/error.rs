@@ -92,6 +92,14 @@ reasons! {
     PricePlanMissing = "PRICE_PLAN_MISSING" => FailedPrecondition,
     /// No such invoice.
     InvoiceNotFound = "INVOICE_NOT_FOUND" => NotFound,
+    /// Another import is building the next registry version.
+    ImportInProgress = "IMPORT_IN_PROGRESS" => FailedPrecondition,
+    /// The pepper version to purge is the one the service derives with.
+    PepperInUse = "PEPPER_IN_USE" => FailedPrecondition,
+    /// An import stream ended before its message marked last.
+    ImportIncomplete = "IMPORT_INCOMPLETE" => Aborted,
+    /// An import stream carries more rows than one import holds.
+    ImportTooLarge = "IMPORT_TOO_LARGE" => ResourceExhausted,
     /// An admin may not suspend the tenant its own credential belongs to.
     CannotSuspendOwnTenant = "CANNOT_SUSPEND_OWN_TENANT" => FailedPrecondition,
     /// Only a usable key can be rotated: this one is revoked or expired.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use ekyc_proto::v1 as pb;
 use ekyc_proto::v1::billing_service_server::{BillingService, BillingServiceServer};
+use ekyc_proto::v1::registry_service_server::{RegistryService, RegistryServiceServer};
 use ekyc_proto::v1::tenant_admin_service_server::{TenantAdminService, TenantAdminServiceServer};
 use ekyc_proto::v1::verification_service_server::{VerificationService, VerificationServiceServer};
 use tokio::net::TcpListener;
@@ -21,6 +22,7 @@ use crate::admin::AdminService;
 use crate::auth::Credential;
 use crate::billing::BillingService as BillingHandle;
 use crate::error::allowance;
+use crate::registry::RegistryService as RegistryHandle;
 use crate::stack;
 use crate::store::TenantStatus;
 use crate::transport::{BufferBudget, MessageLimitLayer, limit_connections};
@@ -338,6 +340,37 @@ impl TenantAdminService for TenantAdminApi {
     }
 }
 
+/// `ekyc.v1.RegistryService` over the registry handle.
+pub struct RegistryApi {
+    service: RegistryHandle,
+}
+
+#[tonic::async_trait]
+impl RegistryService for RegistryApi {
+    async fn import_records(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportRecordsRequest>>,
+    ) -> Result<Response<pb::ImportRecordsResponse>, Status> {
+        let credential = credential(&request);
+        let chunks = request.into_inner();
+        Ok(Response::new(
+            self.service.import(&credential, chunks).await?,
+        ))
+    }
+
+    async fn purge_pepper(
+        &self,
+        request: Request<pb::PurgePepperRequest>,
+    ) -> Result<Response<pb::PurgePepperResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.purge_pepper(cred, msg),
+            |r| r
+        )
+    }
+}
+
 /// What the call presented: its API key and, over mutual TLS, the subject
 /// CN of the client certificate the TLS layer verified.
 fn credential<T>(request: &Request<T>) -> Credential {
@@ -433,11 +466,17 @@ pub async fn run(
     let billing = BillingApi {
         service: BillingHandle::new(&app),
     };
+    let registry = RegistryApi {
+        service: RegistryHandle::new(&app),
+    };
     health
         .set_serving::<TenantAdminServiceServer<TenantAdminApi>>()
         .await;
     health
         .set_serving::<BillingServiceServer<BillingApi>>()
+        .await;
+    health
+        .set_serving::<RegistryServiceServer<RegistryApi>>()
         .await;
     let grace = app.shutdown_grace;
 
@@ -453,6 +492,9 @@ pub async fn run(
             .await;
         health
             .set_not_serving::<BillingServiceServer<BillingApi>>()
+            .await;
+        health
+            .set_not_serving::<RegistryServiceServer<RegistryApi>>()
             .await;
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -479,10 +521,7 @@ pub async fn run(
         .http2_keepalive_interval(
             (t.keepalive_interval_secs > 0).then(|| secs(t.keepalive_interval_secs)),
         )
-        .http2_keepalive_timeout(Some(secs(t.keepalive_timeout_secs.max(1))))
-        // No call, stalled or not, outlives this (a caller's shorter
-        // grpc-timeout wins).
-        .timeout(secs(t.request_timeout_secs));
+        .http2_keepalive_timeout(Some(secs(t.keepalive_timeout_secs.max(1))));
     if t.max_connection_age_secs > 0 {
         // Old connections go away (GOAWAY, then a grace) so clients spread
         // over replicas that were added since.
@@ -500,6 +539,12 @@ pub async fn run(
         .layer(stack::layers(
             Arc::clone(&app.counters),
             MessageLimitLayer::new(limits, budget),
+            // No call, stalled or not, outlives these (a caller's shorter
+            // grpc-timeout wins).
+            stack::CallTimeouts {
+                request: secs(t.request_timeout_secs),
+                import: secs(t.import_timeout_secs),
+            },
         ))
         .add_service(health_service.max_decoding_message_size(limits.other))
         .add_service(reflection.max_decoding_message_size(limits.other))
@@ -510,6 +555,9 @@ pub async fn run(
             TenantAdminServiceServer::new(admin).max_decoding_message_size(limits.tenant_admin),
         )
         .add_service(BillingServiceServer::new(billing).max_decoding_message_size(limits.billing))
+        .add_service(
+            RegistryServiceServer::new(registry).max_decoding_message_size(limits.registry),
+        )
         .serve_with_incoming_shutdown(
             limit_connections(
                 incoming(listener),

@@ -304,20 +304,8 @@ pub fn write_rejects(path: &Path, rejects: &[Reject]) -> Result<(), ImportError>
         path: path.to_path_buf(),
         source,
     };
-    let mut w = csv::Writer::from_writer(std::fs::File::create(path).map_err(io)?);
-    let csv_err = |e: csv::Error| io(std::io::Error::other(e.to_string()));
-    w.write_record(["line", "field", "rule", "description"])
-        .map_err(csv_err)?;
-    for r in rejects {
-        w.write_record([
-            r.line.to_string().as_str(),
-            &r.field,
-            &r.rule,
-            &r.description,
-        ])
-        .map_err(csv_err)?;
-    }
-    w.flush().map_err(io)
+    let file = std::fs::File::create(path).map_err(io)?;
+    ekyc_input::rows::write_reject_report(file, rejects).map_err(io)
 }
 
 /// Progress: a bar on a terminal, a line every few seconds otherwise (so

@@ -27,6 +27,7 @@ pub mod keyring;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod registry;
 pub mod secrets;
 pub mod stack;
 pub mod store;

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::Frame;
@@ -28,24 +28,41 @@ use crate::transport::MessageLimitLayer;
 ///    tenant once authenticated and the status code at the end; never a
 ///    request value) and the per-method call counts and latency
 ///    histograms. Outermost, so it also counts the calls the layers below
-///    refuse, and times the whole call.
+///    refuse, and times the whole call. It also bounds each call's time:
+///    `transport.request_timeout_secs`, or for a registry import stream
+///    (which lasts as long as its hashing) `transport.import_timeout_secs`;
+///    a caller's shorter `grpc-timeout` wins.
 /// 2. [`MessageLimitLayer`]: each request body checked against its
 ///    service's message limit and the server-wide buffer budget, before
 ///    tonic reserves a buffer for it (see `transport.rs`).
 ///
-/// The HTTP/2 settings (streams, windows, keepalive, connection age,
-/// timeout) and the connection limit act below the stack, in `grpc::run`.
+/// The HTTP/2 settings (streams, windows, keepalive, connection age) and
+/// the connection limit act below the stack, in `grpc::run`.
 pub fn layers(
     counters: Arc<Counters>,
     limits: MessageLimitLayer,
+    timeouts: CallTimeouts,
 ) -> Stack<MessageLimitLayer, RpcLayer> {
-    Stack::new(limits, RpcLayer { counters })
+    Stack::new(limits, RpcLayer { counters, timeouts })
 }
 
-/// Telemetry of every call: see [`layers`].
+/// How long a call may take on the server.
+#[derive(Debug, Clone, Copy)]
+pub struct CallTimeouts {
+    /// Every call but a registry import.
+    pub request: Duration,
+    /// `RegistryService/ImportRecords`.
+    pub import: Duration,
+}
+
+/// The one method whose call lasts as long as the work it streams.
+const IMPORT_PATH: &str = "/ekyc.v1.RegistryService/ImportRecords";
+
+/// Telemetry and the time bound of every call: see [`layers`].
 #[derive(Clone)]
 pub struct RpcLayer {
     counters: Arc<Counters>,
+    timeouts: CallTimeouts,
 }
 
 impl<S> Layer<S> for RpcLayer {
@@ -55,6 +72,7 @@ impl<S> Layer<S> for RpcLayer {
         Rpc {
             inner,
             counters: Arc::clone(&self.counters),
+            timeouts: self.timeouts,
         }
     }
 }
@@ -64,14 +82,16 @@ impl<S> Layer<S> for RpcLayer {
 pub struct Rpc<S> {
     inner: S,
     counters: Arc<Counters>,
+    timeouts: CallTimeouts,
 }
 
 /// The services whose methods are named in metrics as they are; any other
 /// path is counted as `other`, so a client cannot grow the label set.
-const KNOWN_SERVICES: [&str; 5] = [
+const KNOWN_SERVICES: [&str; 6] = [
     "ekyc.v1.VerificationService",
     "ekyc.v1.TenantAdminService",
     "ekyc.v1.BillingService",
+    "ekyc.v1.RegistryService",
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
 ];
@@ -112,6 +132,11 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let (service, method) = rpc_name(request.uri().path());
+        let limit = if request.uri().path() == IMPORT_PATH {
+            self.timeouts.import
+        } else {
+            self.timeouts.request
+        };
         let span = tracing::info_span!(
             "rpc",
             service,
@@ -130,7 +155,12 @@ where
         // tenant on it.
         let response = self.inner.call(request).instrument(span);
         Box::pin(async move {
-            let response = response.await?;
+            let Ok(response) = tokio::time::timeout(limit, response).await else {
+                // What tonic's own server timeout answers.
+                finish.record("CANCELLED");
+                return Ok(Status::cancelled("Timeout expired").into_http());
+            };
+            let response = response?;
             // An error is sent as headers only (grpc-status among them);
             // an answer's status comes in the trailers after its body.
             if let Some(code) = grpc_status(response.headers()) {

@@ -51,6 +51,8 @@ fn expected(method: &str) -> [May; 5] {
         "FinalizeInvoice" => [Any, Any, No, No, No],
         "ListPricePlans" | "GetPricePlan" => [Any, Any, No, Any, No],
         "Verify" => [No, No, No, No, Any],
+        // The agency's registry, loaded by its registry operators only.
+        "ImportRecords" | "PurgePepper" => [No, No, Any, No, No],
         // Public: needs no credential at all.
         "ListSigningKeys" => [Any; 5],
         other => panic!("no expectation for {other}"),
@@ -71,6 +73,7 @@ fn reason(s: &Status) -> String {
 async fn call(c: &Client, method: &str, tenant: &str) -> Result<(), Status> {
     let t = tenant.to_string();
     let (mut a, mut b, mut v) = (c.admin(), c.billing(), c.verification());
+    let mut r = c.registry();
     let future = "2099-01".to_string();
     match method {
         "Verify" => {
@@ -194,6 +197,16 @@ async fn call(c: &Client, method: &str, tenant: &str) -> Result<(), Status> {
                 ..Default::default()
             }))
             .await?;
+        }
+        "ImportRecords" => {
+            // An empty import: nothing to change, so nothing is published.
+            let chunks = tokio_stream::iter(vec![pb::ImportRecordsRequest::default()]);
+            r.import_records(c.request(chunks)).await?;
+        }
+        "PurgePepper" => {
+            // A pepper version no record was derived under.
+            r.purge_pepper(c.request(pb::PurgePepperRequest { pepper_version: 77 }))
+                .await?;
         }
         other => panic!("no call for {other}"),
     }
