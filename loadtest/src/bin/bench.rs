@@ -6,7 +6,10 @@
 //! bare tonic server that answers at once (E).
 //! Against them: the real service's saturation throughput at the default
 //! Argon2 cost (S / R_raw, with R_raw also measured right after S), at the minimum cost (M / E), its rate-limit
-//! refusals (Q / E), open-loop p99 latency at 50 % and 70 % of S (as a
+//! refusals (Q / E), the same minimum-cost service with every store in
+//! PostgreSQL and the limits in Redis (M_shared / M, and the core time that
+//! sharing adds per call as a fraction of one default-cost evaluation),
+//! open-loop p99 latency at 50 % and 70 % of S (as a
 //! multiple of one evaluation's time) and peak RSS growth under 2 x S
 //! (against pool threads x Argon2 memory). Run it with
 //! `bash loadtest/bench.sh [--out target/bench.md]`.
@@ -59,6 +62,13 @@ struct Args {
     /// gRPC connections used round robin.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// PostgreSQL server for the shared-state row (a database of the run's
+    /// own is created on it and dropped); empty skips the row.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
+    /// Redis for the shared-state row.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
     /// Scale every phase's duration (e.g. 0.5 for a quick look).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
@@ -68,6 +78,76 @@ impl Args {
     fn secs(&self, s: f64) -> Duration {
         Duration::from_secs_f64((s * self.time_scale).max(0.5))
     }
+}
+
+/// Closed-loop answers/s of the minimum-cost service with its stores in a
+/// fresh PostgreSQL database and its limits in Redis (`None` when no
+/// PostgreSQL URL is given). The database is dropped afterwards.
+async fn shared_state_rate(
+    args: &Args,
+    tmp: &tempfile::TempDir,
+    min_env: &[(&'static str, String)],
+    cores: usize,
+    mode: Mode,
+    details: &mut String,
+) -> Result<Option<f64>> {
+    if args.postgres_url.is_empty() {
+        return Ok(None);
+    }
+    let name = format!("ekyc_bench_{}", std::process::id());
+    let psql = |sql: String| -> Result<()> {
+        let out = std::process::Command::new("psql")
+            .args([args.postgres_url.as_str(), "-qAtc", sql.as_str()])
+            .output()
+            .context("run psql (PostgreSQL's client)")?;
+        ensure!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
+    };
+    psql(format!("CREATE DATABASE {name}"))?;
+    let (server_part, _) = args
+        .postgres_url
+        .rsplit_once('/')
+        .context("--postgres-url names a database")?;
+    let mut env = min_env.to_vec();
+    env.push(("EKYCD_DATABASE_URL", format!("{server_part}/{name}")));
+    env.push(("EKYCD_LIMITS__REDIS_URL", args.redis_url.clone()));
+    env.push(("EKYCD_LIMITS__REDIS_KEY_PREFIX", format!("{name}:")));
+    let dir = tmp.path().join("shared");
+    let run = async {
+        let key = prepare(&args.ekycd, &dir, &env, CITIZENS, SEED)?;
+        let server = start_server(&args.ekycd, &dir, &env, cores)?;
+        let cfg = load(
+            args,
+            &server.endpoint,
+            &key,
+            mode,
+            args.secs(5.0),
+            "match=1",
+        )?;
+        let rep = measure(
+            &cfg,
+            "M_shared: minimum cost on PostgreSQL + Redis",
+            details,
+        )
+        .await;
+        server.stop()?;
+        let rep = rep?;
+        ensure!(
+            rep.total.sent == rep.total.answered,
+            "{} calls failed",
+            rep.total.sent - rep.total.answered
+        );
+        Ok(per_sec(&rep, rep.total.answered))
+    };
+    let rate = run.await;
+    let dropped = psql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    let rate = rate?;
+    dropped?;
+    Ok(Some(rate))
 }
 
 /// The minimum Argon2 cost as server environment variables.
@@ -433,6 +513,51 @@ async fn main() -> Result<()> {
         ),
     });
     server.stop()?;
+
+    // 4b: the minimum-cost service again with every store in PostgreSQL
+    // and the limits in Redis, as replicas run. At minimum cost the call is
+    // all overhead, so the difference in core time per call is what
+    // sharing adds to a Verify; it is judged against one default-cost
+    // evaluation: (cores / M_shared - cores / M) / (cores / R_raw).
+    match shared_state_rate(&args, &tmp, &min_env, cores, fast, &mut details).await {
+        Ok(Some(m_shared)) => {
+            let extra = r_raw / m_shared - r_raw / m;
+            rows.push(Row {
+                name: "M_shared: minimum cost on PostgreSQL + Redis (answered/s)",
+                value: format!("{m_shared:.0}/s"),
+                baseline: format!("M {m:.0}/s"),
+                ratio: format!("{:.3}", m_shared / m),
+                note: "every store in PostgreSQL, limits and guard in Redis, both on this machine's cores".into(),
+            });
+            rows.push(Row {
+                name: "cost of sharing per Verify, in default-cost evaluations",
+                value: format!(
+                    "{:.1} us of core time per call",
+                    (cores as f64 / m_shared - cores as f64 / m) * 1e6
+                ),
+                baseline: format!("one evaluation {eval_ms:.2} ms"),
+                ratio: format!("{extra:.4}"),
+                note: format!(
+                    "target < 0.05: {}",
+                    if extra < 0.05 { "target met" } else { "missed" }
+                ),
+            });
+        }
+        Ok(None) => rows.push(Row {
+            name: "M_shared: minimum cost on PostgreSQL + Redis",
+            value: "skipped".into(),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            note: "--postgres-url is empty".into(),
+        }),
+        Err(e) => rows.push(Row {
+            name: "M_shared: minimum cost on PostgreSQL + Redis",
+            value: "failed".into(),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            note: format!("{e:#}"),
+        }),
+    }
 
     for (share, rep) in &open {
         let p99 = rep.total.percentile_ms(99.0);
