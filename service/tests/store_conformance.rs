@@ -731,38 +731,34 @@ async fn an_unreachable_postgres_is_unavailable() {
     }
 }
 
-async fn raw_execute(url: &str, sql: &str) {
+/// A plain connection to a backend's database (either driver, through
+/// `sqlx::Any`), for what the store API cannot do: an old schema, a
+/// newer build's mark, a count of every stored row.
+async fn raw_connection(url: &str) -> sqlx::AnyConnection {
     use sqlx::Connection;
-    if url.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&mut c)
-            .await
-            .expect("execute");
+    sqlx::any::install_default_drivers();
+    let url = if url.starts_with("sqlite") {
+        format!("{url}?mode=rwc")
     } else {
-        let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&mut c)
-            .await
-            .expect("execute");
-    }
+        url.to_string()
+    };
+    sqlx::AnyConnection::connect(&url).await.expect("connect")
+}
+
+async fn raw_execute(url: &str, sql: &str) {
+    let mut c = raw_connection(url).await;
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut c)
+        .await
+        .expect("execute");
 }
 
 async fn raw_count(url: &str, sql: &str) -> i64 {
-    use sqlx::Connection;
-    if url.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(&mut c)
-            .await
-            .expect("count")
-    } else {
-        let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(&mut c)
-            .await
-            .expect("count")
-    }
+    let mut c = raw_connection(url).await;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut c)
+        .await
+        .expect("count")
 }
 
 /// A registry written before versions existed (its last migration before
@@ -783,57 +779,25 @@ async fn upgrading_a_registry_from_before_versions_keeps_every_record() {
                       VALUES ($1, 1, 1, 1, $2, $3, 0)";
         let tags = record(0, 0, 1).tags.encode();
         {
-            use sqlx::Connection;
-            let setup = [
-                "INSERT INTO kdf_params (id, m_kib, t, p) VALUES (1, 19456, 2, 1)".to_string(),
-                "INSERT INTO registry_meta (key, value) VALUES ('registry_version', '2')"
-                    .to_string(),
-            ];
-            if n == "postgres" {
-                let mut c = sqlx::PgConnection::connect(&b.url).await.expect("connect");
-                migrator
-                    .run_to(last_before, &mut c)
+            let mut c = raw_connection(&b.url).await;
+            migrator
+                .run_to(last_before, &mut c)
+                .await
+                .expect("old schema");
+            for sql in [
+                "INSERT INTO kdf_params (id, m_kib, t, p) VALUES (1, 19456, 2, 1)",
+                "INSERT INTO registry_meta (key, value) VALUES ('registry_version', '2')",
+            ] {
+                sqlx::query(sql).execute(&mut c).await.expect("setup");
+            }
+            for (byte, version) in [(1u8, 1i64), (2, 2), (3, 3)] {
+                sqlx::query(insert)
+                    .bind(vec![byte; 32])
+                    .bind(version)
+                    .bind(&tags)
+                    .execute(&mut c)
                     .await
-                    .expect("old schema");
-                for sql in &setup {
-                    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                        .execute(&mut c)
-                        .await
-                        .expect("setup");
-                }
-                for (byte, version) in [(1u8, 1i64), (2, 2), (3, 3)] {
-                    sqlx::query(insert)
-                        .bind(vec![byte; 32])
-                        .bind(version)
-                        .bind(&tags)
-                        .execute(&mut c)
-                        .await
-                        .expect("old row");
-                }
-            } else {
-                let url = format!("{}?mode=rwc", b.url);
-                let mut c = sqlx::SqliteConnection::connect(&url)
-                    .await
-                    .expect("connect");
-                migrator
-                    .run_to(last_before, &mut c)
-                    .await
-                    .expect("old schema");
-                for sql in &setup {
-                    sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                        .execute(&mut c)
-                        .await
-                        .expect("setup");
-                }
-                for (byte, version) in [(1u8, 1i64), (2, 2), (3, 3)] {
-                    sqlx::query(insert)
-                        .bind(vec![byte; 32])
-                        .bind(version)
-                        .bind(&tags)
-                        .execute(&mut c)
-                        .await
-                        .expect("old row");
-                }
+                    .expect("old row");
             }
         }
         let store = b.open().await;
