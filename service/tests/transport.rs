@@ -302,3 +302,73 @@ async fn stalled_half_sent_messages_hold_bounded_memory_and_a_caller_is_answered
     );
     drop(streams);
 }
+
+/// Every call is bounded on the server: a half-sent Verify is cut at
+/// `request_timeout_secs` (answered `CANCELLED`), while a registry import
+/// stream, which lasts as long as its hashing, is bounded by
+/// `import_timeout_secs` instead and outlives the request bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_call_is_cut_at_its_bound_and_an_import_stream_has_its_own() {
+    let server = TestServer::start(TestOptions {
+        transport: ekyc_service::config::TransportConfig {
+            request_timeout_secs: 1,
+            import_timeout_secs: 60,
+            ..Default::default()
+        },
+        ..TestOptions::default()
+    })
+    .await;
+    let addr = server.addr.to_string();
+    let mut send = connect(&addr).await.0.ready().await.expect("ready");
+    // Declares 100 bytes, sends 10, then waits.
+    let (verify, mut verify_body) = send
+        .send_request(grpc_request(&addr, VERIFY), false)
+        .expect("send");
+    let mut half = prefix(100);
+    half.extend_from_slice(&[0u8; 10]);
+    verify_body
+        .send_data(half.clone().into(), false)
+        .expect("data");
+    // An import by the agency's registry operator (any other caller is
+    // refused at once, before the stream is read).
+    let (agency, _) =
+        ekyc_service::tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
+            .await
+            .expect("bootstrap");
+    let operator = ekyc_service::tenants::issue_key(
+        &server.app.store,
+        &agency,
+        ekyc_service::store::Role::RegistryOperator,
+        true,
+        None,
+        &ekyc_service::tenants::Actor::local("test"),
+    )
+    .await
+    .expect("operator key");
+    let mut request = grpc_request(&addr, "/ekyc.v1.RegistryService/ImportRecords");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", operator.token)
+            .parse()
+            .expect("header"),
+    );
+    let (import, mut import_body) = send.send_request(request, false).expect("send");
+    import_body.send_data(half.into(), false).expect("data");
+    let started = Instant::now();
+
+    let cut = tokio::time::timeout(Duration::from_secs(20), verify)
+        .await
+        .expect("the stalled Verify is answered")
+        .expect("response");
+    assert_eq!(status_of(&cut).code(), Code::Cancelled, "{cut:?}");
+    // Well past the request bound, the import stream is still open.
+    tokio::pin!(import);
+    let waited = tokio::time::timeout(Duration::from_secs(2), &mut import).await;
+    assert!(
+        waited.is_err(),
+        "an import stream is not cut at the request bound ({:?} after the start): {waited:?}",
+        started.elapsed()
+    );
+    drop(import_body);
+    server.stop().await;
+}
