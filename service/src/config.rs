@@ -113,7 +113,8 @@ pub struct TransportConfig {
     pub request_timeout_secs: u64,
     /// Longest a registry import stream (`RegistryService/ImportRecords`)
     /// may take: it lasts as long as hashing its records (about
-    /// `records / (cores / Argon2 time)`), so hours for a national export.
+    /// `records / (cores / Argon2 time)`). `max_connection_age_secs` also
+    /// bounds it: raise both for a larger import.
     pub import_timeout_secs: u64,
     /// Idle time after which the server pings a connection (HTTP/2 PING);
     /// 0 turns keepalive off.
@@ -143,7 +144,7 @@ impl Default for TransportConfig {
             max_connections: 1024,
             max_buffered_request_bytes: 16 << 20,
             request_timeout_secs: 30,
-            import_timeout_secs: 24 * 3600,
+            import_timeout_secs: 3600,
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 10,
             max_connection_age_secs: 3600,

@@ -155,6 +155,7 @@ pub async fn load_synthetic_registry(
         Vec::new(),
         Vec::new(),
         progress,
+        &crate::tenants::Actor::local("demo"),
     )
     .await
 }

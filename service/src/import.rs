@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use crate::clock::now_ms;
 use crate::hashing::{HashError, HashPool};
 use crate::store::{Staging, Store, StoreError, StoredRecord, Upserted};
+use crate::tenants::Actor;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,9 +118,11 @@ pub fn read_rows(path: &Path, format: Format) -> Result<(Vec<RawRow>, Vec<Reject
 
 /// Imports rows (and deletes) into the store as its next registry
 /// version, hashing on `pool`. The version is built beside the current
-/// one, which keeps answering, and is published in one switch at the end;
-/// an import that fails is discarded, and one that is killed leaves rows
-/// no lookup sees, removed by the next import.
+/// one, which keeps answering, and is published in one switch at the end,
+/// with an audit entry by `actor` holding the counts in the same
+/// transaction. An import that fails, or whose future is dropped (a cut
+/// call, a shutdown), is discarded; one whose process is killed leaves
+/// rows no lookup sees, removed by the next import.
 pub async fn import_rows(
     store: &Store,
     pool: Arc<HashPool>,
@@ -127,26 +130,62 @@ pub async fn import_rows(
     deletes: Vec<RawRow>,
     rejects: Vec<Reject>,
     progress: ProgressStyle,
+    actor: &Actor,
 ) -> Result<(ImportReport, Vec<Reject>), ImportError> {
     let staging = store.begin_version(crate::clock::now_ms()).await?;
-    match build_version(store, &staging, pool, rows, deletes, rejects, progress).await {
-        Ok((mut report, rejects)) => {
-            if report.changed() {
-                store.publish_version(&staging).await?;
-                report.registry_version = staging.version;
-            } else {
-                // Nothing changed: the current version stays current.
-                store.discard_version(&staging).await?;
-                report.registry_version = staging.version - 1;
-            }
-            Ok((report, rejects))
-        }
-        Err(e) => {
-            if let Err(discard) = store.discard_version(&staging).await {
+    let mut guard = DiscardOnDrop {
+        store: store.clone(),
+        staging: Some(staging.clone()),
+    };
+    let (mut report, rejects) =
+        build_version(store, &staging, pool, rows, deletes, rejects, progress).await?;
+    if report.changed() {
+        report.registry_version = staging.version;
+        let counts = serde_json::to_string(&report)
+            .map_err(|e| ImportError::Hash(HashError::Kdf(e.to_string())))?;
+        let entry = actor.entry(
+            "registry.import",
+            "",
+            "registry_version",
+            (staging.version - 1).to_string(),
+            counts,
+        );
+        store.publish_version(&staging, &[entry]).await?;
+    } else {
+        // Nothing changed: the current version stays current.
+        store.discard_version(&staging).await?;
+        report.registry_version = staging.version - 1;
+    }
+    guard.staging = None;
+    Ok((report, rejects))
+}
+
+/// Discards the staged version unless the import got to its end: an
+/// error, or the import's future dropped half way (a client that went
+/// away, a server timeout, a shutdown), frees the claim at once instead
+/// of after [`crate::store::STAGING_STALE_MS`].
+struct DiscardOnDrop {
+    store: Store,
+    staging: Option<Staging>,
+}
+
+impl Drop for DiscardOnDrop {
+    fn drop(&mut self) {
+        let Some(staging) = self.staging.take() else {
+            return;
+        };
+        let store = self.store.clone();
+        let discard = async move {
+            if let Err(e) = store.discard_version(&staging).await {
                 // The next import removes it; lookups never see it.
-                tracing::warn!(error = %discard, version = staging.version, "staged version not discarded");
+                tracing::warn!(error = %e, version = staging.version, "staged version not discarded");
             }
-            Err(e)
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(discard)),
+            Err(_) => {
+                tracing::warn!("no runtime to discard the staged version; the next import will")
+            }
         }
     }
 }
@@ -240,24 +279,53 @@ async fn build_version(
         tally(&mut report, &done);
     }
 
-    // Deletes: each ID costs one derivation to find its locator.
-    let mut locators = Vec::new();
+    // Deletes: each ID costs one derivation to find its locator, on every
+    // pool thread; written a batch at a time (each write also keeps the
+    // import's claim fresh).
+    let mut ids = Vec::with_capacity(deletes.len());
     for row in &deletes {
         let raw = row.values.first().map(|(_, v)| v.as_str()).unwrap_or("");
         match normalize_id(raw) {
-            Ok(id) => locators.push(derive_patiently(&pool, id).await?.locator()),
-            Err(v) => rejects.push(Reject {
-                line: row.line,
-                field: "delete.id_number".into(),
-                rule: v.rule.to_string(),
-                description: v.description,
-            }),
+            Ok(id) => ids.push(id),
+            Err(v) => {
+                rejects.push(Reject {
+                    line: row.line,
+                    field: "delete.id_number".into(),
+                    rule: v.rule.to_string(),
+                    description: v.description,
+                });
+                meter.inc();
+            }
         }
-        meter.inc();
     }
-    if !locators.is_empty() {
-        report.deleted = store.delete_records(staging, &locators, now_ms()).await?;
-        report.delete_not_found = locators.len() as u64 - report.deleted;
+    let mut pending = ids.into_iter();
+    let mut in_flight = JoinSet::new();
+    let mut locators = Vec::with_capacity(BATCH);
+    loop {
+        while in_flight.len() < window {
+            let Some(id) = pending.next() else { break };
+            let pool = Arc::clone(&pool);
+            in_flight.spawn(async move { derive_patiently(&pool, id).await.map(|k| k.locator()) });
+        }
+        let last = match in_flight.join_next().await {
+            Some(done) => {
+                let locator =
+                    done.map_err(|e| ImportError::Hash(HashError::Kdf(e.to_string())))??;
+                locators.push(locator);
+                meter.inc();
+                false
+            }
+            None => true,
+        };
+        if locators.len() >= BATCH || (last && !locators.is_empty()) {
+            let n = store.delete_records(staging, &locators, now_ms()).await?;
+            report.deleted += n;
+            report.delete_not_found += locators.len() as u64 - n;
+            locators.clear();
+        }
+        if last {
+            break;
+        }
     }
 
     report.rejected = rejects.iter().map(|r| r.line).collect::<HashSet<_>>().len() as u64;

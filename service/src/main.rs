@@ -479,6 +479,7 @@ async fn import_command(
             deletes,
             rejects,
             style,
+            &tenants::Actor::local("import"),
         )
         .await?)
     })

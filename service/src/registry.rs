@@ -117,14 +117,10 @@ impl RegistryService {
             deletes,
             rejects,
             ProgressStyle::Quiet,
+            &actor,
         )
         .await
         .map_err(import_refusal)?;
-        let counts = serde_json::to_string(&report).map_err(ServiceError::internal)?;
-        self.store
-            .append_audit(&[actor.entry("registry.import", "", "registry", String::new(), counts)])
-            .await
-            .map_err(ServiceError::from)?;
         let omitted = rejects.len().saturating_sub(MAX_REJECTS_RETURNED) as u64;
         Ok(pb::ImportRecordsResponse {
             rows: report.rows,
@@ -191,7 +187,8 @@ fn import_refusal(e: ImportError) -> ServiceError {
                 Reason::ImportInProgress,
                 format!(
                     "another import is building registry version {version} (active {idle_secs} s \
-                     ago); retry when it has finished"
+                     ago); retry when it has finished, or after {} s without activity",
+                    crate::store::STAGING_STALE_MS / 1000
                 ),
             )
         }

@@ -251,7 +251,9 @@ fn no_personal_data_in_the_database_its_wal_or_any_log() {
         .enable_all()
         .build()
         .expect("runtime");
-    // On a PostgreSQL run every store is there, and its dump is searched.
+    // On a PostgreSQL run every store is there, and its dump is searched
+    // (PostgreSQL's own WAL and log are the server's, outside the test's
+    // reach; the dump holds every row they could).
     let database = ekyc_service::test_support::postgres_run()
         .then(|| runtime.block_on(ekyc_service::test_support::TestDatabase::create()));
     if let Some(db) = &database {

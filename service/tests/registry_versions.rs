@@ -103,6 +103,7 @@ async fn a_verify_load_through_an_import_never_sees_half_a_version() {
         Vec::new(),
         Vec::new(),
         ProgressStyle::Quiet,
+        &ekyc_service::tenants::Actor::local("test"),
     )
     .await
     .expect("import");

@@ -172,7 +172,7 @@ async fn registry_operations_agree_on_both_backends() {
             "{n}: a staged version is invisible"
         );
         assert_eq!(store.count_records().await.expect("count"), 0, "{n}");
-        store.publish_version(&v1).await.expect("publish");
+        store.publish_version(&v1, &[]).await.expect("publish");
         assert_eq!(
             store.get_record_and_version(&[1; 32]).await.expect("read"),
             (Some(a.clone()), 1),
@@ -207,7 +207,7 @@ async fn registry_operations_agree_on_both_backends() {
             (Some(c.clone()), 1),
             "{n}: a staged delete is invisible too"
         );
-        store.publish_version(&v2).await.expect("publish");
+        store.publish_version(&v2, &[]).await.expect("publish");
         assert_eq!(
             store.get_record_and_version(&[2; 32]).await.expect("read"),
             (Some(changed.clone()), 2),
@@ -288,7 +288,7 @@ async fn registry_operations_agree_on_both_backends() {
             .await
             .expect("upsert");
         assert_eq!(twice, [Upserted::Updated], "{n}");
-        store.publish_version(&v3).await.expect("publish");
+        store.publish_version(&v3, &[]).await.expect("publish");
         assert_eq!(
             store.get_record_and_version(&[2; 32]).await.expect("read"),
             (Some(record(2, 3, 11)), 3),
@@ -837,7 +837,7 @@ async fn purging_a_pepper_removes_its_rows_only_and_is_audited() {
             rows.push(r);
         }
         store.upsert_records(&v1, &rows, NOW).await.expect("rows");
-        store.publish_version(&v1).await.expect("publish");
+        store.publish_version(&v1, &[]).await.expect("publish");
         let audit = |removed: u64| AuditEntry {
             action: "purge_pepper".into(),
             new_value: format!("{removed}"),

@@ -305,14 +305,14 @@ async fn stalled_half_sent_messages_hold_bounded_memory_and_a_caller_is_answered
 
 /// Every call is bounded on the server: a half-sent Verify is cut at
 /// `request_timeout_secs` (answered `CANCELLED`), while a registry import
-/// stream, which lasts as long as its hashing, is bounded by
-/// `import_timeout_secs` instead and outlives the request bound.
+/// stream, which lasts as long as its hashing, outlives that bound and is
+/// cut at `import_timeout_secs` instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_call_is_cut_at_its_bound_and_an_import_stream_has_its_own() {
     let server = TestServer::start(TestOptions {
         transport: ekyc_service::config::TransportConfig {
             request_timeout_secs: 1,
-            import_timeout_secs: 60,
+            import_timeout_secs: 4,
             ..Default::default()
         },
         ..TestOptions::default()
@@ -368,6 +368,15 @@ async fn a_stalled_call_is_cut_at_its_bound_and_an_import_stream_has_its_own() {
         waited.is_err(),
         "an import stream is not cut at the request bound ({:?} after the start): {waited:?}",
         started.elapsed()
+    );
+    let cut = tokio::time::timeout(Duration::from_secs(20), import)
+        .await
+        .expect("the stalled import is cut at its own bound")
+        .expect("response");
+    assert_eq!(status_of(&cut).code(), Code::Cancelled, "{cut:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "not before its bound"
     );
     drop(import_body);
     server.stop().await;

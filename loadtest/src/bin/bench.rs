@@ -136,11 +136,16 @@ async fn shared_state_rate(
         .await;
         server.stop()?;
         let rep = rep?;
-        ensure!(
-            rep.total.sent == rep.total.answered,
-            "{} calls failed",
-            rep.total.sent - rep.total.answered
-        );
+        // As for M: what sheds is HASHING_OVERLOADED (32 callers, a queue
+        // of 4 per thread); anything else is a failure of the run.
+        let other = rep
+            .total
+            .errors
+            .iter()
+            .filter(|(reason, _)| reason.as_str() != "RESOURCE_EXHAUSTED/HASHING_OVERLOADED")
+            .map(|(_, n)| *n)
+            .sum::<u64>();
+        ensure!(other == 0, "{other} calls failed other than by shedding");
         Ok(per_sec(&rep, rep.total.answered))
     };
     let rate = run.await;

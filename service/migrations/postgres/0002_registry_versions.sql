@@ -12,3 +12,5 @@ ALTER TABLE citizen_records ADD PRIMARY KEY (locator, registry_version);
 CREATE INDEX citizen_records_until ON citizen_records (until_version)
     WHERE until_version IS NOT NULL;
 CREATE INDEX citizen_records_pepper ON citizen_records (pepper_version);
+-- Finding a staged version's rows (discards, abandoned imports).
+CREATE INDEX citizen_records_version ON citizen_records (registry_version);

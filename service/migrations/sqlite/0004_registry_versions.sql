@@ -36,3 +36,5 @@ ALTER TABLE citizen_records_versioned RENAME TO citizen_records;
 CREATE INDEX citizen_records_until ON citizen_records (until_version)
     WHERE until_version IS NOT NULL;
 CREATE INDEX citizen_records_pepper ON citizen_records (pepper_version);
+-- Finding a staged version's rows (discards, abandoned imports).
+CREATE INDEX citizen_records_version ON citizen_records (registry_version);

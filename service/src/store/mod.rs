@@ -89,11 +89,17 @@ impl StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => true,
-            // SQLSTATE class 08 is "connection exception"; 57P01-57P03 an
+            // SQLSTATE class 08 is "connection exception"; 53 "insufficient
+            // resources" (too many connections among them); 57P01-57P03 an
             // administrator shutdown or a server not accepting connections;
-            // 57014 a statement cancelled by statement_timeout.
+            // 57014 a statement cancelled by statement_timeout; 25006 a
+            // write to a standby (during a failover).
             sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-                code.starts_with("08") || code.starts_with("57P") || code == "57014"
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
+                    || code == "57014"
+                    || code == "25006"
             }),
             _ => false,
         }
@@ -167,8 +173,8 @@ pub(crate) trait RegistryWrite {
         now_ms: i64,
     ) -> Result<u64>;
     /// Makes the staged version current: one write, seen by every lookup
-    /// after it.
-    async fn publish_version(&self, staging: &Staging) -> Result<()>;
+    /// after it, with `audit` in the same transaction.
+    async fn publish_version(&self, staging: &Staging, audit: &[AuditEntry]) -> Result<()>;
     /// Removes the staged version without a trace.
     async fn discard_version(&self, staging: &Staging) -> Result<()>;
     /// Number of records in the current version.
@@ -235,19 +241,18 @@ impl Staging {
         }
     }
 
-    /// Whether a new import may claim the next version, given the stored
-    /// claim: the abandoned claim to discard first, if any.
-    fn may_begin(stored: Option<&str>, now_ms: i64) -> Result<Option<Staging>> {
-        let Some((claim, at_ms)) = stored.and_then(Staging::decode) else {
-            return Ok(None);
-        };
-        if now_ms - at_ms < STAGING_STALE_MS {
-            return Err(StoreError::ImportInProgress {
-                version: claim.version,
-                idle_secs: (now_ms - at_ms) / 1000,
-            });
+    /// Refuses while the stored claim is active (written to within
+    /// [`STAGING_STALE_MS`]); an idle claim may be taken over.
+    fn refuse_if_active(stored: Option<&str>, now_ms: i64) -> Result<()> {
+        match stored.and_then(Staging::decode) {
+            Some((claim, at_ms)) if now_ms - at_ms < STAGING_STALE_MS => {
+                Err(StoreError::ImportInProgress {
+                    version: claim.version,
+                    idle_secs: (now_ms - at_ms) / 1000,
+                })
+            }
+            _ => Ok(()),
         }
-        Ok(Some(claim))
     }
 }
 
@@ -408,9 +413,10 @@ impl Store {
         dispatch!(self, s => s.delete_records(staging, locators, now_ms).await)
     }
 
-    /// Switches every lookup to the staged version at once.
-    pub async fn publish_version(&self, staging: &Staging) -> Result<()> {
-        dispatch!(self, s => s.publish_version(staging).await)
+    /// Switches every lookup to the staged version at once, recording
+    /// `audit` in the same transaction.
+    pub async fn publish_version(&self, staging: &Staging, audit: &[AuditEntry]) -> Result<()> {
+        dispatch!(self, s => s.publish_version(staging, audit).await)
     }
 
     /// Removes the staged version without a trace.

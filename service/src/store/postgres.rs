@@ -122,13 +122,14 @@ impl RegistryWrite for PgStore {
         let mut tx = self.pool.begin().await?;
         // Imports starting on two replicas at once take turns here.
         lock_meta(&mut tx).await?;
+        unbounded(&mut tx).await?;
         let stored = meta_in(&mut tx, META_STAGING).await?;
         let current = current_version(&mut tx).await?;
-        if let Some(abandoned) = Staging::may_begin(stored.as_deref(), now_ms)?
-            && abandoned.version > current
-        {
-            remove_staged(&mut tx, abandoned.version).await?;
-        }
+        // Refused while another import is active. Otherwise whatever is
+        // staged beyond the current version is abandoned (an idle claim's
+        // rows, or rows whose claim is gone) and goes.
+        Staging::refuse_if_active(stored.as_deref(), now_ms)?;
+        remove_staged_from(&mut tx, current + 1).await?;
         // Rows the current version no longer sees: calls that read an
         // older version finished long ago (a whole import has passed).
         sqlx::query(
@@ -249,10 +250,11 @@ impl RegistryWrite for PgStore {
         Ok(n as u64)
     }
 
-    async fn publish_version(&self, staging: &Staging) -> Result<()> {
+    async fn publish_version(&self, staging: &Staging, audit: &[AuditEntry]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         lock_meta(&mut tx).await?;
         staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
+        append_audit(&mut tx, audit).await?;
         set_meta_in(
             &mut tx,
             super::META_REGISTRY_VERSION,
@@ -270,6 +272,7 @@ impl RegistryWrite for PgStore {
     async fn discard_version(&self, staging: &Staging) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         lock_meta(&mut tx).await?;
+        unbounded(&mut tx).await?;
         staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
         remove_staged(&mut tx, staging.version).await?;
         sqlx::query("DELETE FROM registry_meta WHERE key = $1")
@@ -300,8 +303,9 @@ impl RegistryWrite for PgStore {
     ) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         lock_meta(&mut tx).await?;
+        unbounded(&mut tx).await?;
         // An import running now may be writing rows of that pepper.
-        Staging::may_begin(meta_in(&mut tx, META_STAGING).await?.as_deref(), now_ms)?;
+        Staging::refuse_if_active(meta_in(&mut tx, META_STAGING).await?.as_deref(), now_ms)?;
         let removed = sqlx::query("DELETE FROM citizen_records WHERE pepper_version = $1")
             .bind(i64::from(pepper_version))
             .execute(&mut *tx)
@@ -355,6 +359,9 @@ async fn current_version(tx: &mut Tx) -> Result<u64> {
 /// Checks the import still holds its claim (the row stays locked until
 /// the write commits) and records this write.
 async fn claim(tx: &mut Tx, staging: &Staging, now_ms: i64) -> Result<()> {
+    // The table lock first, as every claim change takes it: locks taken
+    // in one order cannot deadlock.
+    lock_meta(tx).await?;
     staging.check(meta_in(tx, META_STAGING).await?.as_deref())?;
     set_meta_in(tx, META_STAGING, &staging.encode(now_ms)).await
 }
@@ -367,6 +374,30 @@ async fn remove_staged(tx: &mut Tx, version: u64) -> Result<()> {
         .await?;
     sqlx::query("UPDATE citizen_records SET until_version = NULL WHERE until_version = $1")
         .bind(version as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Removes every row staged for `version` or later and reopens those
+/// such versions closed: nothing beyond the current version survives.
+async fn remove_staged_from(tx: &mut Tx, version: u64) -> Result<()> {
+    sqlx::query("DELETE FROM citizen_records WHERE registry_version >= $1")
+        .bind(version as i64)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE citizen_records SET until_version = NULL WHERE until_version >= $1")
+        .bind(version as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Maintenance statements (history purges, discards, pepper purges) may
+/// touch millions of rows: the per-statement timeout, meant for calls,
+/// does not apply to them.
+async fn unbounded(tx: &mut Tx) -> Result<()> {
+    sqlx::query("SET LOCAL statement_timeout = 0")
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -137,11 +137,11 @@ impl RegistryWrite for SqliteStore {
         let mut tx = self.write_tx().await?;
         let stored = meta_in(&mut tx, META_STAGING).await?;
         let current = current_version(&mut tx).await?;
-        if let Some(abandoned) = Staging::may_begin(stored.as_deref(), now_ms)?
-            && abandoned.version > current
-        {
-            remove_staged(&mut tx, abandoned.version).await?;
-        }
+        // Refused while another import is active. Otherwise whatever is
+        // staged beyond the current version is abandoned (an idle claim's
+        // rows, or rows whose claim is gone) and goes.
+        Staging::refuse_if_active(stored.as_deref(), now_ms)?;
+        remove_staged_from(&mut tx, current + 1).await?;
         // Rows the current version no longer sees: calls that read an
         // older version finished long ago (a whole import has passed).
         sqlx::query(
@@ -261,9 +261,10 @@ impl RegistryWrite for SqliteStore {
         Ok(n)
     }
 
-    async fn publish_version(&self, staging: &Staging) -> Result<()> {
+    async fn publish_version(&self, staging: &Staging, audit: &[AuditEntry]) -> Result<()> {
         let mut tx = self.write_tx().await?;
         staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
+        append_audit(&mut tx, audit).await?;
         set_meta_in(
             &mut tx,
             super::META_REGISTRY_VERSION,
@@ -310,7 +311,7 @@ impl RegistryWrite for SqliteStore {
     ) -> Result<u64> {
         let mut tx = self.write_tx().await?;
         // An import running now may be writing rows of that pepper.
-        Staging::may_begin(meta_in(&mut tx, META_STAGING).await?.as_deref(), now_ms)?;
+        Staging::refuse_if_active(meta_in(&mut tx, META_STAGING).await?.as_deref(), now_ms)?;
         let removed = sqlx::query("DELETE FROM citizen_records WHERE pepper_version = ?")
             .bind(i64::from(pepper_version))
             .execute(&mut *tx)
@@ -365,6 +366,20 @@ async fn remove_staged(tx: &mut Tx, version: u64) -> Result<()> {
         .execute(&mut **tx)
         .await?;
     sqlx::query("UPDATE citizen_records SET until_version = NULL WHERE until_version = ?")
+        .bind(version as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Removes every row staged for `version` or later and reopens those
+/// such versions closed: nothing beyond the current version survives.
+async fn remove_staged_from(tx: &mut Tx, version: u64) -> Result<()> {
+    sqlx::query("DELETE FROM citizen_records WHERE registry_version >= ?")
+        .bind(version as i64)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE citizen_records SET until_version = NULL WHERE until_version >= ?")
         .bind(version as i64)
         .execute(&mut **tx)
         .await?;
