@@ -282,7 +282,7 @@ impl RegistryWrite for SqliteStore {
     async fn discard_version(&self, staging: &Staging) -> Result<()> {
         let mut tx = self.write_tx().await?;
         staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
-        remove_staged(&mut tx, staging.version).await?;
+        remove_staged_from(&mut tx, staging.version).await?;
         sqlx::query("DELETE FROM registry_meta WHERE key = ?")
             .bind(META_STAGING)
             .execute(&mut *tx)
@@ -357,19 +357,6 @@ async fn current_version(tx: &mut Tx) -> Result<u64> {
 async fn claim(tx: &mut Tx, staging: &Staging, now_ms: i64) -> Result<()> {
     staging.check(meta_in(tx, META_STAGING).await?.as_deref())?;
     set_meta_in(tx, META_STAGING, &staging.encode(now_ms)).await
-}
-
-/// Removes the rows staged for `version` and reopens those it closed.
-async fn remove_staged(tx: &mut Tx, version: u64) -> Result<()> {
-    sqlx::query("DELETE FROM citizen_records WHERE registry_version = ?")
-        .bind(version as i64)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("UPDATE citizen_records SET until_version = NULL WHERE until_version = ?")
-        .bind(version as i64)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 /// Removes every row staged for `version` or later and reopens those
