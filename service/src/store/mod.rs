@@ -575,6 +575,21 @@ impl Store {
     }
 }
 
+/// The sequence number and chain hash of each entry appended after the
+/// chain's newest row `head` (`None`: an empty chain), in order: the one
+/// rule both backends write the audit chain by.
+fn audit_links(head: Option<(i64, [u8; 32])>, entries: &[AuditEntry]) -> Vec<(i64, [u8; 32])> {
+    let (mut sequence, mut previous) = head.unwrap_or((0, [0u8; 32]));
+    entries
+        .iter()
+        .map(|e| {
+            sequence += 1;
+            previous = audit_chain_hash(&previous, e);
+            (sequence, previous)
+        })
+        .collect()
+}
+
 /// Runs `migrator` (under the backend's migration lock, so replicas that
 /// start together take turns), refusing a database that a newer build
 /// migrated: its applied versions include one this build does not carry.

@@ -12,13 +12,13 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{
     AUDIT_COLUMNS, KEY_COLUMN_COUNT, KEY_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMNS,
-    audit_from_row, fixed, key_from_row, key_label, record_from_row, signing_key_from_row,
+    audit_from_row, chain_head, key_from_row, key_label, record_from_row, signing_key_from_row,
     status_str, tenant_from_row, tenant_json,
 };
 use super::{
     ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, META_STAGING,
     MetaStore, RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord, SigningKeyStore,
-    Staging, StoreError, StoredRecord, Tenant, TenantStore, Upserted, audit_chain_hash,
+    Staging, StoreError, StoredRecord, Tenant, TenantStore, Upserted,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -700,19 +700,10 @@ async fn append_audit(
         sqlx::query("SELECT sequence, chain_hash FROM admin_audit ORDER BY sequence DESC LIMIT 1")
             .fetch_optional(&mut **tx)
             .await?;
-    let (mut sequence, mut previous) = match last {
-        Some(r) => (
-            r.try_get::<i64, _>(0)?,
-            fixed::<32>(&r.try_get::<Vec<u8>, _>(1)?, "audit chain hash")?,
-        ),
-        None => (0, [0u8; 32]),
-    };
-    for e in entries {
-        sequence += 1;
-        previous = audit_chain_hash(&previous, e);
+    let head = last.map(|r| chain_head(&r)).transpose()?;
+    for (e, (sequence, hash)) in entries.iter().zip(super::audit_links(head, entries)) {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO admin_audit ({AUDIT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO admin_audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )))
         .bind(sequence)
         .bind(e.at_ms)
@@ -723,7 +714,7 @@ async fn append_audit(
         .bind(&e.field)
         .bind(&e.old_value)
         .bind(&e.new_value)
-        .bind(previous.as_slice())
+        .bind(hash.as_slice())
         .execute(&mut **tx)
         .await?;
     }

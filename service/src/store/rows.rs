@@ -145,6 +145,21 @@ where
     })
 }
 
+/// The audit chain's newest row (`sequence, chain_hash`), as
+/// [`super::audit_links`] continues from it.
+pub(super) fn chain_head<R>(r: &R) -> Result<(i64, [u8; 32])>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Decodes<R::Database>,
+    Vec<u8>: Decodes<R::Database>,
+{
+    Ok((
+        r.try_get(0)?,
+        fixed(&r.try_get::<Vec<u8>, _>(1)?, "audit chain hash")?,
+    ))
+}
+
 /// The stored form of a tenant's status.
 pub(super) fn status_str(s: TenantStatus) -> &'static str {
     match s {
