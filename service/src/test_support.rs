@@ -693,6 +693,16 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     config
 }
 
+/// The `ErrorInfo` reason of a refusal (empty when it carries none): what
+/// tests compare, beside the code.
+pub fn reason(s: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    s.get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
+
 /// The PostgreSQL server tests create their databases on.
 pub const SHARED_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 

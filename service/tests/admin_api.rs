@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ekyc_client::{Client, v1 as pb};
 use ekyc_service::store::{AuditEntry, audit_chain_hash};
-use ekyc_service::test_support::{TestOptions, TestServer};
+use ekyc_service::test_support::{TestOptions, TestServer, reason};
 use prost_types::FieldMask;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -16,13 +16,6 @@ async fn client(server: &TestServer, key: &str) -> Client {
     Client::connect(&server.endpoint(), Some(key), Duration::from_secs(10))
         .await
         .expect("connect")
-}
-
-fn reason(s: &Status) -> String {
-    s.get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
 }
 
 fn violations(s: &Status) -> Vec<(String, String)> {

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use ekyc_client::{Client, v1 as pb};
 use ekyc_service::authz::RULES;
-use ekyc_service::test_support::{TestOptions, TestServer};
+use ekyc_service::test_support::{TestOptions, TestServer, reason};
 use prost::Message;
 use tonic::{Code, Status};
-use tonic_types::StatusExt;
 
 /// What one caller may do with one method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +56,6 @@ fn expected(method: &str) -> [May; 5] {
         "ListSigningKeys" => [Any; 5],
         other => panic!("no expectation for {other}"),
     }
-}
-
-fn reason(s: &Status) -> String {
-    s.get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
 }
 
 /// Calls `method` about `tenant` with a request that is as small as the

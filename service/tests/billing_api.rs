@@ -12,17 +12,12 @@ use ekyc_billing::ledger::Ledger;
 use ekyc_billing::period::Month;
 use ekyc_client::{Client, v1 as pb};
 use ekyc_service::store::{Limits, TenantPolicy};
-use ekyc_service::test_support::{TestOptions, TestServer, prepare_data_dir, unique_request_id};
+use ekyc_service::test_support::{
+    TestOptions, TestServer, prepare_data_dir, reason, unique_request_id,
+};
 use prost::Message as _;
-use tonic::{Code, Status};
+use tonic::Code;
 use tonic_types::StatusExt;
-
-fn reason(s: &Status) -> String {
-    s.get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
 
 fn ask(index: u64, request_id: &str) -> pb::VerifyRequest {
     let c = ekyc_synth::citizen(42, index);

@@ -17,7 +17,7 @@ use ekyc_client::{Client, v1 as pb};
 use ekyc_limits::LimitsConfig;
 use ekyc_service::store::TenantPolicy;
 use ekyc_service::test_support::{
-    SHARED_REDIS_URL, TestOptions, TestServer, remove_redis_prefix, test_limits,
+    SHARED_REDIS_URL, TestOptions, TestServer, reason, remove_redis_prefix, test_limits,
     unique_redis_prefix, unique_request_id,
 };
 use tonic::Status;
@@ -25,13 +25,6 @@ use tonic_types::StatusExt;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
-
-fn reason(s: &Status) -> String {
-    s.get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
 
 fn retry_after(s: &Status) -> Duration {
     s.get_error_details()

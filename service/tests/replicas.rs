@@ -16,19 +16,11 @@ use ekyc_billing::period::Month;
 use ekyc_client::{Client, v1 as pb};
 use ekyc_service::store::TenantPolicy;
 use ekyc_service::test_support::{
-    EkycdProcess, Prepared, SHARED_REDIS_URL, TestDatabase, prepare_state, remove_redis_prefix,
-    unique_redis_prefix, unique_request_id,
+    EkycdProcess, Prepared, SHARED_REDIS_URL, TestDatabase, prepare_state, reason,
+    remove_redis_prefix, unique_redis_prefix, unique_request_id,
 };
 use prost::Message as _;
-use tonic::{Code, Status};
-use tonic_types::StatusExt;
-
-fn reason(s: &Status) -> String {
-    s.get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
+use tonic::Code;
 
 fn ask(index: u64, request_id: &str) -> pb::VerifyRequest {
     let c = ekyc_synth::citizen(42, index);

@@ -17,17 +17,10 @@ use ekyc_limits::{LimitStats, LimitsConfig, OnRedisFailure, RateLimit};
 use ekyc_service::store::{Limits, TenantPolicy};
 use ekyc_service::test_support::{
     EkycdProcess, Prepared, PrivateRedis, SHARED_REDIS_URL, TestOptions, TestServer,
-    prepare_data_dir, remove_redis_prefix, unique_redis_prefix,
+    prepare_data_dir, reason, remove_redis_prefix, unique_redis_prefix,
 };
-use tonic::{Code, Status};
+use tonic::Code;
 use tonic_types::StatusExt;
-
-fn reason(s: &Status) -> String {
-    s.get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
 
 fn ask(index: u64, date_of_birth: Option<&str>, n: u64) -> pb::VerifyRequest {
     let c = ekyc_synth::citizen(42, index);

@@ -9,17 +9,10 @@ use std::time::{Duration, Instant};
 use ekyc_client::{Client, v1 as pb};
 use ekyc_service::config::DatabaseConfig;
 use ekyc_service::test_support::{
-    PrivatePostgres, TestDatabase, TestOptions, TestServer, unique_request_id,
+    PrivatePostgres, TestDatabase, TestOptions, TestServer, reason, unique_request_id,
 };
-use tonic::{Code, Status};
+use tonic::Code;
 use tonic_types::StatusExt;
-
-fn reason(s: &Status) -> String {
-    s.get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
 
 fn ask(index: u64, request_id: &str) -> pb::VerifyRequest {
     let c = ekyc_synth::citizen(42, index);
