@@ -221,7 +221,7 @@ async fn only_the_agency_s_registry_operator_may_import_and_purge() {
 
     // Purging the pepper the service derives with is refused; a retired
     // one is purged and counted.
-    let current = server.app.pool.pepper_version().to_string();
+    let current = server.app.keyring.primary_version().to_string();
     let out = ekyc(
         &server.endpoint(),
         &operator,

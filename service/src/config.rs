@@ -269,6 +269,35 @@ pub struct PepperConfig {
     /// a production pepper comes from a secret store, and losing it makes
     /// the registry unreadable).
     pub generate_if_missing: bool,
+    /// Other peppers this replica holds during a rotation: Verify derives
+    /// with whichever pepper the registry's current version was built
+    /// with, so every replica holds both the old and the new pepper from
+    /// before the re-import until the old one is purged. Imports always
+    /// derive with `version`. Never generated.
+    pub also_held: Vec<HeldPepper>,
+}
+
+/// A pepper held besides the one imports derive with (`pepper.also_held`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldPepper {
+    /// Its version, as recorded with the records derived under it.
+    pub version: u32,
+    /// File holding it as 64 hex characters.
+    pub file: PathBuf,
+}
+
+/// One pepper to load, from [`Config::pepper_files`].
+#[derive(Debug, Clone)]
+pub struct PepperFile {
+    /// Its version.
+    pub version: u32,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Whether it may be generated when missing (development only).
+    pub generate: bool,
+    /// The configuration key that names the file, for errors.
+    pub key: &'static str,
 }
 
 /// Where the attestation signing key comes from.
@@ -366,6 +395,7 @@ impl Default for PepperConfig {
             version: 1,
             file: None,
             generate_if_missing: true,
+            also_held: Vec::new(),
         }
     }
 }
@@ -516,6 +546,19 @@ impl Config {
                 key: "pepper.version",
                 message: "must be at least 1".into(),
             });
+        }
+        let mut versions = vec![self.pepper.version];
+        for held in &self.pepper.also_held {
+            if held.version == 0 || versions.contains(&held.version) {
+                return Err(ConfigError::Semantic {
+                    key: "pepper.also_held",
+                    message: format!(
+                        "version {} must be at least 1 and differ from pepper.version and from every other held pepper",
+                        held.version
+                    ),
+                });
+            }
+            versions.push(held.version);
         }
         let tls = &self.tls;
         if tls.cert_file.is_some() != tls.key_file.is_some() {
@@ -701,6 +744,25 @@ impl Config {
         }
     }
 
+    /// Every pepper this replica holds, the one imports derive with first.
+    pub fn pepper_files(&self) -> Vec<PepperFile> {
+        let mut files = vec![PepperFile {
+            version: self.pepper.version,
+            path: self.pepper_file(),
+            generate: self.pepper.generate_if_missing,
+            key: "pepper.file",
+        }];
+        for held in &self.pepper.also_held {
+            files.push(PepperFile {
+                version: held.version,
+                path: held.file.clone(),
+                generate: false,
+                key: "pepper.also_held",
+            });
+        }
+        files
+    }
+
     /// The pepper file after resolving the default.
     pub fn pepper_file(&self) -> PathBuf {
         self.pepper.file.clone().unwrap_or_else(|| {
@@ -736,6 +798,13 @@ fn check(layer: &toml::Table, origin: &str) -> Result<(), ConfigError> {
 /// An environment value read as an integer or boolean when it looks like
 /// one; `Config::load` falls back to the string when the key is a string.
 fn parse_scalar(raw: &str) -> toml::Value {
+    // A list (`pepper.also_held`) is written as a TOML inline array.
+    if raw.trim_start().starts_with('[')
+        && let Ok(mut t) = format!("v = {raw}").parse::<toml::Table>()
+        && let Some(v) = t.remove("v")
+    {
+        return v;
+    }
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
     }
@@ -862,6 +931,40 @@ mod tests {
         )
         .expect_err("not a tax code");
         assert!(err.to_string().contains("billing.issuer_tax_code"), "{err}");
+    }
+
+    #[test]
+    fn held_peppers_come_from_an_inline_array() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("EKYCD_PEPPER__VERSION", "2"),
+                (
+                    "EKYCD_PEPPER__ALSO_HELD",
+                    r#"[{ version = 1, file = "/keys/pepper-v1.key" }]"#,
+                ),
+            ]),
+            &[],
+        )
+        .expect("two peppers");
+        let files = c.pepper_files();
+        assert_eq!(files.len(), 2);
+        assert_eq!(
+            (files[1].version, files[1].generate),
+            (1, false),
+            "held, never generated"
+        );
+        assert_eq!(files[1].path, PathBuf::from("/keys/pepper-v1.key"));
+        let err = Config::load(
+            None,
+            &env(&[(
+                "EKYCD_PEPPER__ALSO_HELD",
+                r#"[{ version = 1, file = "/keys/other.key" }]"#,
+            )]),
+            &[],
+        )
+        .expect_err("the same version twice");
+        assert!(err.to_string().contains("pepper.also_held"), "{err}");
     }
 
     #[test]

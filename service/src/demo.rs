@@ -75,7 +75,7 @@ pub async fn prepare(app: &App, opts: &DemoOptions) -> Result<DemoInfo, DemoErro
         "seed={};citizens={};pepper=v{};kdf={}",
         opts.seed,
         opts.citizens,
-        app.pool.pepper_version(),
+        app.pool.primary_pepper(),
         app.pool.params().id
     );
     let import = if app.store.get_meta("demo_registry").await?.as_deref() == Some(marker.as_str()) {

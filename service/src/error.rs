@@ -94,8 +94,11 @@ reasons! {
     InvoiceNotFound = "INVOICE_NOT_FOUND" => NotFound,
     /// Another import is building the next registry version.
     ImportInProgress = "IMPORT_IN_PROGRESS" => FailedPrecondition,
-    /// The pepper version to purge is the one the service derives with.
+    /// The pepper version to purge is one the service derives with (the
+    /// registry's current version's, or the one imports use).
     PepperInUse = "PEPPER_IN_USE" => FailedPrecondition,
+    /// An import would derive with a pepper older than the registry's current one.
+    PepperBehind = "PEPPER_BEHIND" => FailedPrecondition,
     /// An import stream ended before its message marked last.
     ImportIncomplete = "IMPORT_INCOMPLETE" => Aborted,
     /// An import stream carries more rows than one import holds.
@@ -135,6 +138,9 @@ reasons! {
     /// The database holding the registry, tenants and keys cannot be reached (or no
     /// connection is free in time), so nothing can be checked or answered.
     StoreUnavailable = "STORE_UNAVAILABLE" => Unavailable,
+    /// The registry's current version was built with a pepper this replica does not hold
+    /// (a rotation reached it before its configuration did); another replica may answer.
+    PepperNotHeld = "PEPPER_NOT_HELD" => Unavailable,
     /// A limit could not be checked (its shared store is unreachable) and its policy is to
     /// refuse.
     LimitsUnavailable = "LIMITS_UNAVAILABLE" => Unavailable,
@@ -186,6 +192,11 @@ pub enum ServiceError {
     /// The store could not be reached; the call fails closed.
     #[error("the registry database is unavailable, retry later with the same request_id")]
     StoreUnavailable,
+    /// The registry moved to a pepper this replica does not hold.
+    #[error(
+        "this replica does not hold the pepper of the registry's current version, retry later with the same request_id"
+    )]
+    PepperNotHeld,
     /// The hashing pool is saturated; retry after the given delay.
     #[error("hashing capacity is exhausted, retry later")]
     Overloaded {
@@ -291,6 +302,7 @@ impl ServiceError {
             ServiceError::Refused { reason, .. } => *reason,
             ServiceError::LedgerUnavailable => Reason::LedgerUnavailable,
             ServiceError::StoreUnavailable => Reason::StoreUnavailable,
+            ServiceError::PepperNotHeld => Reason::PepperNotHeld,
             ServiceError::Overloaded { .. } => Reason::HashingOverloaded,
             ServiceError::RateLimited { .. } => Reason::RateLimited,
             ServiceError::QuotaExceeded { .. } => Reason::QuotaExceeded,
@@ -330,10 +342,21 @@ internal_from!(
 
 /// A store that cannot be reached fails closed with `UNAVAILABLE`, so a
 /// client retries (with the same request id) once the database is back;
-/// any other store failure is internal.
+/// the registry states that refuse an operator's call are refusals; any
+/// other store failure is internal.
 impl From<crate::store::StoreError> for ServiceError {
     fn from(e: crate::store::StoreError) -> Self {
-        if e.is_unavailable() {
+        use crate::store::StoreError;
+        let state = match &e {
+            StoreError::ImportInProgress { .. } => Some(Reason::ImportInProgress),
+            StoreError::PepperBehind { .. } => Some(Reason::PepperBehind),
+            StoreError::PepperInUse(_) => Some(Reason::PepperInUse),
+            _ => None,
+        };
+        if let Some(reason) = state {
+            // Their messages name versions and keys, never a value.
+            ServiceError::refused(reason, e.to_string())
+        } else if e.is_unavailable() {
             tracing::warn!(error = %Chain(&e), "store unavailable");
             ServiceError::StoreUnavailable
         } else {
@@ -420,6 +443,7 @@ impl From<ServiceError> for Status {
             }
             ServiceError::LedgerUnavailable
             | ServiceError::StoreUnavailable
+            | ServiceError::PepperNotHeld
             | ServiceError::LimitsUnavailable { .. }
             | ServiceError::ShuttingDown => {
                 details.set_retry_info(Some(Duration::from_secs(1)));

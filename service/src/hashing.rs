@@ -16,6 +16,8 @@ use ekyc_domain::keys::{KdfMemory, KdfParams, Pepper, SubjectKey, derive_key};
 use ekyc_domain::normalize::IdNumber;
 use tokio::sync::oneshot;
 
+use crate::keyring::Keyring;
+
 /// Why a key was not derived.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HashError {
@@ -28,6 +30,9 @@ pub enum HashError {
     /// The pool has shut down.
     #[error("hashing pool is closed")]
     Closed,
+    /// The key was asked for under a pepper this replica does not hold.
+    #[error("pepper version {0} is not held by this replica")]
+    PepperNotHeld(u32),
     /// The parameters are invalid (a configuration error).
     #[error("argon2 failed: {0}")]
     Kdf(String),
@@ -52,6 +57,7 @@ pub struct PoolStats {
 
 struct Job {
     id: IdNumber,
+    pepper: Arc<Pepper>,
     deadline: Option<Instant>,
     reply: oneshot::Sender<Result<SubjectKey, HashError>>,
 }
@@ -63,32 +69,36 @@ pub struct HashPool {
     stats: Arc<PoolStats>,
     threads: usize,
     params: KdfParams,
-    /// The version of the pepper it derives with (records are tagged
-    /// with it); the pepper itself stays with its threads.
-    pepper_version: u32,
+    /// The peppers a job may ask for; each job carries its own reference
+    /// to the threads, never a copy.
+    keyring: Arc<Keyring>,
     queue_capacity: usize,
 }
 
 impl HashPool {
-    /// Starts `threads` hashing threads, deriving with `pepper` (the
-    /// keyring's), with room for `queue` waiting jobs.
-    pub fn start(pepper: Arc<Pepper>, params: KdfParams, threads: usize, queue: usize) -> HashPool {
+    /// Starts `threads` hashing threads, deriving with the keyring's
+    /// peppers, with room for `queue` waiting jobs.
+    pub fn start(
+        keyring: Arc<Keyring>,
+        params: KdfParams,
+        threads: usize,
+        queue: usize,
+    ) -> HashPool {
         let threads = threads.max(1);
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(PoolStats::default());
         for n in 0..threads {
             let rx = Arc::clone(&rx);
-            let pepper = Arc::clone(&pepper);
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || worker(&rx, &pepper, params, &stats))
+                .spawn(move || worker(&rx, params, &stats))
                 .unwrap_or_else(|e| panic!("cannot start hashing thread: {e}"));
         }
         HashPool {
             queue_capacity: queue,
-            pepper_version: pepper.version(),
+            keyring,
             sender: Mutex::new(Some(tx)),
             stats,
             threads,
@@ -96,19 +106,26 @@ impl HashPool {
         }
     }
 
-    /// Derives the subject key for `id`, waiting for a free thread if the
-    /// queue has room, failing at once if it has none.
+    /// Derives the subject key for `id` under pepper version `pepper`,
+    /// waiting for a free thread if the queue has room, failing at once if
+    /// it has none.
     pub async fn derive(
         &self,
         id: IdNumber,
+        pepper: u32,
         deadline: Option<Instant>,
     ) -> Result<SubjectKey, HashError> {
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return Err(HashError::DeadlinePassed);
         }
+        let pepper = self
+            .keyring
+            .pepper(pepper)
+            .ok_or(HashError::PepperNotHeld(pepper))?;
         let (reply, rx) = oneshot::channel();
         let job = Job {
             id,
+            pepper,
             deadline,
             reply,
         };
@@ -165,9 +182,9 @@ impl HashPool {
         self.params
     }
 
-    /// The pepper version every key is derived with.
-    pub fn pepper_version(&self) -> u32 {
-        self.pepper_version
+    /// The pepper version imports derive with (`pepper.version`).
+    pub fn primary_pepper(&self) -> u32 {
+        self.keyring.primary_version()
     }
 
     /// A retry delay hint for shed calls: roughly the time the queue ahead
@@ -186,7 +203,7 @@ impl Drop for HashPool {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, pepper: &Pepper, params: KdfParams, stats: &PoolStats) {
+fn worker(rx: &Mutex<Receiver<Job>>, params: KdfParams, stats: &PoolStats) {
     // One buffer per thread, reused: allocating and faulting in tens of MiB
     // per call costs a measurable share of an evaluation.
     let mut memory = KdfMemory::new(&params);
@@ -210,7 +227,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, pepper: &Pepper, params: KdfParams, stats: 
         }
         let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let result = derive_key(pepper, &params, &job.id, &mut memory)
+        let result = derive_key(&job.pepper, &params, &job.id, &mut memory)
             .map_err(|e| HashError::Kdf(e.to_string()));
         stats.in_flight.fetch_sub(1, Ordering::SeqCst);
         stats.evaluations.fetch_add(1, Ordering::Relaxed);
@@ -231,29 +248,47 @@ mod tests {
         p: 1,
     };
 
+    /// Pepper version 1 (`[4; 32]`), and version 2 (`[5; 32]`) held too.
+    fn keyring() -> Arc<Keyring> {
+        Arc::new(Keyring::new(
+            Pepper::new(1, &[4; 32]),
+            vec![Pepper::new(2, &[5; 32])],
+        ))
+    }
+
     #[tokio::test]
     async fn derives_the_same_key_as_the_domain() {
-        let pool = HashPool::start(Arc::new(Pepper::new(1, &[4; 32])), CHEAP, 2, 4);
+        let pool = HashPool::start(keyring(), CHEAP, 2, 4);
         let id = normalize_id("079085001234").expect("id");
-        let key = pool.derive(id.clone(), None).await.expect("derive");
-        let direct = derive_key(
-            &Pepper::new(1, &[4; 32]),
-            &CHEAP,
-            &id,
-            &mut KdfMemory::new(&CHEAP),
-        )
-        .expect("derive");
-        assert_eq!(key.locator(), direct.locator());
-        assert_eq!(pool.stats().evaluations.load(Ordering::Relaxed), 1);
+        for (version, bytes) in [(1, [4; 32]), (2, [5; 32])] {
+            let key = pool
+                .derive(id.clone(), version, None)
+                .await
+                .expect("derive");
+            let direct = derive_key(
+                &Pepper::new(version, &bytes),
+                &CHEAP,
+                &id,
+                &mut KdfMemory::new(&CHEAP),
+            )
+            .expect("derive");
+            assert_eq!(key.locator(), direct.locator(), "pepper {version}");
+        }
+        assert_eq!(pool.stats().evaluations.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            pool.derive(id, 3, None).await.map(|_| ()),
+            Err(HashError::PepperNotHeld(3))
+        );
+        assert_eq!(pool.stats().evaluations.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]
     async fn expired_deadlines_are_not_hashed() {
-        let pool = HashPool::start(Arc::new(Pepper::new(1, &[4; 32])), CHEAP, 1, 4);
+        let pool = HashPool::start(keyring(), CHEAP, 1, 4);
         let id = normalize_id("079085001234").expect("id");
         let past = Instant::now() - Duration::from_millis(1);
         assert_eq!(
-            pool.derive(id, Some(past)).await.map(|_| ()),
+            pool.derive(id, 1, Some(past)).await.map(|_| ()),
             Err(HashError::DeadlinePassed)
         );
         assert_eq!(pool.stats().evaluations.load(Ordering::Relaxed), 0);
@@ -268,19 +303,14 @@ mod tests {
             t: 4,
             p: 1,
         };
-        let pool = Arc::new(HashPool::start(
-            Arc::new(Pepper::new(1, &[4; 32])),
-            slow,
-            1,
-            1,
-        ));
+        let pool = Arc::new(HashPool::start(keyring(), slow, 1, 1));
         let id = normalize_id("079085001234").expect("id");
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let pool = Arc::clone(&pool);
             let id = id.clone();
             tasks.push(tokio::spawn(async move {
-                pool.derive(id, None).await.map(|_| ())
+                pool.derive(id, 1, None).await.map(|_| ())
             }));
         }
         let mut shed = 0;

@@ -105,8 +105,24 @@ impl Outcome {
     }
 }
 
-/// The keyed fingerprint of a Verify request: every field as sent.
+/// The keyed fingerprint of a Verify request: every field as sent, under
+/// the serving pepper.
 pub fn fingerprint(keyring: &Keyring, req: &pb::VerifyRequest) -> String {
+    with_parts(req, |parts| keyring.fingerprint(parts))
+}
+
+/// Whether `stored` is the fingerprint of `req`; `None` when it was taken
+/// under a pepper this replica no longer holds.
+pub fn fingerprint_matches(
+    keyring: &Keyring,
+    stored: &str,
+    req: &pb::VerifyRequest,
+) -> Option<bool> {
+    with_parts(req, |parts| keyring.fingerprint_matches(stored, parts))
+}
+
+/// Calls `f` with the fingerprinted parts of `req`.
+fn with_parts<R>(req: &pb::VerifyRequest, f: impl FnOnce(&[&[u8]]) -> R) -> R {
     let claims: Vec<(u8, &str)> = req
         .claims
         .as_ref()
@@ -127,7 +143,7 @@ pub fn fingerprint(keyring: &Keyring, req: &pb::VerifyRequest) -> String {
         parts.push(code);
         parts.push(value.as_bytes());
     }
-    hex::encode(keyring.fingerprint(&parts))
+    f(&parts)
 }
 
 /// Calls in flight by (tenant, request id).

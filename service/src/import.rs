@@ -132,7 +132,9 @@ pub async fn import_rows(
     progress: ProgressStyle,
     actor: &Actor,
 ) -> Result<(ImportReport, Vec<Reject>), ImportError> {
-    let staging = store.begin_version(crate::clock::now_ms()).await?;
+    let staging = store
+        .begin_version(crate::clock::now_ms(), pool.primary_pepper())
+        .await?;
     let mut guard = DiscardOnDrop {
         store: store.clone(),
         staging: Some(staging.clone()),
@@ -244,14 +246,14 @@ async fn build_version(
     let window = pool.threads() * 2;
     let mut in_flight = JoinSet::new();
     let mut batch = Vec::with_capacity(BATCH);
-    let (pepper_version, params_id) = (pool.pepper_version(), pool.params().id);
+    let (pepper_version, params_id) = (staging.pepper, pool.params().id);
     let mut pending = valid.into_iter();
     loop {
         while in_flight.len() < window {
             let Some(row) = pending.next() else { break };
             let pool = Arc::clone(&pool);
             in_flight.spawn(async move {
-                let key = derive_patiently(&pool, row.id).await?;
+                let key = derive_patiently(&pool, row.id, pepper_version).await?;
                 Ok::<_, HashError>(StoredRecord {
                     locator: key.locator(),
                     pepper_version,
@@ -300,12 +302,17 @@ async fn build_version(
     }
     let mut pending = ids.into_iter();
     let mut in_flight = JoinSet::new();
+    let staging_pepper = staging.pepper;
     let mut locators = Vec::with_capacity(BATCH);
     loop {
         while in_flight.len() < window {
             let Some(id) = pending.next() else { break };
             let pool = Arc::clone(&pool);
-            in_flight.spawn(async move { derive_patiently(&pool, id).await.map(|k| k.locator()) });
+            in_flight.spawn(async move {
+                derive_patiently(&pool, id, staging_pepper)
+                    .await
+                    .map(|k| k.locator())
+            });
         }
         let last = match in_flight.join_next().await {
             Some(done) => {
@@ -337,9 +344,13 @@ async fn build_version(
 /// An import is a batch job: when the pool is saturated (a server sharing
 /// it is busy, or the queue is momentarily full) it waits its turn instead
 /// of failing.
-async fn derive_patiently(pool: &HashPool, id: IdNumber) -> Result<SubjectKey, HashError> {
+async fn derive_patiently(
+    pool: &HashPool,
+    id: IdNumber,
+    pepper: u32,
+) -> Result<SubjectKey, HashError> {
     loop {
-        match pool.derive(id.clone(), None).await {
+        match pool.derive(id.clone(), pepper, None).await {
             Err(HashError::Saturated) => tokio::time::sleep(Duration::from_millis(5)).await,
             other => return other,
         }

@@ -150,11 +150,11 @@ impl App {
         let store = Store::open(&config.database_url(), &config.database).await?;
         let params = config.kdf_params();
         store.register_kdf_params(&params).await?;
-        let pepper = secrets::load_pepper(
-            &config.pepper_file(),
-            config.pepper.version,
-            config.pepper.generate_if_missing,
-        )?;
+        let mut peppers = Vec::new();
+        for file in config.pepper_files() {
+            peppers.push(secrets::load_pepper(&file)?);
+        }
+        let primary = peppers.remove(0);
         let signer = secrets::load_signer(
             &config.signing_key_file(),
             config.signing.generate_if_missing,
@@ -170,9 +170,12 @@ impl App {
         ledger
             .put_plan(&ekyc_billing::pricing::demo_plan(), clock::now_ms())
             .await?;
-        let keyring = Arc::new(keyring::Keyring::new(pepper));
+        let keyring = Arc::new(keyring::Keyring::new(primary, peppers));
+        // Verify derives with the pepper of the registry's current version;
+        // every lookup reads it again, this is where the first one starts.
+        keyring.observe_serving(store.registry_pepper_version().await?);
         let pool = Arc::new(HashPool::start(
-            keyring.pepper(),
+            Arc::clone(&keyring),
             params,
             config.pool_threads(),
             config.queue_capacity(),
@@ -180,6 +183,8 @@ impl App {
         tracing::info!(
             signing_key = signer.key_id(),
             pepper_version = config.pepper.version,
+            serving_pepper_version = keyring.serving(),
+            held_pepper_versions = ?keyring.held_versions(),
             kdf_params_id = params.id,
             hashing_threads = pool.threads(),
             queue_capacity = config.queue_capacity(),

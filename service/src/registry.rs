@@ -15,7 +15,8 @@ use crate::authz::{Gate, Target};
 use crate::error::{Reason, ServiceError};
 use crate::hashing::HashPool;
 use crate::import::{self, ImportError, ProgressStyle};
-use crate::store::{Store, StoreError};
+use crate::keyring::Keyring;
+use crate::store::Store;
 use crate::tenants::Actor;
 
 /// Rows (records and deletes) one import stream may carry: they are held
@@ -32,6 +33,7 @@ pub struct RegistryService {
     gate: Gate,
     store: Store,
     pool: Arc<HashPool>,
+    keyring: Arc<Keyring>,
 }
 
 impl RegistryService {
@@ -41,6 +43,7 @@ impl RegistryService {
             gate: Gate::new(app),
             store: app.store.clone(),
             pool: Arc::clone(&app.pool),
+            keyring: Arc::clone(&app.keyring),
         }
     }
 
@@ -145,7 +148,8 @@ impl RegistryService {
         })
     }
 
-    /// PurgePepper: refuses the pepper the service derives with.
+    /// PurgePepper: refuses the pepper imports derive with here, and (in
+    /// the store) the current registry version's.
     pub async fn purge_pepper(
         &self,
         credential: &Credential,
@@ -153,10 +157,10 @@ impl RegistryService {
     ) -> Result<pb::PurgePepperResponse, ServiceError> {
         let actor = self.operator(credential, "PurgePepper").await?;
         let version = req.pepper_version;
-        if version == self.pool.pepper_version() || version == 0 {
+        if version == self.keyring.primary_version() || version == 0 {
             return Err(ServiceError::refused(
                 Reason::PepperInUse,
-                "pepper_version must be a retired version, not the one the service derives with",
+                "pepper_version must be a retired version, not the one imports derive with (pepper.version)",
             ));
         }
         let removed = self
@@ -182,16 +186,6 @@ impl RegistryService {
 /// What an import's failure tells the operator.
 fn import_refusal(e: ImportError) -> ServiceError {
     match e {
-        ImportError::Store(StoreError::ImportInProgress { version, idle_secs }) => {
-            ServiceError::refused(
-                Reason::ImportInProgress,
-                format!(
-                    "another import is building registry version {version} (active {idle_secs} s \
-                     ago); retry when it has finished, or after {} s without activity",
-                    crate::store::STAGING_STALE_MS / 1000
-                ),
-            )
-        }
         ImportError::Store(e) => e.into(),
         e => ServiceError::internal(e),
     }

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use ekyc_domain::keys::Pepper;
+
+use crate::config::PepperFile;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -51,10 +53,10 @@ pub enum SecretError {
     Random(String),
 }
 
-/// Loads the pepper, generating a development one if allowed.
-pub fn load_pepper(path: &Path, version: u32, generate: bool) -> Result<Pepper, SecretError> {
-    let bytes = load_or_generate(path, generate, "pepper", "pepper.file")?;
-    Ok(Pepper::new(version, &bytes))
+/// Loads a pepper, generating a development one if allowed.
+pub fn load_pepper(file: &PepperFile) -> Result<Pepper, SecretError> {
+    let bytes = load_or_generate(&file.path, file.generate, "pepper", file.key)?;
+    Ok(Pepper::new(file.version, &bytes))
 }
 
 /// The signing key and its public id. Not `Clone`: one copy per process,
@@ -182,12 +184,21 @@ pub fn write_new_secret(path: &Path, contents: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn file(path: &Path, generate: bool) -> PepperFile {
+        PepperFile {
+            version: 1,
+            path: path.to_path_buf(),
+            generate,
+            key: "pepper.file",
+        }
+    }
+
     #[test]
     fn generates_once_with_mode_0600_then_reloads() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("keys/pepper-v1.key");
-        let a = load_pepper(&path, 1, true).expect("generate");
-        let b = load_pepper(&path, 1, true).expect("reload");
+        let a = load_pepper(&file(&path, true)).expect("generate");
+        let b = load_pepper(&file(&path, true)).expect("reload");
         assert_eq!(a.expose_secret(), b.expose_secret());
         #[cfg(unix)]
         {
@@ -202,6 +213,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = load_signer(&dir.path().join("nope.key"), false).expect_err("missing");
         assert!(err.to_string().contains("signing.key_file"), "{err}");
+        let held = PepperFile {
+            key: "pepper.also_held",
+            ..file(&dir.path().join("pepper-v2.key"), false)
+        };
+        let err = load_pepper(&held).expect_err("missing");
+        assert!(err.to_string().contains("pepper.also_held"), "{err}");
     }
 
     #[test]
@@ -210,7 +227,7 @@ mod tests {
         let path = dir.path().join("bad.key");
         std::fs::write(&path, "not hex").expect("write");
         assert!(matches!(
-            load_pepper(&path, 1, true),
+            load_pepper(&file(&path, true)),
             Err(SecretError::Malformed { .. })
         ));
     }

@@ -21,6 +21,7 @@ use std::time::Instant;
 use ekyc_billing::{Ledger, LedgerError, Recorded, UsageEvent};
 use ekyc_domain::Field;
 use ekyc_domain::attestation::{AttestationBody, claims_digest, consent_digest};
+use ekyc_domain::keys::SubjectKey;
 use ekyc_domain::matching::{MatchResult, match_claims};
 use ekyc_domain::normalize::Normalized;
 use ekyc_input::request::{ValidRequest, validate_verify};
@@ -72,21 +73,21 @@ pub struct Answered {
 /// never answered) takes it back. Every settlement runs in a task of its
 /// own, and a ticket dropped unsettled (the caller went away at any
 /// moment, even before it received the ticket) settles itself as failed:
-/// the guard cannot know what the caller saw.
+/// the guard cannot know what the caller saw. During a pepper rotation
+/// the subject has one name per held pepper and the attempt one ticket
+/// per name, all settled alike.
 struct Attempt {
     limiter: Arc<Limiter>,
-    ticket: Option<SubjectTicket>,
+    tickets: Vec<SubjectTicket>,
     now: Timestamp,
 }
 
 impl Attempt {
     /// Settles the attempt; true when this failure locked the subject out.
     async fn settle(mut self, settlement: Settlement) -> bool {
-        let Some(ticket) = self.ticket.take() else {
-            return false;
-        };
+        let tickets = std::mem::take(&mut self.tickets);
         let (limiter, now) = (Arc::clone(&self.limiter), self.now);
-        tokio::spawn(async move { limiter.settle_subject(ticket, settlement, now).await })
+        tokio::spawn(async move { settle_all(&limiter, tickets, settlement, now).await })
             .await
             .unwrap_or(false)
     }
@@ -94,17 +95,29 @@ impl Attempt {
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take()
+        let tickets = std::mem::take(&mut self.tickets);
+        if !tickets.is_empty()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let (limiter, now) = (Arc::clone(&self.limiter), self.now);
-            runtime.spawn(async move {
-                limiter
-                    .settle_subject(ticket, Settlement::Failed, now)
-                    .await
-            });
+            runtime
+                .spawn(async move { settle_all(&limiter, tickets, Settlement::Failed, now).await });
         }
     }
+}
+
+/// Settles every ticket of one attempt; true when any locked its name out.
+async fn settle_all(
+    limiter: &Limiter,
+    tickets: Vec<SubjectTicket>,
+    settlement: Settlement,
+    now: Timestamp,
+) -> bool {
+    let mut locked = false;
+    for ticket in tickets {
+        locked |= limiter.settle_subject(ticket, settlement, now).await;
+    }
+    locked
 }
 
 /// The quota units a call reserved. Dropped before the call's usage event
@@ -203,30 +216,47 @@ enum Admission {
     Refused(GuardDecision),
 }
 
-/// Asks the guard to admit an attempt, in a task of its own: with Redis
-/// the script may record the attempt although this call is dropped while
-/// it runs, and the [`Attempt`] made in the task then settles itself
-/// rather than leaving the attempt in flight (and the subject busy) until
-/// it times out.
+/// Asks the guard to admit an attempt under every name of the subject
+/// (one per held pepper), in a task of its own: with Redis the script may
+/// record the attempt although this call is dropped while it runs, and the
+/// [`Attempt`] made in the task then settles itself rather than leaving
+/// the attempt in flight (and the subject busy) until it times out. A
+/// refusal under any name refuses the attempt and takes back the tickets
+/// already taken.
 async fn admit(
     limiter: &Arc<Limiter>,
-    subject: [u8; 32],
+    names: Vec<[u8; 32]>,
     now: Timestamp,
 ) -> Result<Admission, Unavailable> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let limiter = Arc::clone(limiter);
     tokio::spawn(async move {
-        let admission = limiter
-            .admit_subject(subject, now)
-            .await
-            .map(|decision| match decision {
-                GuardDecision::Admitted(ticket) => Admission::Admitted(Attempt {
-                    limiter: Arc::clone(&limiter),
-                    ticket: Some(ticket),
-                    now,
-                }),
-                refused => Admission::Refused(refused),
-            });
+        let mut attempt = Attempt {
+            limiter: Arc::clone(&limiter),
+            tickets: Vec::with_capacity(names.len()),
+            now,
+        };
+        let mut admission = None;
+        for name in names {
+            match limiter.admit_subject(name, now).await {
+                Ok(GuardDecision::Admitted(ticket)) => attempt.tickets.push(ticket),
+                Ok(refused) => {
+                    admission = Some(Ok(Admission::Refused(refused)));
+                    break;
+                }
+                Err(e) => {
+                    admission = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        let admission = match admission {
+            None => Ok(Admission::Admitted(attempt)),
+            Some(refused) => {
+                attempt.settle(Settlement::Unanswered).await;
+                refused
+            }
+        };
         // Unread, an admitted attempt is dropped here and settles itself.
         let _ = tx.send(admission);
     });
@@ -380,14 +410,7 @@ impl VerifyService {
                             })?
                     {
                         return Ok(Answered {
-                            response: self.replay(
-                                &caller,
-                                req,
-                                &valid,
-                                &event,
-                                &fingerprint,
-                                now_ms,
-                            )?,
+                            response: self.replay(&caller, req, &valid, &event, now_ms)?,
                             allowance: Allowance {
                                 rate_remaining,
                                 ..Allowance::default()
@@ -440,7 +463,7 @@ impl VerifyService {
         // 8. The subject guard, keyed by a pepper-keyed pseudonym (one HMAC)
         // so that a refusal costs no Argon2. From admission on, the attempt
         // counts as an unsuccessful answer until settled otherwise.
-        let attempt = match admit(&self.limiter, self.keyring.pseudonym(&valid.id), now).await {
+        let attempt = match admit(&self.limiter, self.keyring.pseudonyms(&valid.id), now).await {
             Ok(Admission::Admitted(attempt)) => attempt,
             Ok(Admission::Refused(GuardDecision::Tripped { retry_after })) => {
                 reserved.release().await;
@@ -520,7 +543,7 @@ impl VerifyService {
             Ok(Recorded::Existing(winner)) => {
                 // A duplicate on another replica was recorded first: its
                 // answer is the answer, and only it is billed.
-                let response = self.replay(&caller, req, &valid, &winner, &fingerprint, now_ms)?;
+                let response = self.replay(&caller, req, &valid, &winner, now_ms)?;
                 Ok(Answered {
                     response,
                     allowance,
@@ -537,7 +560,7 @@ impl VerifyService {
     }
 
     /// Answers a retry from the ledger: the stored outcome, signed again
-    /// over the retried request, if `fingerprint` (the retried request's)
+    /// over the retried request, if the retried request's fingerprint
     /// matches the stored one.
     fn replay(
         &self,
@@ -545,14 +568,24 @@ impl VerifyService {
         req: &pb::VerifyRequest,
         valid: &ValidRequest<'_>,
         event: &UsageEvent,
-        fingerprint: &str,
         now_ms: i64,
     ) -> Result<pb::VerifyResponse, ServiceError> {
-        if event.fingerprint != fingerprint {
-            return Err(ServiceError::refused(
-                Reason::RequestIdReused,
-                "this request_id was already used for a different request",
-            ));
+        match idempotency::fingerprint_matches(&self.keyring, &event.fingerprint, req) {
+            Some(true) => {}
+            Some(false) => {
+                return Err(ServiceError::refused(
+                    Reason::RequestIdReused,
+                    "this request_id was already used for a different request",
+                ));
+            }
+            // Answered under a pepper since retired: it cannot be told
+            // apart from a different request, so it is not answered again.
+            None => {
+                return Err(ServiceError::refused(
+                    Reason::RequestIdExpired,
+                    "this request_id was answered under a retired pepper; use a new one",
+                ));
+            }
         }
         let window_ms = self.replay_window_ms;
         let outcome = event
@@ -584,35 +617,37 @@ impl VerifyService {
         deadline: Option<Instant>,
         now_ms: i64,
     ) -> Result<Outcome, (ServiceError, Settlement)> {
-        // Hash: the one expensive step, on the bounded pool.
-        let key = self
-            .pool
-            .derive(valid.id.clone(), deadline)
-            .await
-            .map_err(|e| match e {
-                HashError::Saturated => (
-                    ServiceError::Overloaded {
-                        retry_after: self.pool.retry_hint(),
-                    },
-                    Settlement::Unanswered,
-                ),
-                HashError::DeadlinePassed => {
-                    (ServiceError::DeadlineExceeded, Settlement::Unanswered)
-                }
-                HashError::Closed => (ServiceError::ShuttingDown, Settlement::Unanswered),
-                HashError::Kdf(e) => (ServiceError::internal(e), Settlement::Failed),
-            })?;
         fn failed(e: impl Into<ServiceError>) -> (ServiceError, Settlement) {
             (e.into(), Settlement::Failed)
         }
-        // Look up. Records live at the locator of the current pepper and
-        // parameters; a record under an older pepper is not found until it
-        // is re-imported.
-        let (record, registry_version) = self
-            .store
-            .get_record_and_version(&key.locator())
-            .await
-            .map_err(failed)?;
+        // Hash with the pepper of the registry's current version as last
+        // seen, then look the locator up in the current version, reading
+        // its pepper in the same snapshot. Only a call that meets a switch
+        // to a new pepper finds them different; it derives again under the
+        // new one, so every answer comes from one version, found with that
+        // version's pepper.
+        let mut pepper = self.keyring.serving();
+        let mut derived = 0;
+        let (key, lookup) = loop {
+            let key = self.derive(valid, pepper, deadline, derived).await?;
+            derived += 1;
+            let lookup = self.store.lookup(&key.locator()).await.map_err(failed)?;
+            let current = lookup.pepper_version;
+            if current == 0 || current == pepper {
+                break (key, lookup);
+            }
+            if self.keyring.pepper(current).is_none() || derived >= 3 {
+                tracing::error!(
+                    pepper_version = current,
+                    held = ?self.keyring.held_versions(),
+                    "the registry's current version was built with a pepper this replica does not hold"
+                );
+                return Err((ServiceError::PepperNotHeld, Settlement::Unanswered));
+            }
+            self.keyring.observe_serving(current);
+            pepper = current;
+        };
+        let (record, registry_version) = (lookup.record, lookup.registry_version);
         // Match under the tenant's policy.
         let policy = caller.tenant.policy.match_policy();
         let outcome = match_claims(
@@ -629,6 +664,39 @@ impl VerifyService {
             fields: outcome.fields,
             decision: outcome.decision,
         })
+    }
+
+    /// Derives the subject key under pepper `pepper` on the pool. A
+    /// failure says how the guard attempt is settled: `Unanswered` when the
+    /// pool refused the job before hashing (nothing was computed, and
+    /// `earlier` evaluations were made for this call), `Failed` otherwise.
+    async fn derive(
+        &self,
+        valid: &ValidRequest<'_>,
+        pepper: u32,
+        deadline: Option<Instant>,
+        earlier: u32,
+    ) -> Result<SubjectKey, (ServiceError, Settlement)> {
+        let unanswered = if earlier == 0 {
+            Settlement::Unanswered
+        } else {
+            Settlement::Failed
+        };
+        self.pool
+            .derive(valid.id.clone(), pepper, deadline)
+            .await
+            .map_err(|e| match e {
+                HashError::Saturated => (
+                    ServiceError::Overloaded {
+                        retry_after: self.pool.retry_hint(),
+                    },
+                    unanswered,
+                ),
+                HashError::DeadlinePassed => (ServiceError::DeadlineExceeded, unanswered),
+                HashError::Closed => (ServiceError::ShuttingDown, unanswered),
+                HashError::PepperNotHeld(_) => (ServiceError::PepperNotHeld, unanswered),
+                HashError::Kdf(e) => (ServiceError::internal(e), Settlement::Failed),
+            })
     }
 
     /// Signs an outcome over the request it answers and builds the reply.

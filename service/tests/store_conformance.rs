@@ -120,6 +120,12 @@ fn key(id: &str, tenant_id: &str, role: Role, created_at_ms: i64) -> ApiKeyRecor
     }
 }
 
+/// The record at `locator` and the current version, as Verify reads them.
+async fn read(store: &Store, locator: &[u8; 32]) -> (Option<StoredRecord>, u64) {
+    let lookup = store.lookup(locator).await.expect("read");
+    (lookup.record, lookup.registry_version)
+}
+
 /// A fixed "now" for the staging claims (Unix ms).
 const NOW: i64 = 1_800_000_000_000;
 
@@ -133,7 +139,7 @@ async fn registry_operations_agree_on_both_backends() {
         let n = b.name;
         let store = b.open().await;
         assert_eq!(
-            store.get_record_and_version(&[1; 32]).await.expect("read"),
+            read(&store, &[1; 32]).await,
             (None, 0),
             "{n}: an empty registry is version 0"
         );
@@ -159,7 +165,7 @@ async fn registry_operations_agree_on_both_backends() {
 
         // Version 1: staged, invisible, then published in one switch.
         let (a, b1, c) = (record(1, 1, 1), record(2, 1, 2), record(3, 1, 3));
-        let v1 = store.begin_version(NOW).await.expect("begin");
+        let v1 = store.begin_version(NOW, 1).await.expect("begin");
         assert_eq!(v1.version, 1, "{n}");
         let done = store
             .upsert_records(&v1, &[a.clone(), b1.clone(), c.clone()], NOW)
@@ -167,22 +173,18 @@ async fn registry_operations_agree_on_both_backends() {
             .expect("insert");
         assert_eq!(done, [Upserted::Inserted; 3], "{n}");
         assert_eq!(
-            store.get_record_and_version(&[1; 32]).await.expect("read"),
+            read(&store, &[1; 32]).await,
             (None, 0),
             "{n}: a staged version is invisible"
         );
         assert_eq!(store.count_records().await.expect("count"), 0, "{n}");
         store.publish_version(&v1, &[]).await.expect("publish");
-        assert_eq!(
-            store.get_record_and_version(&[1; 32]).await.expect("read"),
-            (Some(a.clone()), 1),
-            "{n}"
-        );
+        assert_eq!(read(&store, &[1; 32]).await, (Some(a.clone()), 1), "{n}");
         assert_eq!(store.count_records().await.expect("count"), 3, "{n}");
 
         // Version 2: an unchanged, a changed and a deleted record; the
         // current version answers unchanged until the switch.
-        let v2 = store.begin_version(NOW).await.expect("begin");
+        let v2 = store.begin_version(NOW, 1).await.expect("begin");
         let changed = record(2, 2, 9);
         let done = store
             .upsert_records(&v2, &[a.clone(), changed.clone()], NOW)
@@ -198,28 +200,28 @@ async fn registry_operations_agree_on_both_backends() {
             "{n}: deletes count the records the version held"
         );
         assert_eq!(
-            store.get_record_and_version(&[2; 32]).await.expect("read"),
+            read(&store, &[2; 32]).await,
             (Some(b1.clone()), 1),
             "{n}: the old record answers while the new version is built"
         );
         assert_eq!(
-            store.get_record_and_version(&[3; 32]).await.expect("read"),
+            read(&store, &[3; 32]).await,
             (Some(c.clone()), 1),
             "{n}: a staged delete is invisible too"
         );
         store.publish_version(&v2, &[]).await.expect("publish");
         assert_eq!(
-            store.get_record_and_version(&[2; 32]).await.expect("read"),
+            read(&store, &[2; 32]).await,
             (Some(changed.clone()), 2),
             "{n}: the changed record carries its new registry version"
         );
         assert_eq!(
-            store.get_record_and_version(&[1; 32]).await.expect("read"),
+            read(&store, &[1; 32]).await,
             (Some(a.clone()), 2),
             "{n}: an unchanged record keeps the version that wrote it"
         );
         assert_eq!(
-            store.get_record_and_version(&[3; 32]).await.expect("read"),
+            read(&store, &[3; 32]).await,
             (None, 2),
             "{n}: deleted in version 2"
         );
@@ -227,10 +229,10 @@ async fn registry_operations_agree_on_both_backends() {
         assert_eq!(store.registry_version().await.expect("version"), 2, "{n}");
 
         // A discarded version leaves no trace; one claim at a time.
-        let v3 = store.begin_version(NOW).await.expect("begin");
+        let v3 = store.begin_version(NOW, 1).await.expect("begin");
         assert!(
             matches!(
-                store.begin_version(NOW + 1_000).await,
+                store.begin_version(NOW + 1_000, 1).await,
                 Err(StoreError::ImportInProgress { version: 3, .. })
             ),
             "{n}: a second import is refused while the first is active"
@@ -245,7 +247,7 @@ async fn registry_operations_agree_on_both_backends() {
             .expect("staged delete");
         store.discard_version(&v3).await.expect("discard");
         assert_eq!(
-            store.get_record_and_version(&[1; 32]).await.expect("read"),
+            read(&store, &[1; 32]).await,
             (Some(a.clone()), 2),
             "{n}: a discarded delete never happened"
         );
@@ -259,13 +261,13 @@ async fn registry_operations_agree_on_both_backends() {
 
         // An abandoned claim is taken over once idle, and its writer can
         // no longer write.
-        let abandoned = store.begin_version(NOW).await.expect("begin");
+        let abandoned = store.begin_version(NOW, 1).await.expect("begin");
         store
             .upsert_records(&abandoned, &[record(5, 3, 5)], NOW)
             .await
             .expect("staged");
         let later = NOW + STAGING_STALE_MS;
-        let v3 = store.begin_version(later).await.expect("take over");
+        let v3 = store.begin_version(later, 1).await.expect("take over");
         assert_eq!(v3.version, 3, "{n}");
         assert!(
             matches!(
@@ -290,19 +292,19 @@ async fn registry_operations_agree_on_both_backends() {
         assert_eq!(twice, [Upserted::Updated], "{n}");
         store.publish_version(&v3, &[]).await.expect("publish");
         assert_eq!(
-            store.get_record_and_version(&[2; 32]).await.expect("read"),
+            read(&store, &[2; 32]).await,
             (Some(record(2, 3, 11)), 3),
             "{n}"
         );
         assert_eq!(
-            store.get_record_and_version(&[5; 32]).await.expect("read"),
+            read(&store, &[5; 32]).await,
             (None, 3),
             "{n}: the abandoned import's record was removed"
         );
         assert_eq!(store.count_records().await.expect("count"), 3, "{n}");
         // The next import purges rows the current version no longer sees
         // (record 2 as version 2 wrote it).
-        let v4 = store.begin_version(later).await.expect("begin");
+        let v4 = store.begin_version(later, 1).await.expect("begin");
         store.discard_version(&v4).await.expect("discard");
         assert_eq!(
             raw_count(&b.url, "SELECT COUNT(*) FROM citizen_records").await,
@@ -802,26 +804,26 @@ async fn upgrading_a_registry_from_before_versions_keeps_every_record() {
         }
         let store = b.open().await;
         for byte in [1u8, 2, 3] {
-            let (found, version) = store
-                .get_record_and_version(&[byte; 32])
-                .await
-                .expect("read");
+            let (found, version) = read(&store, &[byte; 32]).await;
             assert_eq!(version, 2, "{n}");
             assert!(found.is_some(), "{n}: record {byte} survives the upgrade");
         }
         assert_eq!(store.count_records().await.expect("count"), 3, "{n}");
         // And the next import builds on it.
-        let v3 = store.begin_version(NOW).await.expect("begin");
+        let v3 = store.begin_version(NOW, 1).await.expect("begin");
         assert_eq!(v3.version, 3, "{n}");
         store.discard_version(&v3).await.expect("discard");
         store.close().await;
     }
 }
 
-/// Purging a retired pepper removes exactly its rows, records who did it
-/// in the audit chain, and waits for an active import.
+/// A pepper rotation: a version built under a new pepper holds only that
+/// pepper's rows and moves lookups to it in its switch; an import under an
+/// older pepper is refused; purging removes exactly the retired pepper's
+/// rows, records who did it in the audit chain, waits for an active
+/// import and refuses the pepper that serves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn purging_a_pepper_removes_its_rows_only_and_is_audited() {
+async fn a_pepper_rotation_switches_at_once_and_purges_the_old_rows() {
     for b in both().await {
         let n = b.name;
         let store = b.open().await;
@@ -829,21 +831,64 @@ async fn purging_a_pepper_removes_its_rows_only_and_is_audited() {
             .register_kdf_params(&KdfParams::DEFAULT)
             .await
             .expect("params");
-        let v1 = store.begin_version(NOW).await.expect("begin");
-        let mut rows = Vec::new();
-        for byte in 1..=6u8 {
-            let mut r = record(byte, 1, byte);
-            r.pepper_version = if byte <= 4 { 1 } else { 2 };
-            rows.push(r);
-        }
-        store.upsert_records(&v1, &rows, NOW).await.expect("rows");
+        let v1 = store.begin_version(NOW, 1).await.expect("begin");
+        let old: Vec<StoredRecord> = (1..=4u8).map(|byte| record(byte, 1, byte)).collect();
+        store.upsert_records(&v1, &old, NOW).await.expect("rows");
         store.publish_version(&v1, &[]).await.expect("publish");
+        let read = store.lookup(&[1; 32]).await.expect("read");
+        assert_eq!((read.registry_version, read.pepper_version), (1, 1), "{n}");
+        assert_eq!(store.registry_pepper_version().await.expect("meta"), 1);
+
+        // The re-import under pepper 2: new locators, invisible until the
+        // switch, which leaves pepper 1's rows out of version 2.
+        let v2 = store.begin_version(NOW, 2).await.expect("begin");
+        let new: Vec<StoredRecord> = (5..=6u8)
+            .map(|byte| StoredRecord {
+                pepper_version: 2,
+                ..record(byte, 2, byte)
+            })
+            .collect();
+        store.upsert_records(&v2, &new, NOW).await.expect("rows");
+        let before = store.lookup(&[5; 32]).await.expect("read");
+        assert!(before.record.is_none(), "{n}: staged rows are invisible");
+        assert_eq!(before.pepper_version, 1, "{n}");
+        store.publish_version(&v2, &[]).await.expect("publish");
+        let found = store.lookup(&[5; 32]).await.expect("read");
+        assert_eq!(found.record, Some(new[0].clone()), "{n}");
+        assert_eq!(
+            (found.registry_version, found.pepper_version),
+            (2, 2),
+            "{n}"
+        );
+        assert!(
+            store.lookup(&[1; 32]).await.expect("read").record.is_none(),
+            "{n}: the old pepper's rows are not in the new version"
+        );
+        assert_eq!(store.count_records().await.expect("count"), 2, "{n}");
+        assert!(
+            matches!(
+                store.begin_version(NOW, 1).await,
+                Err(StoreError::PepperBehind {
+                    import: 1,
+                    current: 2
+                })
+            ),
+            "{n}: an import under the old pepper would move lookups back"
+        );
+
         let audit = |removed: u64| AuditEntry {
             action: "purge_pepper".into(),
             new_value: format!("{removed}"),
             ..audit("", "pepper_version", NOW)
         };
-        let active = store.begin_version(NOW).await.expect("an import starts");
+        assert!(
+            matches!(
+                store.purge_pepper(2, NOW, &audit).await,
+                Err(StoreError::PepperInUse(2))
+            ),
+            "{n}: the serving pepper's rows stay"
+        );
+        let active = store.begin_version(NOW, 2).await.expect("an import starts");
         assert!(
             matches!(
                 store.purge_pepper(1, NOW + 1, &audit).await,

@@ -162,7 +162,7 @@ impl AdminService {
         };
         let key = self
             .pool
-            .derive(id.clone(), None)
+            .derive(id.clone(), self.keyring.serving(), None)
             .await
             .map_err(|e| match e {
                 crate::hashing::HashError::Saturated => ServiceError::Overloaded {
@@ -180,10 +180,12 @@ impl AdminService {
             serde_json::json!({"subject": audit_subject, "reason": req.reason}).to_string(),
         );
         self.store.append_audit(&[entry]).await?;
-        let cleared = self
-            .limiter
-            .clear_subject(self.keyring.pseudonym(&id), self.clock.now())
-            .await?;
+        // During a pepper rotation the subject has a name per held pepper,
+        // each counting the same failures: the most any held is the count.
+        let mut cleared = 0;
+        for name in self.keyring.pseudonyms(&id) {
+            cleared = cleared.max(self.limiter.clear_subject(name, self.clock.now()).await?);
+        }
         tracing::info!(actor = %actor.key_id, cleared, "subject guard cleared");
         Ok(pb::ClearSubjectGuardResponse {
             cleared_failures: cleared as i64,

@@ -66,6 +66,24 @@ pub enum StoreError {
         /// Seconds since it last wrote.
         idle_secs: i64,
     },
+    /// An import would derive with a pepper older than the one the
+    /// registry's current version was built with: a replica not yet
+    /// configured with the new pepper (publishing would move lookups back).
+    #[error(
+        "this import derives with pepper version {import}, older than the registry's current pepper version {current}; configure pepper.version = {current} (or newer) on the replica that imports"
+    )]
+    PepperBehind {
+        /// The import's pepper version.
+        import: u32,
+        /// The current version's.
+        current: u32,
+    },
+    /// The pepper to purge is the one the current registry version was
+    /// built with.
+    #[error(
+        "pepper version {0} is the one the registry's current version was built with; re-import under the new pepper first"
+    )]
+    PepperInUse(u32),
     /// A KDF parameter id is already registered with different costs.
     #[error(
         "argon2.params_id {0} is already registered with different costs; choose a new params_id for new costs"
@@ -134,14 +152,23 @@ pub enum KeyWrite<'a> {
     },
 }
 
+/// What one registry lookup read, in one snapshot.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The record at the locator in the current version, if any.
+    pub record: Option<StoredRecord>,
+    /// The current registry version.
+    pub registry_version: u64,
+    /// The pepper version the current version was built with (`0`: none
+    /// recorded, an empty registry).
+    pub pepper_version: u32,
+}
+
 /// The registry as Verify reads it: the hot path, one statement per call.
 pub(crate) trait RegistryRead {
-    /// The record at `locator`, if any, with the current registry version,
-    /// read together (one round trip, one snapshot).
-    async fn get_record_and_version(
-        &self,
-        locator: &Locator,
-    ) -> Result<(Option<StoredRecord>, u64)>;
+    /// The record at `locator`, if any, with the current registry version
+    /// and its pepper, read together (one round trip, one snapshot).
+    async fn lookup(&self, locator: &Locator) -> Result<Lookup>;
 }
 
 /// Registry writes: what an import does. An import builds the next
@@ -151,11 +178,12 @@ pub(crate) trait RegistryRead {
 pub(crate) trait RegistryWrite {
     /// Records a KDF parameter set, refusing an id reused with other costs.
     async fn register_kdf_params(&self, params: &KdfParams) -> Result<()>;
-    /// Claims the next version for one import: removes what an abandoned
-    /// import left (its claim idle for [`STAGING_STALE_MS`]) and the rows
-    /// the current version no longer sees; refuses while another import
-    /// is active.
-    async fn begin_version(&self, now_ms: i64) -> Result<Staging>;
+    /// Claims the next version for one import deriving with pepper
+    /// `pepper`: removes what an abandoned import left (its claim idle for
+    /// [`STAGING_STALE_MS`]) and the rows the current version no longer
+    /// sees; refuses while another import is active, and an import under
+    /// a pepper older than the current version's.
+    async fn begin_version(&self, now_ms: i64, pepper: u32) -> Result<Staging>;
     /// Writes a batch of records into the staged version in one
     /// transaction (their `registry_version` is the staged one).
     async fn upsert_records(
@@ -173,7 +201,9 @@ pub(crate) trait RegistryWrite {
         now_ms: i64,
     ) -> Result<u64>;
     /// Makes the staged version current: one write, seen by every lookup
-    /// after it, with `audit` in the same transaction.
+    /// after it, with `audit` in the same transaction. A version built
+    /// under a new pepper (a rotation: a full re-import) holds only that
+    /// pepper's rows: the other peppers' rows leave it.
     async fn publish_version(&self, staging: &Staging, audit: &[AuditEntry]) -> Result<()>;
     /// Removes the staged version without a trace.
     async fn discard_version(&self, staging: &Staging) -> Result<()>;
@@ -182,7 +212,7 @@ pub(crate) trait RegistryWrite {
     /// Deletes every row derived under `pepper_version` (after a rotation,
     /// so the retired pepper's rows cannot be attacked), with the audit
     /// entry `audit(removed)` in the same transaction; refused while an
-    /// import is active.
+    /// import is active and for the current version's pepper.
     async fn purge_pepper(
         &self,
         pepper_version: u32,
@@ -199,6 +229,8 @@ pub(crate) trait RegistryWrite {
 pub struct Staging {
     /// The version being built.
     pub version: u64,
+    /// The pepper version its rows are derived with.
+    pub pepper: u32,
     token: String,
 }
 
@@ -210,17 +242,26 @@ pub const META_STAGING: &str = "registry_staging";
 pub const STAGING_STALE_MS: i64 = 10 * 60 * 1000;
 
 impl Staging {
-    fn new(version: u64) -> Result<Staging> {
+    /// Claims `version` for an import under pepper `pepper`, refusing a
+    /// pepper older than `current_pepper` (the current version's).
+    fn new(version: u64, pepper: u32, current_pepper: u32) -> Result<Staging> {
+        if pepper < current_pepper {
+            return Err(StoreError::PepperBehind {
+                import: pepper,
+                current: current_pepper,
+            });
+        }
         let bytes = crate::secrets::random_bytes::<8>()
             .map_err(|e| StoreError::Corrupt(format!("no randomness for a staging token: {e}")))?;
         Ok(Staging {
             version,
+            pepper,
             token: hex::encode(bytes),
         })
     }
 
     fn encode(&self, now_ms: i64) -> String {
-        format!("{} {} {now_ms}", self.version, self.token)
+        format!("{} {} {now_ms} {}", self.version, self.token, self.pepper)
     }
 
     /// The claim and its last write time, from the stored value.
@@ -229,7 +270,21 @@ impl Staging {
         let version = parts.next()?.parse().ok()?;
         let token = parts.next()?.to_string();
         let at_ms = parts.next()?.parse().ok()?;
-        Some((Staging { version, token }, at_ms))
+        let pepper = parts.next()?.parse().ok()?;
+        Some((
+            Staging {
+                version,
+                pepper,
+                token,
+            },
+            at_ms,
+        ))
+    }
+
+    /// Whether publishing this version moves lookups to another pepper
+    /// than `current_pepper`'s (`0`: none recorded yet).
+    fn rotates(&self, current_pepper: u32) -> bool {
+        current_pepper != 0 && current_pepper != self.pepper
     }
 
     /// Checks that `stored` is this claim: else the claim was taken over
@@ -376,19 +431,17 @@ impl Store {
         dispatch!(self, s => s.register_kdf_params(params).await)
     }
 
-    /// The record at `locator`, if any, with the current registry version,
-    /// read together (one round trip, one snapshot): what Verify needs.
-    pub async fn get_record_and_version(
-        &self,
-        locator: &Locator,
-    ) -> Result<(Option<StoredRecord>, u64)> {
-        dispatch!(self, s => s.get_record_and_version(locator).await)
+    /// The record at `locator`, if any, with the current registry version
+    /// and its pepper, read together (one round trip, one snapshot): what
+    /// Verify needs.
+    pub async fn lookup(&self, locator: &Locator) -> Result<Lookup> {
+        dispatch!(self, s => s.lookup(locator).await)
     }
 
-    /// Claims the next registry version for an import (see
-    /// [`RegistryWrite::begin_version`]).
-    pub async fn begin_version(&self, now_ms: i64) -> Result<Staging> {
-        dispatch!(self, s => s.begin_version(now_ms).await)
+    /// Claims the next registry version for an import deriving with
+    /// pepper `pepper` (see [`RegistryWrite::begin_version`]).
+    pub async fn begin_version(&self, now_ms: i64, pepper: u32) -> Result<Staging> {
+        dispatch!(self, s => s.begin_version(now_ms, pepper).await)
     }
 
     /// Writes a batch of records into the staged version in one
@@ -454,6 +507,16 @@ impl Store {
     pub async fn registry_version(&self) -> Result<u64> {
         Ok(self
             .get_meta(META_REGISTRY_VERSION)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// The pepper version the current registry version was built with (0
+    /// before the first import).
+    pub async fn registry_pepper_version(&self) -> Result<u32> {
+        Ok(self
+            .get_meta(META_REGISTRY_PEPPER)
             .await?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
@@ -615,3 +678,7 @@ where
 
 /// Metadata key of the registry version.
 pub const META_REGISTRY_VERSION: &str = "registry_version";
+
+/// Metadata key of the pepper version the current registry version was
+/// built with; written with the version at every switch.
+pub const META_REGISTRY_PEPPER: &str = "registry_pepper_version";

@@ -16,9 +16,9 @@ use super::rows::{
     status_str, tenant_from_row, tenant_json,
 };
 use super::{
-    ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, META_STAGING,
-    MetaStore, RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord, SigningKeyStore,
-    Staging, StoreError, StoredRecord, Tenant, TenantStore, Upserted,
+    ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, Lookup,
+    META_STAGING, MetaStore, RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord,
+    SigningKeyStore, Staging, StoreError, StoredRecord, Tenant, TenantStore, Upserted,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -70,28 +70,32 @@ impl PgStore {
 impl RegistryRead for PgStore {
     /// One statement, so one snapshot: a record is never paired with the
     /// version of a switch that committed while it was read.
-    async fn get_record_and_version(
-        &self,
-        locator: &Locator,
-    ) -> Result<(Option<StoredRecord>, u64)> {
+    async fn lookup(&self, locator: &Locator) -> Result<Lookup> {
+        // The joined record (`record_from_row` order), then the version and
+        // its pepper.
         let row = sqlx::query(
-            "WITH cur(v) AS (SELECT COALESCE((SELECT CAST(value AS BIGINT) FROM registry_meta \
-             WHERE key = $1), 0)) \
+            "WITH cur(v, p) AS (SELECT \
+             COALESCE((SELECT CAST(value AS BIGINT) FROM registry_meta WHERE key = $1), 0), \
+             COALESCE((SELECT CAST(value AS BIGINT) FROM registry_meta WHERE key = $3), 0)) \
              SELECT r.locator, r.pepper_version, r.kdf_params_id, r.normalization_version, \
-             r.registry_version, r.tags, cur.v FROM cur LEFT JOIN citizen_records r \
+             r.registry_version, r.tags, cur.v, cur.p FROM cur LEFT JOIN citizen_records r \
              ON r.locator = $2 AND r.registry_version <= cur.v \
              AND (r.until_version IS NULL OR r.until_version > cur.v)",
         )
         .bind(super::META_REGISTRY_VERSION)
         .bind(locator.as_slice())
+        .bind(super::META_REGISTRY_PEPPER)
         .fetch_one(&self.pool)
         .await?;
-        let version = row.try_get::<i64, _>(6)?.max(0) as u64;
         let record = match row.try_get::<Option<Vec<u8>>, _>(0)? {
             Some(_) => Some(record_from_row(&row, 0)?),
             None => None,
         };
-        Ok((record, version))
+        Ok(Lookup {
+            record,
+            registry_version: row.try_get::<i64, _>(6)?.max(0) as u64,
+            pepper_version: u32::try_from(row.try_get::<i64, _>(7)?).unwrap_or(0),
+        })
     }
 }
 
@@ -118,7 +122,7 @@ impl RegistryWrite for PgStore {
         Ok(())
     }
 
-    async fn begin_version(&self, now_ms: i64) -> Result<Staging> {
+    async fn begin_version(&self, now_ms: i64, pepper: u32) -> Result<Staging> {
         let mut tx = self.pool.begin().await?;
         // Imports starting on two replicas at once take turns here.
         lock_meta(&mut tx).await?;
@@ -131,14 +135,19 @@ impl RegistryWrite for PgStore {
         Staging::refuse_if_active(stored.as_deref(), now_ms)?;
         remove_staged_from(&mut tx, current + 1).await?;
         // Rows the current version no longer sees: calls that read an
-        // older version finished long ago (a whole import has passed).
+        // older version finished long ago (a whole import has passed). A
+        // retired pepper's rows are left to `purge_pepper`, which counts
+        // them in the audit trail.
+        let current_pepper = current_pepper(&mut tx).await?;
         sqlx::query(
-            "DELETE FROM citizen_records WHERE until_version IS NOT NULL AND until_version <= $1",
+            "DELETE FROM citizen_records WHERE until_version IS NOT NULL AND until_version <= $1 \
+             AND ($2 = 0 OR pepper_version = $2)",
         )
         .bind(current as i64)
+        .bind(i64::from(current_pepper))
         .execute(&mut *tx)
         .await?;
-        let staging = Staging::new(current + 1)?;
+        let staging = Staging::new(current + 1, pepper, current_pepper)?;
         set_meta_in(&mut tx, META_STAGING, &staging.encode(now_ms)).await?;
         tx.commit().await?;
         Ok(staging)
@@ -254,6 +263,26 @@ impl RegistryWrite for PgStore {
         let mut tx = self.pool.begin().await?;
         lock_meta(&mut tx).await?;
         staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
+        let current_pepper = current_pepper(&mut tx).await?;
+        if staging.rotates(current_pepper) {
+            // A version under a new pepper is a full re-import: the other
+            // peppers' rows are not part of it (they stay visible to the
+            // version before until purged, or removed by the next import).
+            sqlx::query(
+                "UPDATE citizen_records SET until_version = $1 \
+                 WHERE pepper_version <> $2 AND until_version IS NULL",
+            )
+            .bind(staging.version as i64)
+            .bind(i64::from(staging.pepper))
+            .execute(&mut *tx)
+            .await?;
+        }
+        set_meta_in(
+            &mut tx,
+            super::META_REGISTRY_PEPPER,
+            &staging.pepper.to_string(),
+        )
+        .await?;
         append_audit(&mut tx, audit).await?;
         set_meta_in(
             &mut tx,
@@ -306,6 +335,9 @@ impl RegistryWrite for PgStore {
         unbounded(&mut tx).await?;
         // An import running now may be writing rows of that pepper.
         Staging::refuse_if_active(meta_in(&mut tx, META_STAGING).await?.as_deref(), now_ms)?;
+        if pepper_version == current_pepper(&mut tx).await? {
+            return Err(StoreError::PepperInUse(pepper_version));
+        }
         let removed = sqlx::query("DELETE FROM citizen_records WHERE pepper_version = $1")
             .bind(i64::from(pepper_version))
             .execute(&mut *tx)
@@ -351,6 +383,14 @@ async fn set_meta_in(tx: &mut Tx, key: &str, value: &str) -> Result<()> {
 
 async fn current_version(tx: &mut Tx) -> Result<u64> {
     Ok(meta_in(tx, super::META_REGISTRY_VERSION)
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// The pepper of the current version (0: none recorded).
+async fn current_pepper(tx: &mut Tx) -> Result<u32> {
+    Ok(meta_in(tx, super::META_REGISTRY_PEPPER)
         .await?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))

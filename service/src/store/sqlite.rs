@@ -16,9 +16,9 @@ use super::rows::{
     status_str, tenant_from_row, tenant_json,
 };
 use super::{
-    ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, META_STAGING,
-    MetaStore, RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord, SigningKeyStore,
-    Staging, StoreError, StoredRecord, Tenant, TenantStore, Upserted,
+    ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, Lookup,
+    META_STAGING, MetaStore, RegistryRead, RegistryWrite, Result, Role, SigningKeyRecord,
+    SigningKeyStore, Staging, StoreError, StoredRecord, Tenant, TenantStore, Upserted,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -87,29 +87,32 @@ impl RegistryRead for SqliteStore {
     /// version, read in one statement: one round trip, and one snapshot,
     /// so a switch that commits meanwhile cannot pair a record with
     /// another version.
-    async fn get_record_and_version(
-        &self,
-        locator: &Locator,
-    ) -> Result<(Option<StoredRecord>, u64)> {
-        // The joined record (`record_from_row` order), then the version.
+    async fn lookup(&self, locator: &Locator) -> Result<Lookup> {
+        // The joined record (`record_from_row` order), then the version and
+        // its pepper.
         let row = sqlx::query(
-            "WITH cur(v) AS (SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM registry_meta \
-             WHERE key = ?1), 0)) \
+            "WITH cur(v, p) AS (SELECT \
+             COALESCE((SELECT CAST(value AS INTEGER) FROM registry_meta WHERE key = ?1), 0), \
+             COALESCE((SELECT CAST(value AS INTEGER) FROM registry_meta WHERE key = ?3), 0)) \
              SELECT r.locator, r.pepper_version, r.kdf_params_id, r.normalization_version, \
-             r.registry_version, r.tags, cur.v FROM cur LEFT JOIN citizen_records r \
+             r.registry_version, r.tags, cur.v, cur.p FROM cur LEFT JOIN citizen_records r \
              ON r.locator = ?2 AND r.registry_version <= cur.v \
              AND (r.until_version IS NULL OR r.until_version > cur.v)",
         )
         .bind(super::META_REGISTRY_VERSION)
         .bind(locator.as_slice())
+        .bind(super::META_REGISTRY_PEPPER)
         .fetch_one(&self.pool)
         .await?;
-        let version = row.try_get::<i64, _>(6)?.max(0) as u64;
         let record = match row.try_get::<Option<Vec<u8>>, _>(0)? {
             Some(_) => Some(record_from_row(&row, 0)?),
             None => None,
         };
-        Ok((record, version))
+        Ok(Lookup {
+            record,
+            registry_version: row.try_get::<i64, _>(6)?.max(0) as u64,
+            pepper_version: u32::try_from(row.try_get::<i64, _>(7)?).unwrap_or(0),
+        })
     }
 }
 
@@ -133,7 +136,7 @@ impl RegistryWrite for SqliteStore {
         Ok(())
     }
 
-    async fn begin_version(&self, now_ms: i64) -> Result<Staging> {
+    async fn begin_version(&self, now_ms: i64, pepper: u32) -> Result<Staging> {
         let mut tx = self.write_tx().await?;
         let stored = meta_in(&mut tx, META_STAGING).await?;
         let current = current_version(&mut tx).await?;
@@ -143,14 +146,19 @@ impl RegistryWrite for SqliteStore {
         Staging::refuse_if_active(stored.as_deref(), now_ms)?;
         remove_staged_from(&mut tx, current + 1).await?;
         // Rows the current version no longer sees: calls that read an
-        // older version finished long ago (a whole import has passed).
+        // older version finished long ago (a whole import has passed). A
+        // retired pepper's rows are left to `purge_pepper`, which counts
+        // them in the audit trail.
+        let current_pepper = current_pepper(&mut tx).await?;
         sqlx::query(
-            "DELETE FROM citizen_records WHERE until_version IS NOT NULL AND until_version <= ?",
+            "DELETE FROM citizen_records WHERE until_version IS NOT NULL AND until_version <= ?1 \
+             AND (?2 = 0 OR pepper_version = ?2)",
         )
         .bind(current as i64)
+        .bind(i64::from(current_pepper))
         .execute(&mut *tx)
         .await?;
-        let staging = Staging::new(current + 1)?;
+        let staging = Staging::new(current + 1, pepper, current_pepper)?;
         set_meta_in(&mut tx, META_STAGING, &staging.encode(now_ms)).await?;
         tx.commit().await?;
         Ok(staging)
@@ -264,6 +272,26 @@ impl RegistryWrite for SqliteStore {
     async fn publish_version(&self, staging: &Staging, audit: &[AuditEntry]) -> Result<()> {
         let mut tx = self.write_tx().await?;
         staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
+        let current_pepper = current_pepper(&mut tx).await?;
+        if staging.rotates(current_pepper) {
+            // A version under a new pepper is a full re-import: the other
+            // peppers' rows are not part of it (they stay visible to the
+            // version before until purged, or removed by the next import).
+            sqlx::query(
+                "UPDATE citizen_records SET until_version = ?1 \
+                 WHERE pepper_version <> ?2 AND until_version IS NULL",
+            )
+            .bind(staging.version as i64)
+            .bind(i64::from(staging.pepper))
+            .execute(&mut *tx)
+            .await?;
+        }
+        set_meta_in(
+            &mut tx,
+            super::META_REGISTRY_PEPPER,
+            &staging.pepper.to_string(),
+        )
+        .await?;
         append_audit(&mut tx, audit).await?;
         set_meta_in(
             &mut tx,
@@ -312,6 +340,9 @@ impl RegistryWrite for SqliteStore {
         let mut tx = self.write_tx().await?;
         // An import running now may be writing rows of that pepper.
         Staging::refuse_if_active(meta_in(&mut tx, META_STAGING).await?.as_deref(), now_ms)?;
+        if pepper_version == current_pepper(&mut tx).await? {
+            return Err(StoreError::PepperInUse(pepper_version));
+        }
         let removed = sqlx::query("DELETE FROM citizen_records WHERE pepper_version = ?")
             .bind(i64::from(pepper_version))
             .execute(&mut *tx)
@@ -348,6 +379,14 @@ async fn set_meta_in(tx: &mut Tx, key: &str, value: &str) -> Result<()> {
 
 async fn current_version(tx: &mut Tx) -> Result<u64> {
     Ok(meta_in(tx, super::META_REGISTRY_VERSION)
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// The pepper of the current version (0: none recorded).
+async fn current_pepper(tx: &mut Tx) -> Result<u32> {
+    Ok(meta_in(tx, super::META_REGISTRY_PEPPER)
         .await?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
