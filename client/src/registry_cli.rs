@@ -41,6 +41,22 @@ pub enum RegistryCommand {
         /// No progress output.
         #[arg(long)]
         quiet: bool,
+        /// Build the version but do not switch to it: check the counts,
+        /// then `registry publish --version N` (or `discard`).
+        #[arg(long)]
+        stage: bool,
+    },
+    /// Switch every replica to a staged version.
+    Publish {
+        /// The staged version, as `import --stage` printed it.
+        #[arg(long)]
+        version: u64,
+    },
+    /// Remove a staged version; the current one stays.
+    Discard {
+        /// The staged version, as `import --stage` printed it.
+        #[arg(long)]
+        version: u64,
     },
     /// After a pepper rotation, delete every record of a retired pepper
     /// version (see docs/hashing.md).
@@ -71,7 +87,55 @@ pub async fn registry(client: &Client, command: RegistryCommand, json: bool) -> 
             delete,
             rejects,
             quiet,
-        } => import(client, input, format, delete, rejects, quiet, json).await,
+            stage,
+        } => {
+            let files = Files {
+                input,
+                format,
+                delete,
+                rejects,
+            };
+            import(client, files, quiet, stage, json).await
+        }
+        RegistryCommand::Publish { version } => {
+            let r = client
+                .registry()
+                .publish_version(client.request(pb::PublishVersionRequest {
+                    registry_version: version,
+                }))
+                .await?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "registry_version": r.registry_version,
+                        "pepper_version": r.pepper_version,
+                        "records": r.records,
+                    })
+                );
+            } else {
+                println!(
+                    "registry version {} is current: {} records under pepper version {}",
+                    r.registry_version, r.records, r.pepper_version
+                );
+            }
+            Ok(())
+        }
+        RegistryCommand::Discard { version } => {
+            client
+                .registry()
+                .discard_version(client.request(pb::DiscardVersionRequest {
+                    registry_version: version,
+                }))
+                .await?;
+            if json {
+                println!("{}", serde_json::json!({"discarded": version}));
+            } else {
+                println!("staged registry version {version} discarded");
+            }
+            Ok(())
+        }
         RegistryCommand::PurgePepper { pepper_version } => {
             let r = client
                 .registry()
@@ -94,15 +158,21 @@ pub async fn registry(client: &Client, command: RegistryCommand, json: bool) -> 
     }
 }
 
-async fn import(
-    client: &Client,
+/// What an import reads and writes.
+struct Files {
     input: Option<PathBuf>,
     format: Option<FormatArg>,
     delete: Option<PathBuf>,
-    rejects_path: Option<PathBuf>,
-    quiet: bool,
-    json: bool,
-) -> Result<()> {
+    rejects: Option<PathBuf>,
+}
+
+async fn import(client: &Client, files: Files, quiet: bool, stage: bool, json: bool) -> Result<()> {
+    let Files {
+        input,
+        format,
+        delete,
+        rejects: rejects_path,
+    } = files;
     if input.is_none() && delete.is_none() {
         bail!("give an export to import, a --delete list, or both");
     }
@@ -117,7 +187,10 @@ async fn import(
         ),
         None => Vec::new(),
     };
-    let chunks = chunks(&rows, &deletes);
+    let mut chunks = chunks(&rows, &deletes);
+    if let Some((_, first)) = chunks.first_mut() {
+        first.stage_only = stage;
+    }
     let total = (rows.len() + deletes.len()) as u64;
     let bar = (!quiet).then(|| {
         let bar = indicatif::ProgressBar::new(total);
@@ -184,19 +257,32 @@ async fn import(
         "deleted": r.deleted,
         "delete_not_found": r.delete_not_found,
         "registry_version": r.registry_version,
+        "staged_version": r.staged_version,
+        "pepper_version": r.pepper_version,
+        "records": r.records,
     });
     println!("{report}");
     if !json {
         eprintln!(
-            "{} rows, {rejected} rejected (see {}), {} inserted, {} updated, {} unchanged, {} deleted; registry version {}",
+            "{} rows, {rejected} rejected (see {}), {} inserted, {} updated, {} unchanged, {} deleted",
             r.rows,
             report_path.display(),
             r.inserted,
             r.updated,
             r.unchanged,
             r.deleted,
-            r.registry_version
         );
+        if r.staged_version > 0 {
+            eprintln!(
+                "registry version {} staged ({} records under pepper version {}); version {} answers until `ekyc registry publish --version {}`",
+                r.staged_version, r.records, r.pepper_version, r.registry_version, r.staged_version
+            );
+        } else {
+            eprintln!(
+                "registry version {}: {} records under pepper version {}",
+                r.registry_version, r.records, r.pepper_version
+            );
+        }
         if r.rejects_omitted > 0 {
             eprintln!(
                 "the server returned the first rejects only; {} more are counted, not listed",

@@ -310,3 +310,137 @@ async fn a_stream_that_stops_half_way_imports_nothing() {
     );
     server.stop().await;
 }
+
+/// Runs `ekyc ... --json ARGS` and returns its first stdout line as JSON, or
+/// the error text when it fails.
+async fn ekyc_json(
+    server: &TestServer,
+    key: &str,
+    dir: &Path,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let out = ekyc(&server.endpoint(), key, dir, args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        return Err(stdout + &String::from_utf8_lossy(&out.stderr));
+    }
+    let line = stdout.lines().next().unwrap_or_default();
+    Ok(serde_json::from_str(line).expect("json line"))
+}
+
+/// `import --stage` builds the version without switching to it: the
+/// current version answers, no other import may start, and only a publish
+/// naming the staged version switches every lookup to it (a discard
+/// removes it without a trace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_import_switches_only_when_published() {
+    let dir = tempfile::tempdir().expect("dir");
+    write_files(dir.path());
+    let (server, operator, _) = server().await;
+    let import = [
+        "registry",
+        "import",
+        "registry.csv",
+        "--stage",
+        "--quiet",
+        "--json",
+    ];
+    let staged = ekyc_json(&server, &operator, dir.path(), &import)
+        .await
+        .expect("staged import");
+    assert_eq!(
+        (&staged["registry_version"], &staged["staged_version"]),
+        (&0.into(), &1.into()),
+        "{staged}"
+    );
+    assert_eq!(
+        staged["records"], 120,
+        "what the version will hold: {staged}"
+    );
+    assert_eq!(
+        (
+            server.app.store.registry_version().await.expect("version"),
+            server.app.store.count_records().await.expect("count")
+        ),
+        (0, 0),
+        "nothing answers from a staged version"
+    );
+    let refused = ekyc_json(&server, &operator, dir.path(), &import)
+        .await
+        .expect_err("one staged version at a time");
+    assert!(refused.contains("VERSION_STAGED"), "{refused}");
+    let wrong = ekyc_json(
+        &server,
+        &operator,
+        dir.path(),
+        &["registry", "publish", "--version", "2", "--json"],
+    )
+    .await
+    .expect_err("version 2 is not staged");
+    assert!(
+        wrong.contains("VERSION_NOT_STAGED") && wrong.contains("version 1 is"),
+        "{wrong}"
+    );
+    let published = ekyc_json(
+        &server,
+        &operator,
+        dir.path(),
+        &["registry", "publish", "--version", "1", "--json"],
+    )
+    .await
+    .expect("publish");
+    assert_eq!(
+        (&published["registry_version"], &published["records"]),
+        (&1.into(), &120.into()),
+        "{published}"
+    );
+    assert_eq!(server.app.store.count_records().await.expect("count"), 120);
+
+    // A staged change discarded: the current version stays as it was.
+    std::fs::write(dir.path().join("more.csv"), {
+        let mut csv = Vec::new();
+        ekyc_synth::write_csv(&mut csv, ekyc_synth::citizens(11, 5)).expect("csv");
+        csv
+    })
+    .expect("more");
+    let more = ekyc_json(
+        &server,
+        &operator,
+        dir.path(),
+        &[
+            "registry", "import", "more.csv", "--stage", "--quiet", "--json",
+        ],
+    )
+    .await
+    .expect("staged");
+    assert_eq!(more["staged_version"], 2, "{more}");
+    assert_eq!(more["records"], 125, "{more}");
+    ekyc_json(
+        &server,
+        &operator,
+        dir.path(),
+        &["registry", "discard", "--version", "2", "--json"],
+    )
+    .await
+    .expect("discard");
+    assert_eq!(server.app.store.registry_version().await.expect("v"), 1);
+    assert_eq!(server.app.store.count_records().await.expect("count"), 120);
+    let trail = server
+        .app
+        .store
+        .list_audit(None, None, 10)
+        .await
+        .expect("audit");
+    let actions: Vec<&str> = trail.iter().map(|e| e.entry.action.as_str()).collect();
+    assert_eq!(
+        &actions[..4],
+        [
+            "registry.discard",
+            "registry.stage",
+            "registry.publish",
+            "registry.stage"
+        ],
+        "every step is in the audit trail"
+    );
+    server.stop().await;
+}

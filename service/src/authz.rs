@@ -99,6 +99,8 @@ pub const RULES: &[Rule] = &[
     rule(BILLING, "ListInvoices", BILLING_READ),
     rule(BILLING, "ExportInvoice", BILLING_READ),
     rule(REGISTRY, "ImportRecords", REGISTRY_OPERATOR),
+    rule(REGISTRY, "PublishVersion", REGISTRY_OPERATOR),
+    rule(REGISTRY, "DiscardVersion", REGISTRY_OPERATOR),
     rule(REGISTRY, "PurgePepper", REGISTRY_OPERATOR),
 ];
 

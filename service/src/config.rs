@@ -111,10 +111,11 @@ pub struct TransportConfig {
     /// `grpc-timeout` wins. It also ends streaming calls (health `Watch`,
     /// reflection), which clients re-open.
     pub request_timeout_secs: u64,
-    /// Longest a registry import stream (`RegistryService/ImportRecords`)
-    /// may take: it lasts as long as hashing its records (about
-    /// `records / (cores / Argon2 time)`). `max_connection_age_secs` also
-    /// bounds it: raise both for a larger import.
+    /// Longest a registry operator's call (`RegistryService`) may take: an
+    /// import stream lasts as long as hashing its records (about
+    /// `records / (cores / Argon2 time)`), and publishing a pepper rotation
+    /// or purging a pepper rewrites every row of it. `max_connection_age_secs`
+    /// also bounds them: raise both for a larger import.
     pub import_timeout_secs: u64,
     /// Idle time after which the server pings a connection (HTTP/2 PING);
     /// 0 turns keepalive off.

@@ -97,6 +97,10 @@ reasons! {
     /// The pepper version to purge is one the service derives with (the
     /// registry's current version's, or the one imports use).
     PepperInUse = "PEPPER_IN_USE" => FailedPrecondition,
+    /// A built version waits for its publish or discard, so no other import may start.
+    VersionStaged = "VERSION_STAGED" => FailedPrecondition,
+    /// A publish or discard named a version that is not the staged one.
+    VersionNotStaged = "VERSION_NOT_STAGED" => FailedPrecondition,
     /// An import would derive with a pepper older than the registry's current one.
     PepperBehind = "PEPPER_BEHIND" => FailedPrecondition,
     /// An import stream ended before its message marked last.
@@ -351,6 +355,8 @@ impl From<crate::store::StoreError> for ServiceError {
             StoreError::ImportInProgress { .. } => Some(Reason::ImportInProgress),
             StoreError::PepperBehind { .. } => Some(Reason::PepperBehind),
             StoreError::PepperInUse(_) => Some(Reason::PepperInUse),
+            StoreError::VersionStaged { .. } => Some(Reason::VersionStaged),
+            StoreError::NotStaged { .. } => Some(Reason::VersionNotStaged),
             _ => None,
         };
         if let Some(reason) = state {

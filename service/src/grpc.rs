@@ -358,6 +358,30 @@ impl RegistryService for RegistryApi {
         ))
     }
 
+    async fn publish_version(
+        &self,
+        request: Request<pb::PublishVersionRequest>,
+    ) -> Result<Response<pb::PublishVersionResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.publish_version(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn discard_version(
+        &self,
+        request: Request<pb::DiscardVersionRequest>,
+    ) -> Result<Response<pb::DiscardVersionResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.discard_version(cred, msg),
+            |r| r
+        )
+    }
+
     async fn purge_pepper(
         &self,
         request: Request<pb::PurgePepperRequest>,

@@ -56,8 +56,15 @@ pub struct ImportReport {
     pub deleted: u64,
     /// IDs in the delete list that were not in the registry.
     pub delete_not_found: u64,
-    /// Registry version after the import.
+    /// Registry version current after the import.
     pub registry_version: u64,
+    /// The version built and kept staged for a separate publish (a staged
+    /// import that changed something), else 0.
+    pub staged_version: u64,
+    /// The pepper version the records were derived with.
+    pub pepper_version: u32,
+    /// Records the new version holds (the current one if nothing changed).
+    pub records: u64,
 }
 
 impl ImportReport {
@@ -132,6 +139,49 @@ pub async fn import_rows(
     progress: ProgressStyle,
     actor: &Actor,
 ) -> Result<(ImportReport, Vec<Reject>), ImportError> {
+    let input = Input {
+        rows,
+        deletes,
+        rejects,
+    };
+    import_version(store, pool, input, progress, actor, Switch::AtEnd).await
+}
+
+/// What an import reads: validated rows, deletes, and the rejects found
+/// while reading them.
+pub struct Input {
+    /// Records.
+    pub rows: Vec<RawRow>,
+    /// IDs to delete.
+    pub deletes: Vec<RawRow>,
+    /// Rows already refused.
+    pub rejects: Vec<Reject>,
+}
+
+/// When the version an import builds becomes current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// As soon as it is built.
+    AtEnd,
+    /// Never by the import: it stays staged until a publish (or discard)
+    /// names it, so the operator can check the counts first.
+    Staged,
+}
+
+/// Imports like [`import_rows`], switching as `switch` says.
+pub async fn import_version(
+    store: &Store,
+    pool: Arc<HashPool>,
+    input: Input,
+    progress: ProgressStyle,
+    actor: &Actor,
+    switch: Switch,
+) -> Result<(ImportReport, Vec<Reject>), ImportError> {
+    let Input {
+        rows,
+        deletes,
+        rejects,
+    } = input;
     let staging = store
         .begin_version(crate::clock::now_ms(), pool.primary_pepper())
         .await?;
@@ -141,25 +191,94 @@ pub async fn import_rows(
     };
     let (mut report, rejects) =
         build_version(store, &staging, pool, rows, deletes, rejects, progress).await?;
-    if report.changed() {
+    report.pepper_version = staging.pepper;
+    if !report.changed() {
+        // Nothing changed: the current version stays current.
+        store.discard_version(&staging).await?;
+        report.registry_version = staging.version - 1;
+        report.records = store.count_records().await?;
+    } else if switch == Switch::Staged {
+        report.registry_version = staging.version - 1;
+        report.staged_version = staging.version;
+        report.records = store.count_staged(&staging).await?;
+        let entry = actor.entry(
+            "registry.stage",
+            "",
+            "registry_version",
+            (staging.version - 1).to_string(),
+            counts(&report)?,
+        );
+        store.keep_staged(&staging, now_ms(), &[entry]).await?;
+    } else {
         report.registry_version = staging.version;
-        let counts = serde_json::to_string(&report)
-            .map_err(|e| ImportError::Hash(HashError::Kdf(e.to_string())))?;
+        report.records = store.count_staged(&staging).await?;
         let entry = actor.entry(
             "registry.import",
             "",
             "registry_version",
             (staging.version - 1).to_string(),
-            counts,
+            counts(&report)?,
         );
         store.publish_version(&staging, &[entry]).await?;
-    } else {
-        // Nothing changed: the current version stays current.
-        store.discard_version(&staging).await?;
-        report.registry_version = staging.version - 1;
     }
     guard.staging = None;
     Ok((report, rejects))
+}
+
+/// A staged version made current by [`publish_staged`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Published {
+    /// The version now current.
+    pub registry_version: u64,
+    /// The pepper its records are derived with.
+    pub pepper_version: u32,
+    /// Records it holds.
+    pub records: u64,
+}
+
+/// Makes the staged version `version` (built by a [`Switch::Staged`]
+/// import) current on every replica at once, recording who did it.
+pub async fn publish_staged(
+    store: &Store,
+    version: u64,
+    actor: &Actor,
+) -> Result<Published, ImportError> {
+    let staging = store.staged_version(version).await?;
+    let records = store.count_staged(&staging).await?;
+    let entry = actor.entry(
+        "registry.publish",
+        "",
+        "registry_version",
+        (version - 1).to_string(),
+        version.to_string(),
+    );
+    store.publish_version(&staging, &[entry]).await?;
+    Ok(Published {
+        registry_version: version,
+        pepper_version: staging.pepper,
+        records,
+    })
+}
+
+/// Removes the staged version `version` without a trace in the registry,
+/// recording who did it.
+pub async fn discard_staged(store: &Store, version: u64, actor: &Actor) -> Result<(), ImportError> {
+    let staging = store.staged_version(version).await?;
+    store.discard_version(&staging).await?;
+    let entry = actor.entry(
+        "registry.discard",
+        "",
+        "registry_version",
+        version.to_string(),
+        String::new(),
+    );
+    store.append_audit(&[entry]).await?;
+    Ok(())
+}
+
+/// The report as the audit entry's value.
+fn counts(report: &ImportReport) -> Result<String, ImportError> {
+    serde_json::to_string(report).map_err(|e| ImportError::Hash(HashError::Kdf(e.to_string())))
 }
 
 /// Discards the staged version unless the import got to its end: an

@@ -14,7 +14,7 @@ use crate::auth::Credential;
 use crate::authz::{Gate, Target};
 use crate::error::{Reason, ServiceError};
 use crate::hashing::HashPool;
-use crate::import::{self, ImportError, ProgressStyle};
+use crate::import::{self, ImportError, Input, ProgressStyle, Switch};
 use crate::keyring::Keyring;
 use crate::store::Store;
 use crate::tenants::Actor;
@@ -66,7 +66,7 @@ impl RegistryService {
     ) -> Result<pb::ImportRecordsResponse, tonic::Status> {
         let actor = self.operator(credential, "ImportRecords").await?;
         let (mut rows, mut deletes, mut rejects) = (Vec::new(), Vec::new(), Vec::new());
-        let mut complete = false;
+        let (mut complete, mut stage_only) = (false, false);
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
             if complete {
@@ -78,6 +78,7 @@ impl RegistryService {
                 .into());
             }
             complete = chunk.last;
+            stage_only |= chunk.stage_only;
             if rows.len() + deletes.len() + chunk.records.len() + chunk.deletes.len()
                 > MAX_IMPORT_ROWS
             {
@@ -113,14 +114,23 @@ impl RegistryService {
             )
             .into());
         }
-        let (report, rejects) = import::import_rows(
-            &self.store,
-            Arc::clone(&self.pool),
+        let switch = if stage_only {
+            Switch::Staged
+        } else {
+            Switch::AtEnd
+        };
+        let input = Input {
             rows,
             deletes,
             rejects,
+        };
+        let (report, rejects) = import::import_version(
+            &self.store,
+            Arc::clone(&self.pool),
+            input,
             ProgressStyle::Quiet,
             &actor,
+            switch,
         )
         .await
         .map_err(import_refusal)?;
@@ -145,7 +155,47 @@ impl RegistryService {
                 })
                 .collect(),
             rejects_omitted: omitted,
+            staged_version: report.staged_version,
+            pepper_version: report.pepper_version,
+            records: report.records,
         })
+    }
+
+    /// PublishVersion: the staged version becomes current everywhere.
+    pub async fn publish_version(
+        &self,
+        credential: &Credential,
+        req: &pb::PublishVersionRequest,
+    ) -> Result<pb::PublishVersionResponse, ServiceError> {
+        let actor = self.operator(credential, "PublishVersion").await?;
+        let published = import::publish_staged(&self.store, req.registry_version, &actor)
+            .await
+            .map_err(import_refusal)?;
+        tracing::info!(
+            actor = %actor.key_id,
+            registry_version = published.registry_version,
+            pepper_version = published.pepper_version,
+            records = published.records,
+            "staged registry version published"
+        );
+        Ok(pb::PublishVersionResponse {
+            registry_version: published.registry_version,
+            pepper_version: published.pepper_version,
+            records: published.records,
+        })
+    }
+
+    /// DiscardVersion: the staged version goes; the current one stays.
+    pub async fn discard_version(
+        &self,
+        credential: &Credential,
+        req: &pb::DiscardVersionRequest,
+    ) -> Result<pb::DiscardVersionResponse, ServiceError> {
+        let actor = self.operator(credential, "DiscardVersion").await?;
+        import::discard_staged(&self.store, req.registry_version, &actor)
+            .await
+            .map_err(import_refusal)?;
+        Ok(pb::DiscardVersionResponse {})
     }
 
     /// PurgePepper: refuses the pepper imports derive with here, and (in

@@ -49,14 +49,15 @@ pub fn layers(
 /// How long a call may take on the server.
 #[derive(Debug, Clone, Copy)]
 pub struct CallTimeouts {
-    /// Every call but a registry import.
+    /// Every call but the registry operator's.
     pub request: Duration,
-    /// `RegistryService/ImportRecords`.
+    /// `RegistryService` calls: an import stream, and the publish and purge
+    /// that rewrite or delete a whole pepper's rows.
     pub import: Duration,
 }
 
-/// The one method whose call lasts as long as the work it streams.
-const IMPORT_PATH: &str = "/ekyc.v1.RegistryService/ImportRecords";
+/// The service whose calls last as long as the registry work they do.
+const REGISTRY_PATH: &str = "/ekyc.v1.RegistryService/";
 
 /// Telemetry and the time bound of every call: see [`layers`].
 #[derive(Clone)]
@@ -132,7 +133,7 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let (service, method) = rpc_name(request.uri().path());
-        let limit = if request.uri().path() == IMPORT_PATH {
+        let limit = if request.uri().path().starts_with(REGISTRY_PATH) {
             self.timeouts.import
         } else {
             self.timeouts.request

@@ -51,7 +51,9 @@ fn expected(method: &str) -> [May; 5] {
         "ListPricePlans" | "GetPricePlan" => [Any, Any, No, Any, No],
         "Verify" => [No, No, No, No, Any],
         // The agency's registry, loaded by its registry operators only.
-        "ImportRecords" | "PurgePepper" => [No, No, Any, No, No],
+        "ImportRecords" | "PublishVersion" | "DiscardVersion" | "PurgePepper" => {
+            [No, No, Any, No, No]
+        }
         // Public: needs no credential at all.
         "ListSigningKeys" => [Any; 5],
         other => panic!("no expectation for {other}"),
@@ -194,6 +196,19 @@ async fn call(c: &Client, method: &str, tenant: &str) -> Result<(), Status> {
             // An empty import: nothing to change, so nothing is published.
             let chunks = tokio_stream::iter(vec![pb::ImportRecordsRequest::default()]);
             r.import_records(c.request(chunks)).await?;
+        }
+        "PublishVersion" => {
+            // No version is staged: refused after authorisation.
+            r.publish_version(c.request(pb::PublishVersionRequest {
+                registry_version: 77,
+            }))
+            .await?;
+        }
+        "DiscardVersion" => {
+            r.discard_version(c.request(pb::DiscardVersionRequest {
+                registry_version: 77,
+            }))
+            .await?;
         }
         "PurgePepper" => {
             // A pepper version no record was derived under.

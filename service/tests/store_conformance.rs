@@ -9,8 +9,9 @@ use ekyc_domain::field::Field;
 use ekyc_domain::keys::KdfParams;
 use ekyc_domain::record::{FieldTags, RecordTags};
 use ekyc_service::store::{
-    ApiKeyRecord, AuditEntry, DatabaseConfig, KeyWrite, Role, STAGING_STALE_MS, Store, StoreError,
-    StoredRecord, Tenant, TenantPolicy, TenantStatus, Upserted, audit_chain_hash,
+    ApiKeyRecord, AuditEntry, DatabaseConfig, KeyWrite, Role, STAGED_KEEP_MS, STAGING_STALE_MS,
+    Store, StoreError, StoredRecord, Tenant, TenantPolicy, TenantStatus, Upserted,
+    audit_chain_hash,
 };
 use ekyc_service::test_support::TestDatabase;
 
@@ -915,6 +916,75 @@ async fn a_pepper_rotation_switches_at_once_and_purges_the_old_rows() {
             ["0", "4"],
             "{n}: each purge is audited with its count"
         );
+        store.close().await;
+    }
+}
+
+/// A built version kept for a separate publish: invisible, blocking other
+/// imports for a day (not the ten minutes of an idle import), published or
+/// discarded only by its version, and replaced after the day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_version_waits_for_its_publish() {
+    for b in both().await {
+        let n = b.name;
+        let store = b.open().await;
+        store
+            .register_kdf_params(&KdfParams::DEFAULT)
+            .await
+            .expect("params");
+        let v1 = store.begin_version(NOW, 1).await.expect("begin");
+        store
+            .upsert_records(&v1, &[record(1, 1, 1), record(2, 1, 2)], NOW)
+            .await
+            .expect("rows");
+        assert_eq!(store.count_staged(&v1).await.expect("count"), 2, "{n}");
+        store
+            .keep_staged(&v1, NOW, &[audit("", "registry_version", NOW)])
+            .await
+            .expect("keep");
+        assert_eq!(read(&store, &[1; 32]).await, (None, 0), "{n}: invisible");
+        let later = NOW + STAGING_STALE_MS + 1;
+        assert!(
+            matches!(
+                store.begin_version(later, 1).await,
+                Err(StoreError::VersionStaged { version: 1 })
+            ),
+            "{n}: kept past an idle import's ten minutes"
+        );
+        assert!(
+            matches!(
+                store.staged_version(2).await,
+                Err(StoreError::NotStaged {
+                    asked: 2,
+                    staged: Some(1)
+                })
+            ),
+            "{n}"
+        );
+        let staged = store.staged_version(1).await.expect("staged");
+        assert_eq!((staged.version, staged.pepper, staged.ready), (1, 1, true));
+        store.publish_version(&staged, &[]).await.expect("publish");
+        assert_eq!(read(&store, &[1; 32]).await.1, 1, "{n}");
+        assert!(
+            matches!(
+                store.staged_version(1).await,
+                Err(StoreError::NotStaged { staged: None, .. })
+            ),
+            "{n}: published, no longer staged"
+        );
+
+        // Kept and forgotten: a day later the next import replaces it.
+        let v2 = store.begin_version(NOW, 1).await.expect("begin");
+        store
+            .upsert_records(&v2, &[record(3, 2, 3)], NOW)
+            .await
+            .expect("rows");
+        store.keep_staged(&v2, NOW, &[]).await.expect("keep");
+        let next_day = NOW + STAGED_KEEP_MS + 1;
+        let v2_again = store.begin_version(next_day, 1).await.expect("take over");
+        assert_eq!(v2_again.version, 2, "{n}");
+        store.discard_version(&v2_again).await.expect("discard");
+        assert_eq!(read(&store, &[3; 32]).await, (None, 1), "{n}: no trace");
         store.close().await;
     }
 }

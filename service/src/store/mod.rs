@@ -66,6 +66,25 @@ pub enum StoreError {
         /// Seconds since it last wrote.
         idle_secs: i64,
     },
+    /// A built version waits for its publish (or discard).
+    #[error(
+        "registry version {version} is staged, waiting to be published or discarded; publish or discard it first"
+    )]
+    VersionStaged {
+        /// The staged version.
+        version: u64,
+    },
+    /// A publish or discard named a version that is not staged.
+    #[error("registry version {asked} is not staged ({})", match .staged {
+        Some(v) => format!("version {v} is"),
+        None => "no version is".to_string(),
+    })]
+    NotStaged {
+        /// The version asked for.
+        asked: u64,
+        /// The version staged, if any.
+        staged: Option<u64>,
+    },
     /// An import would derive with a pepper older than the one the
     /// registry's current version was built with: a replica not yet
     /// configured with the new pepper (publishing would move lookups back).
@@ -207,6 +226,14 @@ pub(crate) trait RegistryWrite {
     async fn publish_version(&self, staging: &Staging, audit: &[AuditEntry]) -> Result<()>;
     /// Removes the staged version without a trace.
     async fn discard_version(&self, staging: &Staging) -> Result<()>;
+    /// Keeps a built version staged for a separate publish (its claim
+    /// marked ready, held for [`STAGED_KEEP_MS`]), with `audit` in the
+    /// same transaction.
+    async fn keep_staged(&self, staging: &Staging, now_ms: i64, audit: &[AuditEntry])
+    -> Result<()>;
+    /// Number of records the staged version holds as it would be
+    /// published (without the other peppers' rows if it rotates).
+    async fn count_staged(&self, staging: &Staging) -> Result<u64>;
     /// Number of records in the current version.
     async fn count_records(&self) -> Result<u64>;
     /// Deletes every row derived under `pepper_version` (after a rotation,
@@ -231,6 +258,8 @@ pub struct Staging {
     pub version: u64,
     /// The pepper version its rows are derived with.
     pub pepper: u32,
+    /// Built and kept for a separate publish (or discard).
+    pub ready: bool,
     token: String,
 }
 
@@ -240,6 +269,10 @@ pub const META_STAGING: &str = "registry_staging";
 /// How long an import's claim holds without a write before another
 /// import may take it over (its rows are then discarded).
 pub const STAGING_STALE_MS: i64 = 10 * 60 * 1000;
+
+/// How long a built version kept for a separate publish holds its claim
+/// before another import may replace it.
+pub const STAGED_KEEP_MS: i64 = 24 * 3600 * 1000;
 
 impl Staging {
     /// Claims `version` for an import under pepper `pepper`, refusing a
@@ -256,12 +289,17 @@ impl Staging {
         Ok(Staging {
             version,
             pepper,
+            ready: false,
             token: hex::encode(bytes),
         })
     }
 
     fn encode(&self, now_ms: i64) -> String {
-        format!("{} {} {now_ms} {}", self.version, self.token, self.pepper)
+        let ready = u8::from(self.ready);
+        format!(
+            "{} {} {now_ms} {} {ready}",
+            self.version, self.token, self.pepper
+        )
     }
 
     /// The claim and its last write time, from the stored value.
@@ -271,14 +309,32 @@ impl Staging {
         let token = parts.next()?.to_string();
         let at_ms = parts.next()?.parse().ok()?;
         let pepper = parts.next()?.parse().ok()?;
+        let ready = parts.next() == Some("1");
         Some((
             Staging {
                 version,
                 pepper,
+                ready,
                 token,
             },
             at_ms,
         ))
+    }
+
+    /// The claim stored as `stored` if it is a built version `version`
+    /// kept for a separate publish.
+    fn ready_version(stored: Option<&str>, version: u64) -> Result<Staging> {
+        match stored.and_then(Staging::decode) {
+            Some((claim, _)) if claim.ready && claim.version == version => Ok(claim),
+            Some((claim, _)) if claim.ready => Err(StoreError::NotStaged {
+                asked: version,
+                staged: Some(claim.version),
+            }),
+            _ => Err(StoreError::NotStaged {
+                asked: version,
+                staged: None,
+            }),
+        }
     }
 
     /// Whether publishing this version moves lookups to another pepper
@@ -291,16 +347,24 @@ impl Staging {
     /// or the version discarded (`Stale`).
     fn check(&self, stored: Option<&str>) -> Result<()> {
         match stored.and_then(Staging::decode) {
-            Some((claim, _)) if claim == *self => Ok(()),
+            Some((claim, _)) if (claim.version, &claim.token) == (self.version, &self.token) => {
+                Ok(())
+            }
             _ => Err(StoreError::Stale),
         }
     }
 
     /// Refuses while the stored claim is active (written to within
-    /// [`STAGING_STALE_MS`]); an idle claim may be taken over.
+    /// [`STAGING_STALE_MS`], or kept for a publish within
+    /// [`STAGED_KEEP_MS`]); an idle claim may be taken over.
     fn refuse_if_active(stored: Option<&str>, now_ms: i64) -> Result<()> {
         match stored.and_then(Staging::decode) {
-            Some((claim, at_ms)) if now_ms - at_ms < STAGING_STALE_MS => {
+            Some((claim, at_ms)) if claim.ready && now_ms - at_ms < STAGED_KEEP_MS => {
+                Err(StoreError::VersionStaged {
+                    version: claim.version,
+                })
+            }
+            Some((claim, at_ms)) if !claim.ready && now_ms - at_ms < STAGING_STALE_MS => {
                 Err(StoreError::ImportInProgress {
                     version: claim.version,
                     idle_secs: (now_ms - at_ms) / 1000,
@@ -475,6 +539,28 @@ impl Store {
     /// Removes the staged version without a trace.
     pub async fn discard_version(&self, staging: &Staging) -> Result<()> {
         dispatch!(self, s => s.discard_version(staging).await)
+    }
+
+    /// Keeps a built version staged for a separate publish, recording
+    /// `audit` in the same transaction.
+    pub async fn keep_staged(
+        &self,
+        staging: &Staging,
+        now_ms: i64,
+        audit: &[AuditEntry],
+    ) -> Result<()> {
+        dispatch!(self, s => s.keep_staged(staging, now_ms, audit).await)
+    }
+
+    /// The built version `version` kept for a separate publish; else
+    /// `NotStaged`.
+    pub async fn staged_version(&self, version: u64) -> Result<Staging> {
+        Staging::ready_version(self.get_meta(META_STAGING).await?.as_deref(), version)
+    }
+
+    /// Number of records the staged version will hold once published.
+    pub async fn count_staged(&self, staging: &Staging) -> Result<u64> {
+        dispatch!(self, s => s.count_staged(staging).await)
     }
 
     /// Deletes every row derived under a retired pepper version (see

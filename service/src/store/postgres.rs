@@ -265,6 +265,8 @@ impl RegistryWrite for PgStore {
         staging.check(meta_in(&mut tx, META_STAGING).await?.as_deref())?;
         let current_pepper = current_pepper(&mut tx).await?;
         if staging.rotates(current_pepper) {
+            // Every row of the old pepper: no statement timeout.
+            unbounded(&mut tx).await?;
             // A version under a new pepper is a full re-import: the other
             // peppers' rows are not part of it (they stay visible to the
             // version before until purged, or removed by the next import).
@@ -310,6 +312,43 @@ impl RegistryWrite for PgStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn keep_staged(
+        &self,
+        staging: &Staging,
+        now_ms: i64,
+        audit: &[AuditEntry],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        lock_meta(&mut tx).await?;
+        let ready = Staging {
+            ready: true,
+            ..staging.clone()
+        };
+        claim(&mut tx, &ready, now_ms).await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn count_staged(&self, staging: &Staging) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let current_pepper = current_pepper(&mut tx).await?;
+        // A rotating version will not hold the other peppers' rows.
+        let only = staging.rotates(current_pepper);
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM citizen_records WHERE registry_version <= $1 \
+             AND (until_version IS NULL OR until_version > $1) \
+             AND (NOT $3 OR pepper_version = $2)",
+        )
+        .bind(staging.version as i64)
+        .bind(i64::from(staging.pepper))
+        .bind(only)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n as u64)
     }
 
     async fn count_records(&self) -> Result<u64> {

@@ -319,6 +319,42 @@ impl RegistryWrite for SqliteStore {
         Ok(())
     }
 
+    async fn keep_staged(
+        &self,
+        staging: &Staging,
+        now_ms: i64,
+        audit: &[AuditEntry],
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let ready = Staging {
+            ready: true,
+            ..staging.clone()
+        };
+        claim(&mut tx, &ready, now_ms).await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn count_staged(&self, staging: &Staging) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        let current_pepper = current_pepper(&mut tx).await?;
+        // A rotating version will not hold the other peppers' rows.
+        let only = staging.rotates(current_pepper);
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM citizen_records WHERE registry_version <= ?1 \
+             AND (until_version IS NULL OR until_version > ?1) \
+             AND (NOT ?3 OR pepper_version = ?2)",
+        )
+        .bind(staging.version as i64)
+        .bind(i64::from(staging.pepper))
+        .bind(only)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n as u64)
+    }
+
     async fn count_records(&self) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(
             "WITH cur(v) AS (SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM registry_meta \
