@@ -120,11 +120,17 @@ impl KdfParams {
 }
 
 /// Why a key could not be derived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KdfError {
     /// The Argon2 parameters are outside what Argon2id accepts.
     #[error("argon2 parameters are invalid (m_kib >= 8 * p, t >= 1, 1 <= p <= 2^24-1)")]
     InvalidParams,
+    /// An implementation derived a key other than the known answer, or
+    /// other than RustCrypto's, on this CPU.
+    #[error(
+        "argon2 implementation {0} derived a wrong key in its self-test on this CPU; set argon2.implementation = \"rustcrypto\" and report it"
+    )]
+    SelfTestFailed(String),
 }
 
 /// The per-subject key `K`. Zeroised on drop; `Debug` never shows it.
@@ -149,19 +155,162 @@ pub type Tag = [u8; 16];
 /// The 32-byte record locator.
 pub type Locator = [u8; 32];
 
-/// Reusable Argon2 working memory, one per hashing thread, so a worker does
-/// not allocate and fault in `m_kib` of memory on every evaluation.
+/// Which code evaluates Argon2id. Both derive the same key for the same
+/// inputs (`argon2-ref/tests/same_key.rs` checks them against each other,
+/// the reference C and RFC 9106); only the speed differs (docs/argon2.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KdfImplementation {
+    /// `argon2-rust`: the fastest measured, its SIMD code (AVX-512, AVX2,
+    /// SSE2, NEON) chosen at run time for the CPU it runs on.
+    #[default]
+    Argon2Rust,
+    /// RustCrypto `argon2`: the fallback.
+    RustCrypto,
+}
+
+impl KdfImplementation {
+    /// Its configuration name (`argon2.implementation`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KdfImplementation::Argon2Rust => "argon2-rust",
+            KdfImplementation::RustCrypto => "rustcrypto",
+        }
+    }
+
+    /// The implementation of a configuration name.
+    pub fn from_name(name: &str) -> Option<KdfImplementation> {
+        [KdfImplementation::Argon2Rust, KdfImplementation::RustCrypto]
+            .into_iter()
+            .find(|i| i.name() == name)
+    }
+
+    /// The code path it runs on this CPU, for logs and the benchmark
+    /// (`argon2-rust/avx512`, `rustcrypto`).
+    pub fn backend(self) -> String {
+        match self {
+            KdfImplementation::Argon2Rust => {
+                format!("argon2-rust/{}", argon2_rust::detected_backend())
+            }
+            KdfImplementation::RustCrypto => "rustcrypto".to_string(),
+        }
+    }
+}
+
+/// One hashing thread's working memory for one implementation, kept
+/// between evaluations: allocating and faulting in tens of MiB per call
+/// costs a measurable share of an evaluation. Not shared between threads.
 pub struct KdfMemory {
-    blocks: Vec<Block>,
+    state: KdfState,
+}
+
+enum KdfState {
+    RustCrypto(Vec<Block>),
+    /// `None` until the first evaluation names its parameters.
+    Argon2Rust(Option<argon2_rust::Hasher>),
 }
 
 impl KdfMemory {
-    /// Memory for evaluations with `params`.
+    /// Memory for evaluations with `params`, by the default implementation.
     pub fn new(params: &KdfParams) -> Self {
-        KdfMemory {
-            blocks: vec![Block::new(); params.m_kib as usize],
+        KdfMemory::with(params, KdfImplementation::default())
+    }
+
+    /// Memory for evaluations with `params` by `implementation`.
+    pub fn with(params: &KdfParams, implementation: KdfImplementation) -> Self {
+        let state = match implementation {
+            KdfImplementation::RustCrypto => {
+                KdfState::RustCrypto(vec![Block::new(); params.m_kib as usize])
+            }
+            KdfImplementation::Argon2Rust => {
+                KdfState::Argon2Rust(fast_params(params).ok().map(|p| {
+                    let mut hasher = fast(p).hasher();
+                    // Sized now so the first call is not the slow one; a
+                    // failure surfaces at that call instead.
+                    let _ = hasher.reserve();
+                    hasher
+                }))
+            }
+        };
+        KdfMemory { state }
+    }
+
+    /// The implementation this memory serves.
+    pub fn implementation(&self) -> KdfImplementation {
+        match self.state {
+            KdfState::RustCrypto(_) => KdfImplementation::RustCrypto,
+            KdfState::Argon2Rust(_) => KdfImplementation::Argon2Rust,
         }
     }
+}
+
+fn fast_params(params: &KdfParams) -> Result<argon2_rust::Params, KdfError> {
+    argon2_rust::Params::builder()
+        .memory(argon2_rust::params::Memory::kib(u64::from(params.m_kib)))
+        .passes(params.t)
+        .lanes(params.p)
+        .tag_len(argon2_rust::params::TagLen::bytes(32))
+        .build()
+        .map_err(|_| KdfError::InvalidParams)
+}
+
+fn fast(params: argon2_rust::Params) -> argon2_rust::Argon2 {
+    argon2_rust::Argon2::new(
+        argon2_rust::Algorithm::Argon2id,
+        argon2_rust::Version::V0x13,
+        params,
+    )
+}
+
+/// Raw Argon2id v1.3 into a 32-byte tag, with `secret` and associated data
+/// `ad`, by the implementation `memory` serves: the function every key
+/// derivation runs, exposed for the cross-implementation tests (RFC 9106's
+/// vector has associated data; keys never do).
+pub fn argon2id_raw(
+    params: &KdfParams,
+    password: &[u8],
+    salt: &[u8],
+    secret: &[u8],
+    ad: &[u8],
+    memory: &mut KdfMemory,
+) -> Result<[u8; 32], KdfError> {
+    let mut out = [0u8; 32];
+    match &mut memory.state {
+        KdfState::RustCrypto(blocks) => {
+            let p = argon2::ParamsBuilder::new()
+                .m_cost(params.m_kib)
+                .t_cost(params.t)
+                .p_cost(params.p)
+                .output_len(32)
+                .data(argon2::AssociatedData::new(ad).map_err(|_| KdfError::InvalidParams)?)
+                .build()
+                .map_err(|_| KdfError::InvalidParams)?;
+            let argon2 = Argon2::new_with_secret(secret, Algorithm::Argon2id, Version::V0x13, p)
+                .map_err(|_| KdfError::InvalidParams)?;
+            let needed = params.m_kib as usize;
+            if blocks.len() < needed {
+                blocks.resize(needed, Block::new());
+            }
+            argon2
+                .hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..needed])
+                .map_err(|_| KdfError::InvalidParams)?;
+        }
+        KdfState::Argon2Rust(hasher) => {
+            let p = fast_params(params)?;
+            let hasher = match hasher {
+                // Another parameter set keeps the arena (it grows if needed).
+                Some(h) if *h.params() != p => {
+                    h.set_argon2(fast(p));
+                    h
+                }
+                Some(h) => h,
+                None => hasher.insert(fast(p).hasher()),
+            };
+            hasher
+                .hash_into_with_ad(password, salt, secret, ad, &mut out)
+                .map_err(|_| KdfError::InvalidParams)?;
+        }
+    }
+    Ok(out)
 }
 
 /// `HMAC-SHA256(P_v, "salt" || id)[..16]`.
@@ -205,35 +354,57 @@ pub fn request_fingerprint(pepper: &Pepper, parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// Derives `K`: one Argon2id evaluation, the expensive step every Verify pays.
+/// The locator of the published known-answer vector at the default cost
+/// (docs/hashing.md: pepper bytes 0x00..0x1f, ID 079085001234).
+const DEFAULT_COST_LOCATOR: &str =
+    "52470e9b36baf4c33d0374ec2b80fa317918b551c7f881ebfec56528a2a482b4";
+
+/// Checks `implementation` on this CPU before it derives any stored key:
+/// the published known answer at the default cost, and at `params` the
+/// same key as RustCrypto's for the same inputs. SIMD code chosen at run
+/// time is only as right as its path for this CPU; a fault shows here, at
+/// start-up, not as a registry nobody can be found in.
+pub fn self_test(implementation: KdfImplementation, params: &KdfParams) -> Result<(), KdfError> {
+    let mut bytes = [0u8; 32];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let pepper = Pepper::new(1, &bytes);
+    let id = crate::normalize::normalize_id("079085001234").map_err(|_| KdfError::InvalidParams)?;
+    let failed = || KdfError::SelfTestFailed(implementation.backend());
+    let mut memory = KdfMemory::with(&KdfParams::DEFAULT, implementation);
+    let known = derive_key(&pepper, &KdfParams::DEFAULT, &id, &mut memory)?.locator();
+    if hex::encode(known) != DEFAULT_COST_LOCATOR {
+        return Err(failed());
+    }
+    if implementation != KdfImplementation::RustCrypto && *params != KdfParams::DEFAULT {
+        let mine = derive_key(&pepper, params, &id, &mut memory)?.locator();
+        let mut reference = KdfMemory::with(params, KdfImplementation::RustCrypto);
+        if mine != derive_key(&pepper, params, &id, &mut reference)?.locator() {
+            return Err(failed());
+        }
+    }
+    Ok(())
+}
+
+/// Derives `K`: one Argon2id evaluation, the expensive step every Verify
+/// pays, by the implementation `memory` serves.
 pub fn derive_key(
     pepper: &Pepper,
     params: &KdfParams,
     id: &IdNumber,
     memory: &mut KdfMemory,
 ) -> Result<SubjectKey, KdfError> {
-    let argon2 = Argon2::new_with_secret(
-        &pepper.bytes,
-        Algorithm::Argon2id,
-        Version::V0x13,
-        params.argon2_params()?,
-    )
-    .map_err(|_| KdfError::InvalidParams)?;
     let salt = derive_salt(pepper, id);
-    let needed = params.m_kib as usize;
-    if memory.blocks.len() < needed {
-        memory.blocks.resize(needed, Block::new());
-    }
-    let mut out = [0u8; 32];
-    argon2
-        .hash_password_into_with_memory(
-            id.as_str().as_bytes(),
-            &salt,
-            &mut out,
-            &mut memory.blocks[..needed],
-        )
-        .map_err(|_| KdfError::InvalidParams)?;
-    Ok(SubjectKey(out))
+    argon2id_raw(
+        params,
+        id.as_str().as_bytes(),
+        &salt,
+        &pepper.bytes,
+        &[],
+        memory,
+    )
+    .map(SubjectKey)
 }
 
 /// Which form of a field a tag is computed over.

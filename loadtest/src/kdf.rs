@@ -1,23 +1,27 @@
-//! Argon2id evaluations per second, for three implementations of the same
-//! function: the service's (RustCrypto `argon2` through
-//! `ekyc_domain::keys::derive_key`, one reused memory buffer per thread),
-//! the same with a fresh buffer per evaluation, and the reference C
-//! implementation (`ekyc-argon2-ref`) with its own allocation and with a
-//! reused buffer. All derive the same key
+//! Argon2id evaluations per second, for every implementation of the same
+//! function: the two `ekycd` can run through `ekyc_domain::keys::derive_key`
+//! (argon2-rust, its default, and RustCrypto `argon2`, its fallback, each
+//! with one reused memory per thread), RustCrypto with a fresh buffer per
+//! evaluation, and the reference C implementation (`ekyc-argon2-ref`) with
+//! its own allocation and with a reused buffer. All derive the same key
 //! (argon2-ref/tests/same_key.rs); only the speed differs.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use ekyc_argon2_ref::{Memory, RefParams, argon2id};
-use ekyc_domain::keys::{KdfMemory, KdfParams, Pepper, derive_key, derive_salt};
+use ekyc_domain::keys::{KdfImplementation, KdfMemory, KdfParams, Pepper, derive_key, derive_salt};
 use ekyc_domain::normalize::{IdNumber, normalize_id};
 
 /// One way of computing `K`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Implementation {
-    /// What `ekycd` runs: RustCrypto, one `KdfMemory` per hashing thread.
+    /// What `ekycd` runs by default: argon2-rust, its SIMD path chosen at
+    /// run time, one `KdfMemory` per hashing thread.
     Service,
+    /// `argon2.implementation = "rustcrypto"`: RustCrypto, one `KdfMemory`
+    /// per hashing thread (what `ekycd` ran before).
+    RustCrypto,
     /// RustCrypto with a new buffer for every evaluation (allocation and
     /// page faults included): what buffer reuse saves.
     FreshMemory,
@@ -30,8 +34,9 @@ pub enum Implementation {
 
 impl Implementation {
     /// Every implementation, the service's first.
-    pub const ALL: [Implementation; 4] = [
+    pub const ALL: [Implementation; 5] = [
         Implementation::Service,
+        Implementation::RustCrypto,
         Implementation::FreshMemory,
         Implementation::Reference,
         Implementation::ReferenceReused,
@@ -40,7 +45,10 @@ impl Implementation {
     /// A short label for tables.
     pub fn label(self) -> &'static str {
         match self {
-            Implementation::Service => "RustCrypto argon2, buffer reused per thread (ekycd)",
+            Implementation::Service => "argon2-rust, memory reused per thread (ekycd)",
+            Implementation::RustCrypto => {
+                "RustCrypto argon2, buffer reused per thread (ekycd's fallback)"
+            }
             Implementation::FreshMemory => "RustCrypto argon2, fresh buffer per evaluation",
             Implementation::Reference => "reference C (argon2-sys opt.c), malloc per evaluation",
             Implementation::ReferenceReused => "reference C (argon2-sys opt.c), buffer reused",
@@ -70,7 +78,8 @@ pub fn evaluations_per_sec(
             .map(|t| {
                 let pepper = &pepper;
                 s.spawn(move || -> Result<u64> {
-                    let mut memory = KdfMemory::new(&params);
+                    let mut memory = KdfMemory::with(&params, KdfImplementation::Argon2Rust);
+                    let mut fallback = KdfMemory::with(&params, KdfImplementation::RustCrypto);
                     let mut n = 0u64;
                     while Instant::now() < end {
                         let id = id(t, n)?;
@@ -79,8 +88,14 @@ pub fn evaluations_per_sec(
                                 derive_key(pepper, &params, &id, &mut memory)
                                     .map_err(|e| anyhow!("{e}"))?;
                             }
+                            Implementation::RustCrypto => {
+                                derive_key(pepper, &params, &id, &mut fallback)
+                                    .map_err(|e| anyhow!("{e}"))?;
+                            }
                             Implementation::FreshMemory => {
-                                derive_key(pepper, &params, &id, &mut KdfMemory::new(&params))
+                                let mut fresh =
+                                    KdfMemory::with(&params, KdfImplementation::RustCrypto);
+                                derive_key(pepper, &params, &id, &mut fresh)
                                     .map_err(|e| anyhow!("{e}"))?;
                             }
                             Implementation::Reference | Implementation::ReferenceReused => {

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ekyc_domain::keys::KdfParams;
+use ekyc_domain::keys::{KdfImplementation, KdfParams};
 use serde::Deserialize;
 
 /// Prefix of the environment variables the server reads.
@@ -330,6 +330,10 @@ pub struct Argon2Config {
     /// Calls that may wait for a hashing thread; beyond it calls are shed.
     /// 0 means 4 per thread.
     pub queue_capacity: usize,
+    /// Which code evaluates Argon2id: `argon2-rust` (the fastest measured,
+    /// its SIMD path chosen at run time) or `rustcrypto` (the fallback).
+    /// Both derive the same keys (docs/argon2.md).
+    pub implementation: String,
 }
 
 /// TLS settings. With `client_ca_file`, clients may authenticate with a
@@ -420,6 +424,7 @@ impl Default for Argon2Config {
             parallelism: d.p,
             pool_threads: 0,
             queue_capacity: 0,
+            implementation: KdfImplementation::default().name().to_string(),
         }
     }
 }
@@ -542,6 +547,16 @@ impl Config {
                 key: "argon2",
                 message: e.to_string(),
             })?;
+        if KdfImplementation::from_name(&self.argon2.implementation).is_none() {
+            return Err(ConfigError::Semantic {
+                key: "argon2.implementation",
+                message: format!(
+                    "must be \"{}\" or \"{}\"",
+                    KdfImplementation::Argon2Rust.name(),
+                    KdfImplementation::RustCrypto.name()
+                ),
+            });
+        }
         if self.pepper.version == 0 {
             return Err(ConfigError::Semantic {
                 key: "pepper.version",
@@ -698,6 +713,11 @@ impl Config {
             t: self.argon2.iterations,
             p: self.argon2.parallelism,
         }
+    }
+
+    /// The Argon2id implementation (`argon2.implementation`, validated).
+    pub fn kdf_implementation(&self) -> KdfImplementation {
+        KdfImplementation::from_name(&self.argon2.implementation).unwrap_or_default()
     }
 
     /// Hashing threads after resolving "one per core".
@@ -976,5 +996,23 @@ mod tests {
         let err = Config::load(None, &env(&[("EKYCD_PEPPER__VERSION", "0")]), &[])
             .expect_err("bad version");
         assert!(err.to_string().contains("pepper.version"), "{err}");
+        let err = Config::load(None, &env(&[("EKYCD_ARGON2__IMPLEMENTATION", "fast")]), &[])
+            .expect_err("unknown implementation");
+        assert!(
+            err.to_string().contains("argon2.implementation")
+                && err.to_string().contains("rustcrypto"),
+            "{err}"
+        );
+        let c = Config::load(
+            None,
+            &env(&[("EKYCD_ARGON2__IMPLEMENTATION", "rustcrypto")]),
+            &[],
+        )
+        .expect("the fallback");
+        assert_eq!(c.kdf_implementation(), KdfImplementation::RustCrypto);
+        assert_eq!(
+            Config::default().kdf_implementation(),
+            KdfImplementation::Argon2Rust
+        );
     }
 }

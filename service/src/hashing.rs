@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ekyc_domain::keys::{KdfMemory, KdfParams, Pepper, SubjectKey, derive_key};
+use ekyc_domain::keys::{KdfImplementation, KdfMemory, KdfParams, Pepper, SubjectKey, derive_key};
 use ekyc_domain::normalize::IdNumber;
 use tokio::sync::oneshot;
 
@@ -69,6 +69,7 @@ pub struct HashPool {
     stats: Arc<PoolStats>,
     threads: usize,
     params: KdfParams,
+    implementation: KdfImplementation,
     /// The peppers a job may ask for; each job carries its own reference
     /// to the threads, never a copy.
     keyring: Arc<Keyring>,
@@ -77,10 +78,10 @@ pub struct HashPool {
 
 impl HashPool {
     /// Starts `threads` hashing threads, deriving with the keyring's
-    /// peppers, with room for `queue` waiting jobs.
+    /// peppers by `implementation`, with room for `queue` waiting jobs.
     pub fn start(
         keyring: Arc<Keyring>,
-        params: KdfParams,
+        (params, implementation): (KdfParams, KdfImplementation),
         threads: usize,
         queue: usize,
     ) -> HashPool {
@@ -93,12 +94,13 @@ impl HashPool {
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || worker(&rx, params, &stats))
+                .spawn(move || worker(&rx, params, implementation, &stats))
                 .unwrap_or_else(|e| panic!("cannot start hashing thread: {e}"));
         }
         HashPool {
             queue_capacity: queue,
             keyring,
+            implementation,
             sender: Mutex::new(Some(tx)),
             stats,
             threads,
@@ -177,6 +179,11 @@ impl HashPool {
         self.threads
     }
 
+    /// The Argon2id implementation the threads run.
+    pub fn implementation(&self) -> KdfImplementation {
+        self.implementation
+    }
+
     /// The Argon2 parameter set every key is derived with.
     pub fn params(&self) -> KdfParams {
         self.params
@@ -203,10 +210,15 @@ impl Drop for HashPool {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, params: KdfParams, stats: &PoolStats) {
+fn worker(
+    rx: &Mutex<Receiver<Job>>,
+    params: KdfParams,
+    implementation: KdfImplementation,
+    stats: &PoolStats,
+) {
     // One buffer per thread, reused: allocating and faulting in tens of MiB
     // per call costs a measurable share of an evaluation.
-    let mut memory = KdfMemory::new(&params);
+    let mut memory = KdfMemory::with(&params, implementation);
     loop {
         let job = {
             let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
@@ -258,7 +270,7 @@ mod tests {
 
     #[tokio::test]
     async fn derives_the_same_key_as_the_domain() {
-        let pool = HashPool::start(keyring(), CHEAP, 2, 4);
+        let pool = HashPool::start(keyring(), (CHEAP, KdfImplementation::default()), 2, 4);
         let id = normalize_id("079085001234").expect("id");
         for (version, bytes) in [(1, [4; 32]), (2, [5; 32])] {
             let key = pool
@@ -284,7 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_deadlines_are_not_hashed() {
-        let pool = HashPool::start(keyring(), CHEAP, 1, 4);
+        let pool = HashPool::start(keyring(), (CHEAP, KdfImplementation::RustCrypto), 1, 4);
         let id = normalize_id("079085001234").expect("id");
         let past = Instant::now() - Duration::from_millis(1);
         assert_eq!(
@@ -303,7 +315,12 @@ mod tests {
             t: 4,
             p: 1,
         };
-        let pool = Arc::new(HashPool::start(keyring(), slow, 1, 1));
+        let pool = Arc::new(HashPool::start(
+            keyring(),
+            (slow, KdfImplementation::default()),
+            1,
+            1,
+        ));
         let id = normalize_id("079085001234").expect("id");
         let mut tasks = Vec::new();
         for _ in 0..8 {

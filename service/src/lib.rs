@@ -102,6 +102,9 @@ pub enum StartError {
     /// The ledger failed to open.
     #[error("billing ledger: {0}")]
     Ledger(#[from] ekyc_billing::LedgerError),
+    /// The Argon2id implementation failed its self-test on this CPU.
+    #[error("argon2: {0}")]
+    Kdf(#[from] ekyc_domain::keys::KdfError),
     /// A TLS file cannot be read.
     #[error("{key}: cannot read {path}: {source}")]
     Tls {
@@ -149,6 +152,10 @@ impl App {
         let limiter = Arc::new(ekyc_limits::Limiter::new(config.limits.clone())?);
         let store = Store::open(&config.database_url(), &config.database).await?;
         let params = config.kdf_params();
+        let implementation = config.kdf_implementation();
+        // Before any key is derived: the chosen code gives the published
+        // answer and RustCrypto's keys on this CPU.
+        ekyc_domain::keys::self_test(implementation, &params)?;
         store.register_kdf_params(&params).await?;
         let mut peppers = Vec::new();
         for file in config.pepper_files() {
@@ -176,7 +183,7 @@ impl App {
         keyring.observe_serving(store.registry_pepper_version().await?);
         let pool = Arc::new(HashPool::start(
             Arc::clone(&keyring),
-            params,
+            (params, implementation),
             config.pool_threads(),
             config.queue_capacity(),
         ));
@@ -186,6 +193,7 @@ impl App {
             serving_pepper_version = keyring.serving(),
             held_pepper_versions = ?keyring.held_versions(),
             kdf_params_id = params.id,
+            argon2 = %implementation.backend(),
             hashing_threads = pool.threads(),
             queue_capacity = config.queue_capacity(),
             shared_limits = limiter.is_shared(),

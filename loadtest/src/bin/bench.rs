@@ -1,11 +1,13 @@
 //! The one benchmark command for `ekycd`: every figure next to the baseline
 //! it should be judged against, all measured in one run on the same cores.
 //!
-//! Baselines: raw Argon2id evaluations per second on all cores (R_raw, next
-//! to the implementations it was chosen over) and the unary throughput of a
-//! bare tonic server that answers at once (E).
+//! Baselines: raw Argon2id evaluations per second on all cores (R_raw, what
+//! ekycd runs, next to the implementations it was chosen over, and
+//! R_fastest, the fastest of them) and the unary throughput of a bare tonic
+//! server that answers at once (E).
 //! Against them: the real service's saturation throughput at the default
-//! Argon2 cost (S / R_raw, with R_raw also measured right after S), at the minimum cost (M / E), its rate-limit
+//! Argon2 cost (S / R_fastest, with R_fastest also measured right after S),
+//! at the minimum cost (M / E), its rate-limit
 //! refusals (Q / E), the same minimum-cost service with every store in
 //! PostgreSQL and the limits in Redis (M_shared / M, and the core time that
 //! sharing adds per call as a fraction of one default-cost evaluation),
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use ekyc_client::{Client, v1 as pb};
-use ekyc_domain::keys::KdfParams;
+use ekyc_domain::keys::{KdfImplementation, KdfParams};
 use ekyc_loadtest::kdf::{Implementation, compare, evaluations_per_sec};
 use ekyc_loadtest::process::{
     ekycd, machine, output, prepare, proc_kib, sample_rss, settled_rss, start_server,
@@ -336,19 +338,28 @@ async fn main() -> Result<()> {
     let mut details = String::new();
     let mut rows = Vec::new();
 
-    // 1. Raw Argon2, before any server runs: the service's implementation
-    // (R_raw) interleaved with the alternatives it was chosen over.
-    eprintln!("bench: raw Argon2id on {cores} thread(s), four implementations");
+    // 1. Raw Argon2, before any server runs: what ekycd runs (R_raw)
+    // interleaved with the alternatives, and the fastest of them all
+    // (R_fastest), which S is judged against.
+    let backend = KdfImplementation::Argon2Rust.backend();
+    eprintln!(
+        "bench: raw Argon2id on {cores} thread(s), {} implementations ({backend})",
+        Implementation::ALL.len()
+    );
     let rates = compare(KdfParams::DEFAULT, cores, args.secs(3.0), 2)?;
     let r_raw = rates[0].1;
     let eval_ms = cores as f64 / r_raw * 1e3;
+    let (fastest, r_fastest) = rates
+        .iter()
+        .copied()
+        .fold(rates[0], |best, x| if x.1 > best.1 { x } else { best });
     rows.push(Row {
-        name: "R_raw: raw Argon2id evaluations/s (default cost, all cores)",
+        name: "R_raw: raw Argon2id evaluations/s, what ekycd runs (default cost, all cores)",
         value: format!("{r_raw:.1}/s; one evaluation {eval_ms:.2} ms"),
         baseline: "-".into(),
         ratio: "1.00".into(),
         note: format!(
-            "{}; {cores} thread(s), 19 MiB, t=2, p=1",
+            "{} ({backend}); {cores} thread(s), 19 MiB, t=2, p=1",
             Implementation::Service.label()
         ),
     });
@@ -359,6 +370,7 @@ async fn main() -> Result<()> {
             baseline: format!("R_raw {r_raw:.1}/s"),
             ratio: format!("{:.3}", rate / r_raw),
             note: match imp {
+                Implementation::RustCrypto => "argon2.implementation = \"rustcrypto\"".into(),
                 Implementation::FreshMemory => "what reusing the buffer saves".into(),
                 _ => "C built with -march=native unless CFLAGS overrides it; \
                       not what ekycd runs (docs/argon2.md)"
@@ -366,6 +378,13 @@ async fn main() -> Result<()> {
             },
         });
     }
+    rows.push(Row {
+        name: "R_fastest: the fastest implementation's raw rate (default cost, all cores)",
+        value: format!("{r_fastest:.1}/s"),
+        baseline: format!("R_raw {r_raw:.1}/s"),
+        ratio: format!("{:.3}", r_fastest / r_raw),
+        note: format!("{}, measured in the same rounds", fastest.label()),
+    });
 
     // 2. Bare tonic echo server.
     let (echo, echo_task) = echo_server().await?;
@@ -410,26 +429,21 @@ async fn main() -> Result<()> {
     let rep = measure(&cfg, "S: default-cost ekycd, closed loop", &mut details).await?;
     let s = per_sec(&rep, rep.total.yes);
     ensure!(s > 0.0, "the default-cost service answered nothing YES");
-    // R_raw again, right after S with the server idle: shared cores drift
-    // (a host that has just built the binaries slows down over the first
-    // minutes), so S is judged against the baseline on both sides of it.
-    eprintln!("bench: raw Argon2id again, right after S");
-    let r_after = evaluations_per_sec(
-        Implementation::Service,
-        KdfParams::DEFAULT,
-        cores,
-        args.secs(3.0),
-    )?;
-    let r_around = (r_raw + r_after) / 2.0;
+    // R_fastest again, right after S with the server idle: shared cores
+    // drift (a host that has just built the binaries slows down over the
+    // first minutes), so S is judged against the baseline on both sides.
+    eprintln!("bench: the fastest raw Argon2id again, right after S");
+    let r_after = evaluations_per_sec(fastest, KdfParams::DEFAULT, cores, args.secs(3.0))?;
+    let r_around = (r_fastest + r_after) / 2.0;
     let ratio = s / r_around;
     rows.push(Row {
         name: "S: ekycd saturation, default cost (YES/s)",
         value: format!("{s:.1}/s"),
-        baseline: format!("R_raw {r_around:.1}/s (before {r_raw:.1}, after {r_after:.1})"),
+        baseline: format!("R_fastest {r_around:.1}/s (before {r_fastest:.1}, after {r_after:.1})"),
         ratio: format!("{ratio:.3}"),
         note: format!(
-            "target >= 0.90: {}; {} callers, errors {}",
-            if ratio >= 0.90 {
+            "target >= 0.95: {}; {} callers, errors {}",
+            if ratio >= 0.95 {
                 "target met"
             } else {
                 "missed"

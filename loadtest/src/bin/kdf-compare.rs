@@ -57,6 +57,10 @@ fn main() -> Result<()> {
     )?;
     println!("{}\n", machine(threads));
     println!(
+        "argon2-rust runs its {} path on this CPU\n",
+        ekyc_domain::keys::KdfImplementation::Argon2Rust.backend()
+    );
+    println!(
         "Argon2id m={} KiB, t={}, p={}; {threads} thread(s), {} round(s) of {} s each\n",
         args.m_kib, args.t, args.p, args.rounds, args.seconds
     );
