@@ -143,7 +143,8 @@ fn every_implementation_passes_the_self_test() {
 }
 
 /// One thread's memory reused across parameter sets that grow and shrink,
-/// as a pool's thread meets them, gives each set's own answer.
+/// as a pool's thread meets them, and released when the thread goes idle,
+/// gives each set's own answer.
 #[test]
 fn reused_memory_across_costs_changes_nothing() {
     let pepper = Pepper::new(1, &[9; 32]);
@@ -160,6 +161,15 @@ fn reused_memory_across_costs_changes_nothing() {
                 .expect("derive")
                 .locator();
             assert_eq!(fresh, again, "{} at {m_kib}/{t}/{p}", imp.name());
+            assert!(reused.held_bytes() >= m_kib as usize * 1024);
+            // A thread gone idle gives its memory back; the next
+            // evaluation maps it again and gives the same key.
+            reused.release();
+            assert_eq!(reused.held_bytes(), 0, "{}", imp.name());
+            let after = derive_key(&pepper, &params, &id, &mut reused)
+                .expect("derive")
+                .locator();
+            assert_eq!(fresh, after, "{} after a release", imp.name());
         }
     }
 }

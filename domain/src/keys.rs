@@ -229,9 +229,41 @@ impl KdfMemory {
                     let _ = hasher.reserve();
                     hasher
                 }))
+                // (`release` gives it back when the thread goes idle.)
             }
         };
         KdfMemory { state }
+    }
+
+    /// Gives the working memory back (unmapped or freed, so its pages go
+    /// to the kernel, which zeroes them before any reuse): what a hashing
+    /// thread does whenever it goes idle, so the blocks of its last
+    /// evaluation, which would let anyone holding the pepper test that ID
+    /// at Blake2b speed, do not stay in the process. The next evaluation
+    /// maps it again.
+    pub fn release(&mut self) {
+        match &mut self.state {
+            KdfState::RustCrypto(blocks) => {
+                // A freed heap block is not necessarily unmapped: zero it
+                // first (read back, so the writes are not elided).
+                blocks.fill(Block::new());
+                std::hint::black_box(&blocks);
+                blocks.clear();
+                blocks.shrink_to_fit();
+            }
+            // An `mmap`ed arena, unmapped.
+            KdfState::Argon2Rust(Some(hasher)) => hasher.clear(),
+            KdfState::Argon2Rust(None) => {}
+        }
+    }
+
+    /// Bytes of working memory held now.
+    pub fn held_bytes(&self) -> usize {
+        match &self.state {
+            KdfState::RustCrypto(blocks) => blocks.capacity() * 1024,
+            KdfState::Argon2Rust(Some(hasher)) => hasher.reserved_blocks() * 1024,
+            KdfState::Argon2Rust(None) => 0,
+        }
     }
 
     /// The implementation this memory serves.

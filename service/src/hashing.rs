@@ -8,7 +8,7 @@
 //! bounded by `threads x Argon2 memory` (each thread reuses one buffer).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,11 @@ use ekyc_domain::normalize::IdNumber;
 use tokio::sync::oneshot;
 
 use crate::keyring::Keyring;
+
+/// How long a hashing thread waits for work before it gives its working
+/// memory back (`KdfMemory::release`). Each idle thread waits its turn at
+/// the queue, so with `n` threads the last lets go within `n` of these.
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 /// Why a key was not derived.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,11 +225,25 @@ fn worker(
     // per call costs a measurable share of an evaluation.
     let mut memory = KdfMemory::with(&params, implementation);
     loop {
-        let job = {
-            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
+        let waited = rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recv_timeout(IDLE_RELEASE);
+        let job = match waited {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                // Idle: the last evaluation's blocks go now rather than
+                // whenever the next job overwrites them. Not at every
+                // empty queue: a thread that had to map its memory again
+                // after each short gap would add page faults to the
+                // latency of moderate load.
+                memory.release();
+                let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+                match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
             }
         };
         stats.queued.fetch_sub(1, Ordering::SeqCst);
