@@ -18,6 +18,7 @@
 
 pub mod kdf;
 pub mod process;
+pub mod queueing;
 
 mod driver;
 mod report;
