@@ -564,6 +564,142 @@ async fn key_operations_agree_on_both_backends() {
     }
 }
 
+/// Authentication reads a key from its cache only while no tenant or key
+/// has changed anywhere: two handles on one database stand for two
+/// processes (or replicas), each with its own cache, and a revocation or a
+/// suspension made through one is seen by the next read through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_credentials_never_outlive_a_change_made_elsewhere_on_both_backends() {
+    for b in both().await {
+        let n = b.name;
+        let (here, there) = (b.open().await, b.open().await);
+        let t1 = tenant("t1", "Bank", None);
+        there.insert_tenant(&t1, &[]).await.expect("tenant");
+        let k1 = key("k1", "t1", Role::Verifier, 10);
+        there
+            .write_api_keys(&[KeyWrite::Insert(&k1)], &[])
+            .await
+            .expect("key");
+        let read = |store: &Store| {
+            let store = store.clone();
+            async move {
+                store
+                    .get_api_key_with_tenant("k1")
+                    .await
+                    .expect("read")
+                    .expect("there")
+            }
+        };
+        let (first, _) = read(&here).await;
+        assert!(first == k1, "{n}");
+        assert_eq!(here.credential_cache_hits(), 0, "{n}: the first read fills");
+        read(&here).await;
+        assert_eq!(
+            here.credential_cache_hits(),
+            1,
+            "{n}: nothing changed: cached"
+        );
+
+        // Revoked elsewhere: the very next read here sees it.
+        let revoked = ApiKeyRecord {
+            revoked_at_ms: Some(30),
+            ..k1.clone()
+        };
+        there
+            .write_api_keys(
+                &[KeyWrite::Update {
+                    old: &k1,
+                    new: &revoked,
+                }],
+                &[],
+            )
+            .await
+            .expect("revoke");
+        let (key_now, _) = read(&here).await;
+        assert_eq!(
+            key_now.revoked_at_ms,
+            Some(30),
+            "{n}: the revocation holds at once"
+        );
+        assert_eq!(
+            here.credential_cache_hits(),
+            1,
+            "{n}: read again after the change"
+        );
+
+        // Suspended elsewhere: likewise.
+        let suspended = Tenant {
+            status: TenantStatus::Suspended,
+            updated_at_ms: 2_000,
+            ..t1.clone()
+        };
+        there
+            .update_tenant(&suspended, t1.updated_at_ms, &[])
+            .await
+            .expect("suspend");
+        let (_, tenant_now) = read(&here).await;
+        assert_eq!(
+            tenant_now.map(|t| t.status),
+            Some(TenantStatus::Suspended),
+            "{n}: the suspension holds at once"
+        );
+        read(&here).await;
+        assert_eq!(
+            here.credential_cache_hits(),
+            2,
+            "{n}: cached again once read"
+        );
+
+        // A recorded use shows in the cached copy, so a busy key is not
+        // written on every call.
+        here.touch_api_key("k1", 77).await.expect("touch");
+        let (touched, _) = read(&here).await;
+        assert_eq!(touched.last_used_at_ms, Some(77), "{n}");
+        assert_eq!(here.credential_cache_hits(), 3, "{n}");
+
+        if n == "sqlite" {
+            // A writer that announced a change and died before committing
+            // leaves the announcement ahead of the database: nothing
+            // cached matches it, so every read goes to the database
+            // until the next change commits, and none is served stale.
+            let db = b.url.trim_start_matches("sqlite://");
+            let announce = format!("{db}-credentials");
+            let bytes = std::fs::read(&announce).expect("announce file");
+            let at = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+            let mut ahead = (at + 5).to_le_bytes().to_vec();
+            ahead.extend_from_slice(&(!(at + 5)).to_le_bytes());
+            std::fs::write(&announce, ahead).expect("announce ahead");
+            read(&here).await;
+            read(&here).await;
+            assert_eq!(
+                here.credential_cache_hits(),
+                3,
+                "{n}: bypassed, not trusted"
+            );
+            let resumed = ApiKeyRecord {
+                expires_at_ms: Some(9_000),
+                ..revoked.clone()
+            };
+            there
+                .write_api_keys(
+                    &[KeyWrite::Update {
+                        old: &revoked,
+                        new: &resumed,
+                    }],
+                    &[],
+                )
+                .await
+                .expect("change");
+            let (key_now, _) = read(&here).await;
+            assert_eq!(key_now.expires_at_ms, Some(9_000), "{n}");
+            read(&here).await;
+            assert_eq!(here.credential_cache_hits(), 4, "{n}: cached again");
+        }
+        here.close().await;
+        there.close().await;
+    }
+}
+
 /// The audit trail stays one gapless chain when many writers append at
 /// once (on PostgreSQL, as replicas would), and pages newest first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

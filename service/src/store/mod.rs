@@ -12,12 +12,17 @@
 //! Architecture invariant: nothing written here holds a citizen's raw data.
 //! Records are a locator and opaque tags; see `ekyc_domain::record`.
 
+mod credentials;
 mod postgres;
 mod rows;
 mod sqlite;
 
 pub use crate::model::*;
+pub use credentials::KeyWithTenant;
 
+use std::sync::Arc;
+
+use credentials::CredentialCache;
 use ekyc_domain::keys::{KdfParams, Locator};
 
 pub use crate::config::DatabaseConfig;
@@ -406,11 +411,12 @@ pub(crate) trait TenantStore {
     async fn write_api_keys(&self, keys: &[KeyWrite<'_>], audit: &[AuditEntry]) -> Result<()>;
     /// The API key with this public id.
     async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>>;
-    /// The key and its tenant in one read: the hot path of authentication.
-    async fn get_api_key_with_tenant(
-        &self,
-        key_id: &str,
-    ) -> Result<Option<(ApiKeyRecord, Option<Tenant>)>>;
+    /// The key, its tenant and the credential generation they were read
+    /// at, in one statement: what authentication caches.
+    async fn get_api_key_with_tenant(&self, key_id: &str) -> Result<Option<(i64, KeyWithTenant)>>;
+    /// The credential generation as it reads now, or `None` if it cannot
+    /// be read (then nothing cached is used).
+    async fn credential_generation(&self) -> Result<Option<i64>>;
     /// A tenant's keys, newest first.
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>>;
     /// Records a successful use of a key.
@@ -450,6 +456,9 @@ pub(crate) trait SigningKeyStore {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// Keys and tenants authentication read, valid while the credential
+    /// generation has not moved (credentials.rs).
+    credentials: Arc<CredentialCache>,
 }
 
 #[derive(Clone)]
@@ -479,7 +488,10 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        Ok(Store { backend })
+        Ok(Store {
+            backend,
+            credentials: Arc::default(),
+        })
     }
 
     /// Which backend this is: `"sqlite"` or `"postgres"`.
@@ -656,7 +668,9 @@ impl Store {
 
     /// Records a successful use of a key.
     pub async fn touch_api_key(&self, key_id: &str, now_ms: i64) -> Result<()> {
-        dispatch!(self, s => s.touch_api_key(key_id, now_ms).await)
+        dispatch!(self, s => s.touch_api_key(key_id, now_ms).await)?;
+        self.credentials.touched(key_id, now_ms);
+        Ok(())
     }
 
     /// How many usable keys have this role.
@@ -691,12 +705,28 @@ impl Store {
     }
 
     /// The API key with this public id and its tenant (`None` if the
-    /// tenant row is missing), in one read: what authentication needs.
-    pub async fn get_api_key_with_tenant(
-        &self,
-        key_id: &str,
-    ) -> Result<Option<(ApiKeyRecord, Option<Tenant>)>> {
-        dispatch!(self, s => s.get_api_key_with_tenant(key_id).await)
+    /// tenant row is missing): what authentication needs. Served from
+    /// the cache while the credential generation reads as it did when the
+    /// key was read, so a change committed by any process is seen by the
+    /// next call; else read in one statement. Unknown ids are never
+    /// cached, so probing for ids cannot fill the cache.
+    pub async fn get_api_key_with_tenant(&self, key_id: &str) -> Result<Option<KeyWithTenant>> {
+        let now = dispatch!(self, s => s.credential_generation().await)?;
+        if let Some(generation) = now
+            && let Some(cached) = self.credentials.get(key_id, generation)
+        {
+            return Ok(Some(cached));
+        }
+        let found = dispatch!(self, s => s.get_api_key_with_tenant(key_id).await)?;
+        Ok(found.map(|(generation, found)| {
+            self.credentials.put(generation, &found);
+            found
+        }))
+    }
+
+    /// How many authentications this handle served from its cache.
+    pub fn credential_cache_hits(&self) -> u64 {
+        self.credentials.hits()
     }
 
     /// Publishes a signing key if it is not yet known, and retires every

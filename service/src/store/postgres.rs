@@ -10,10 +10,11 @@ use ekyc_domain::keys::{KdfParams, Locator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
+use super::credentials::KeyWithTenant;
 use super::rows::{
-    AUDIT_COLUMNS, KEY_COLUMN_COUNT, KEY_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMNS,
-    audit_from_row, chain_head, key_from_row, key_label, record_from_row, signing_key_from_row,
-    status_str, tenant_from_row, tenant_json,
+    AUDIT_COLUMNS, KEY_COLUMN_COUNT, KEY_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMN_COUNT,
+    TENANT_COLUMNS, audit_from_row, chain_head, key_from_row, key_label, record_from_row,
+    signing_key_from_row, status_str, tenant_from_row, tenant_json,
 };
 use super::{
     ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, Lookup,
@@ -530,6 +531,7 @@ impl TenantStore for PgStore {
             return Err(StoreError::Stale);
         }
         append_audit(&mut tx, audit).await?;
+        raise_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -604,6 +606,7 @@ impl TenantStore for PgStore {
             }
         }
         append_audit(&mut tx, audit).await?;
+        raise_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -619,18 +622,14 @@ impl TenantStore for PgStore {
         .transpose()
     }
 
-    /// The key and its tenant in one statement: one round trip per
-    /// authentication, and no cache, so a revocation or suspension made
-    /// through any replica holds on the next call to every replica.
-    async fn get_api_key_with_tenant(
-        &self,
-        key_id: &str,
-    ) -> Result<Option<(ApiKeyRecord, Option<Tenant>)>> {
+    /// The key, its tenant and the credential generation in one
+    /// statement, so one snapshot: what the cache may keep.
+    async fn get_api_key_with_tenant(&self, key_id: &str) -> Result<Option<(i64, KeyWithTenant)>> {
         let Some(row) = sqlx::query(
             "SELECT k.key_id, k.tenant_id, k.role, k.secret_sha256, k.created_at_ms, \
              k.expires_at_ms, k.revoked_at_ms, k.last_used_at_ms, k.label, \
              t.id, t.name, t.status, t.policy, t.mtls_subject, t.created_at_ms, t.updated_at_ms, \
-             t.legal \
+             t.legal, (SELECT generation FROM credential_generation WHERE id = 1) \
              FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.key_id = $1",
         )
         .bind(key_id)
@@ -644,7 +643,8 @@ impl TenantStore for PgStore {
             Some(_) => Some(tenant_from_row(&row, KEY_COLUMN_COUNT)?),
             None => None,
         };
-        Ok(Some((key, tenant)))
+        let generation: i64 = row.try_get(KEY_COLUMN_COUNT + TENANT_COLUMN_COUNT)?;
+        Ok(Some((generation, (key, tenant))))
     }
 
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
@@ -658,6 +658,15 @@ impl TenantStore for PgStore {
         .iter()
         .map(key_from_row)
         .collect()
+    }
+
+    /// One single-row statement: the round trip of a strict check.
+    async fn credential_generation(&self) -> Result<Option<i64>> {
+        let generation: i64 =
+            sqlx::query_scalar("SELECT generation FROM credential_generation WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Some(generation))
     }
 
     async fn touch_api_key(&self, key_id: &str, now_ms: i64) -> Result<()> {
@@ -813,4 +822,14 @@ fn conflict(e: sqlx::Error) -> StoreError {
         });
     }
     StoreError::Database(e)
+}
+
+/// Raises the credential generation inside `tx`, a transaction that
+/// changes a tenant or a key (credentials.rs). The row lock orders
+/// concurrent writers on every replica.
+async fn raise_generation(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<()> {
+    sqlx::query("UPDATE credential_generation SET generation = generation + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -18,6 +18,9 @@ impl<DB: Database, T: for<'r> Decode<'r, DB> + Type<DB>> Decodes<DB> for T {}
 pub(super) const TENANT_COLUMNS: &str =
     "id, name, status, policy, mtls_subject, created_at_ms, updated_at_ms, legal";
 
+/// How many columns `TENANT_COLUMNS` names.
+pub(super) const TENANT_COLUMN_COUNT: usize = 8;
+
 /// Columns of an API key, in `key_from_row` order.
 pub(super) const KEY_COLUMNS: &str = "key_id, tenant_id, role, secret_sha256, created_at_ms, \
      expires_at_ms, revoked_at_ms, last_used_at_ms, label";

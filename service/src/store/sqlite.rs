@@ -2,6 +2,7 @@
 //! default, for one process.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ekyc_domain::keys::{KdfParams, Locator};
@@ -10,10 +11,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row};
 
+use super::credentials::{AnnounceFile, KeyWithTenant};
 use super::rows::{
-    AUDIT_COLUMNS, KEY_COLUMN_COUNT, KEY_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMNS,
-    audit_from_row, chain_head, key_from_row, key_label, record_from_row, signing_key_from_row,
-    status_str, tenant_from_row, tenant_json,
+    AUDIT_COLUMNS, KEY_COLUMN_COUNT, KEY_COLUMNS, SIGNING_KEY_COLUMNS, TENANT_COLUMN_COUNT,
+    TENANT_COLUMNS, audit_from_row, chain_head, key_from_row, key_label, record_from_row,
+    signing_key_from_row, status_str, tenant_from_row, tenant_json,
 };
 use super::{
     ApiKeyRecord, AuditEntry, AuditEvent, AuditStore, DatabaseConfig, KeyWrite, Lookup,
@@ -26,6 +28,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Clone)]
 pub(super) struct SqliteStore {
     pool: SqlitePool,
+    /// Where writers announce the credential generation (credentials.rs);
+    /// `None` for an in-memory database, whose cache is then never used.
+    announce: Option<Arc<AnnounceFile>>,
 }
 
 impl SqliteStore {
@@ -55,7 +60,36 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         super::migrate(&MIGRATOR, "store", &pool).await?;
-        Ok(SqliteStore { pool })
+        let announce = match file.to_str() {
+            Some(":memory:") => None,
+            _ => Some(Arc::new(
+                AnnounceFile::open(&file).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?,
+            )),
+        };
+        let store = SqliteStore { pool, announce };
+        store.sync_announcement().await?;
+        Ok(store)
+    }
+
+    /// Writes the committed generation to the announce file, under the
+    /// write lock, where no writer can be between its announcement and
+    /// its commit. A database from before the file, or a file a dead
+    /// writer left ahead, would otherwise keep the cache bypassed until
+    /// the next change to a tenant or key.
+    async fn sync_announcement(&self) -> Result<()> {
+        let Some(announce) = &self.announce else {
+            return Ok(());
+        };
+        let mut tx = self.write_tx().await?;
+        let generation: i64 =
+            sqlx::query_scalar("SELECT generation FROM credential_generation WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        announce
+            .announce(generation)
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(super) async fn close(&self) {
@@ -68,6 +102,28 @@ impl SqliteStore {
     /// writer committed in between, as concurrent audit appends do.
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Raises the credential generation inside `tx`, a transaction that
+    /// changes a tenant or a key, and announces it before `tx` commits
+    /// (credentials.rs: an announcement that never commits only bypasses
+    /// the cache; a commit never announced would let it serve stale keys).
+    async fn raise_generation(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    ) -> Result<()> {
+        let generation: i64 = sqlx::query_scalar(
+            "UPDATE credential_generation SET generation = generation + 1 WHERE id = 1 \
+             RETURNING generation",
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        if let Some(announce) = &self.announce {
+            announce
+                .announce(generation)
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        Ok(())
     }
 
     async fn tenant_where(&self, column: &str, value: &str) -> Result<Option<Tenant>> {
@@ -507,6 +563,7 @@ impl TenantStore for SqliteStore {
             return Err(StoreError::Stale);
         }
         append_audit(&mut tx, audit).await?;
+        self.raise_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -579,6 +636,7 @@ impl TenantStore for SqliteStore {
             }
         }
         append_audit(&mut tx, audit).await?;
+        self.raise_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -594,18 +652,14 @@ impl TenantStore for SqliteStore {
         .transpose()
     }
 
-    /// The key and its tenant in one statement: authentication reads
-    /// once per call, not twice (each statement is a round trip to the
-    /// connection's worker thread).
-    async fn get_api_key_with_tenant(
-        &self,
-        key_id: &str,
-    ) -> Result<Option<(ApiKeyRecord, Option<Tenant>)>> {
+    /// The key, its tenant and the credential generation in one
+    /// statement, so one snapshot: what the cache may keep.
+    async fn get_api_key_with_tenant(&self, key_id: &str) -> Result<Option<(i64, KeyWithTenant)>> {
         let Some(row) = sqlx::query(
             "SELECT k.key_id, k.tenant_id, k.role, k.secret_sha256, k.created_at_ms, \
              k.expires_at_ms, k.revoked_at_ms, k.last_used_at_ms, k.label, \
              t.id, t.name, t.status, t.policy, t.mtls_subject, t.created_at_ms, t.updated_at_ms, \
-             t.legal \
+             t.legal, (SELECT generation FROM credential_generation WHERE id = 1) \
              FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.key_id = ?",
         )
         .bind(key_id)
@@ -619,7 +673,8 @@ impl TenantStore for SqliteStore {
             Some(_) => Some(tenant_from_row(&row, KEY_COLUMN_COUNT)?),
             None => None,
         };
-        Ok(Some((key, tenant)))
+        let generation: i64 = row.try_get(KEY_COLUMN_COUNT + TENANT_COLUMN_COUNT)?;
+        Ok(Some((generation, (key, tenant))))
     }
 
     async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
@@ -633,6 +688,11 @@ impl TenantStore for SqliteStore {
         .iter()
         .map(key_from_row)
         .collect()
+    }
+
+    /// From the announce file, on the calling thread: no statement.
+    async fn credential_generation(&self) -> Result<Option<i64>> {
+        Ok(self.announce.as_ref().and_then(|a| a.read()))
     }
 
     async fn touch_api_key(&self, key_id: &str, now_ms: i64) -> Result<()> {
