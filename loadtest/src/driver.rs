@@ -24,6 +24,17 @@ pub enum Outcome {
     Error(String),
 }
 
+/// The outcome key of a call the server shed because its hashing queue
+/// was full (RESOURCE_EXHAUSTED with ErrorInfo reason HASHING_OVERLOADED):
+/// a refusal that should come back at once, long before an evaluation.
+pub const SHED: &str = "RESOURCE_EXHAUSTED/HASHING_OVERLOADED";
+
+/// The outcome key of an error status: `CODE/REASON`, `-` for a status
+/// without ErrorInfo.
+pub fn error_key(code: tonic::Code, reason: Option<&str>) -> String {
+    format!("{}/{}", code_name(code), reason.unwrap_or("-"))
+}
+
 /// Sends one request with a client-side timer of `timeout` (the deadline
 /// is also sent to the server as `grpc-timeout` by the client).
 pub async fn call(client: &Client, request: pb::VerifyRequest, timeout: Duration) -> Outcome {
@@ -32,11 +43,7 @@ pub async fn call(client: &Client, request: pb::VerifyRequest, timeout: Duration
         Ok(Ok(r)) => Outcome::Answered(r.decision == pb::Decision::Yes as i32),
         Ok(Err(s)) => {
             let reason = s.get_error_details().error_info().map(|i| i.reason.clone());
-            Outcome::Error(format!(
-                "{}/{}",
-                code_name(s.code()),
-                reason.as_deref().unwrap_or("-")
-            ))
+            Outcome::Error(error_key(s.code(), reason.as_deref()))
         }
     }
 }

@@ -153,11 +153,23 @@ mod tests {
         assert_eq!((a.sent, a.answered, a.yes), (101, 100, 100));
         assert!((a.percentile_ms(50.0) - 51.0).abs() < 0.5);
         assert!((a.max_ms() - 500.0).abs() < 1.0);
+        // Errors keep a latency of their own, apart from the answers'.
+        let key = "UNAVAILABLE/-";
+        assert!((a.error_percentile_ms(key, 99.0).unwrap() - 500.0).abs() < 1.0);
+        assert_eq!(a.error_percentile_ms(SHED, 99.0), None);
         let mut t = Stats::new("total");
         t.merge(&a);
         t.merge(&a);
         assert_eq!(t.sent, 202);
-        assert_eq!(t.errors["UNAVAILABLE/-"], 2);
+        assert_eq!(t.errors[key], 2);
+        assert_eq!(t.error_latency_us[key].len(), 2);
+    }
+
+    #[test]
+    fn shed_calls_have_the_key_call_gives_them() {
+        let key = error_key(tonic::Code::ResourceExhausted, Some("HASHING_OVERLOADED"));
+        assert_eq!(key, SHED);
+        assert_eq!(error_key(tonic::Code::Unavailable, None), "UNAVAILABLE/-");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! registry, a served instance that is always stopped, and its memory as
 //! /proc reports it. Shared by the `bench` and `overload` binaries.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -84,6 +84,45 @@ pub fn output(mut cmd: Command, what: &str) -> Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `cmd` to completion like [`output`] and also returns its peak
+/// resident memory in KiB: VmHWM, read every `every` while it runs. The
+/// last read is at most `every` before it exits (an exited process has no
+/// VmHWM), and waiting with `try_wait` in the same loop means the pid is
+/// never read after it was reaped and could belong to another process.
+pub fn output_with_peak(mut cmd: Command, what: &str, every: Duration) -> Result<(String, i64)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {what}"))?;
+    // Drained on threads of their own, so a chatty child never blocks on a
+    // full pipe while this one polls.
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let mut peak = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Ok(kib) = proc_kib(child.id(), "VmHWM") {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(every);
+    };
+    let join = |t: std::thread::JoinHandle<String>| t.join().unwrap_or_default();
+    let (stdout, stderr) = (join(stdout), join(stderr));
+    ensure!(status.success(), "{what} failed: {status}\n{stderr}");
+    Ok((stdout, peak))
 }
 
 /// Loads `citizens` synthetic citizens of `seed` into `dir/data` with

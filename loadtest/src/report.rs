@@ -27,6 +27,24 @@ pub struct Stats {
     pub latency_us: Histogram<u64>,
     /// Errors by `CODE/REASON`.
     pub errors: BTreeMap<String, u64>,
+    /// Latency in microseconds of the calls that ended in each error, by
+    /// `CODE/REASON`: a shed call should come back at once and a timeout
+    /// after the deadline, and `latency_us` mixes both with the answers.
+    pub error_latency_us: BTreeMap<String, Histogram<u64>>,
+}
+
+/// An empty latency histogram: 1 us to an hour, 3 significant digits.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The latency at percentile `p` (0..=100) of `h` in milliseconds; 0 if
+/// empty.
+fn quantile_ms(h: &Histogram<u64>, p: f64) -> f64 {
+    if h.is_empty() {
+        return 0.0;
+    }
+    h.value_at_quantile(p / 100.0) as f64 / 1e3
 }
 
 impl Stats {
@@ -38,17 +56,19 @@ impl Stats {
             answered: 0,
             yes: 0,
             no: 0,
-            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("valid histogram bounds"),
+            latency_us: latency_histogram(),
             errors: BTreeMap::new(),
+            error_latency_us: BTreeMap::new(),
         }
     }
 
     /// Adds one completed call.
     pub fn record(&mut self, outcome: &Outcome, latency: Duration) {
         self.sent += 1;
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency_us.saturating_record(us.max(1));
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.latency_us.saturating_record(us);
         match outcome {
             Outcome::Answered(yes) => {
                 self.answered += 1;
@@ -58,7 +78,13 @@ impl Stats {
                     self.no += 1;
                 }
             }
-            Outcome::Error(key) => *self.errors.entry(key.clone()).or_default() += 1,
+            Outcome::Error(key) => {
+                *self.errors.entry(key.clone()).or_default() += 1;
+                self.error_latency_us
+                    .entry(key.clone())
+                    .or_insert_with(latency_histogram)
+                    .saturating_record(us);
+            }
         }
     }
 
@@ -74,14 +100,24 @@ impl Stats {
         for (k, v) in &other.errors {
             *self.errors.entry(k.clone()).or_default() += v;
         }
+        for (k, h) in &other.error_latency_us {
+            self.error_latency_us
+                .entry(k.clone())
+                .or_insert_with(latency_histogram)
+                .add(h)
+                .expect("histograms of equal bounds");
+        }
     }
 
     /// The latency at percentile `p` (0..=100) in milliseconds; 0 if empty.
     pub fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latency_us.is_empty() {
-            return 0.0;
-        }
-        self.latency_us.value_at_quantile(p / 100.0) as f64 / 1e3
+        quantile_ms(&self.latency_us, p)
+    }
+
+    /// The latency at percentile `p` (0..=100) in milliseconds of the
+    /// calls that ended in error `key` (`CODE/REASON`); `None` if none did.
+    pub fn error_percentile_ms(&self, key: &str, p: f64) -> Option<f64> {
+        self.error_latency_us.get(key).map(|h| quantile_ms(h, p))
     }
 
     /// The largest latency in milliseconds.
@@ -171,12 +207,22 @@ impl Report {
             }
             let _ = writeln!(out, " {:>9.2}", s.max_ms());
         }
-        let _ = writeln!(out, "errors (gRPC code / ErrorInfo reason):");
+        let _ = writeln!(
+            out,
+            "errors (gRPC code / ErrorInfo reason), with their own latency:"
+        );
         let mut any = false;
         for s in self.rows() {
             for (k, v) in &s.errors {
                 any = true;
-                let _ = writeln!(out, "  {:<10} {k:<45} {v:>8}", s.name);
+                let p = |q| s.error_percentile_ms(k, q).unwrap_or(0.0);
+                let _ = writeln!(
+                    out,
+                    "  {:<10} {k:<45} {v:>8}   p50 {:.2} ms, p99 {:.2} ms",
+                    s.name,
+                    p(50.0),
+                    p(99.0)
+                );
             }
         }
         if !any {
@@ -187,20 +233,30 @@ impl Report {
 
     /// The same figures as JSON.
     pub fn json(&self) -> serde_json::Value {
-        let stats = |s: &Stats| {
+        // The percentiles, largest value and mean of one histogram.
+        let latency = |h: &Histogram<u64>| {
             let pct: serde_json::Map<String, serde_json::Value> = PERCENTILES
                 .iter()
-                .map(|p| (format!("p{p}"), json!(s.percentile_ms(*p))))
+                .map(|p| (format!("p{p}"), json!(quantile_ms(h, *p))))
+                .collect();
+            json!({
+                "percentiles": pct, "max": h.max() as f64 / 1e3,
+                "mean": if h.is_empty() { 0.0 } else { h.mean() / 1e3 },
+            })
+        };
+        let stats = |s: &Stats| {
+            let by_error: serde_json::Map<String, serde_json::Value> = s
+                .error_latency_us
+                .iter()
+                .map(|(k, h)| (k.clone(), latency(h)))
                 .collect();
             json!({
                 "name": s.name, "sent": s.sent, "answered": s.answered,
                 "yes": s.yes, "no": s.no,
                 "answered_per_s": self.throughput(s),
-                "latency_ms": {
-                    "percentiles": pct, "max": s.max_ms(),
-                    "mean": if s.latency_us.is_empty() { 0.0 } else { s.latency_us.mean() / 1e3 },
-                },
+                "latency_ms": latency(&s.latency_us),
                 "errors": s.errors,
+                "error_latency_ms": by_error,
             })
         };
         let mode = match self.mode {

@@ -18,19 +18,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
-use ekyc_client::{Client, v1 as pb};
+use ekyc_client::Client;
 use ekyc_domain::keys::KdfParams;
 use ekyc_loadtest::process::{machine, prepare, proc_kib, sample_rss, settled_rss, start_server};
-use ekyc_loadtest::{RequestFactory, Scenario};
+use ekyc_loadtest::{Outcome as Ended, RequestFactory, SHED, Scenario};
 use serde_json::json;
-use tonic::Code;
-use tonic_types::StatusExt;
 
 /// Synthetic citizens in the registry; calls go round robin over all of
 /// them so the per-subject guard never sees one subject twice in flight.
 const CITIZENS: u64 = 300;
 const SEED: u64 = 42;
 const SEQUENTIAL_CALLS: usize = 20;
+/// Deadline of every call (and of the connections): long enough that no
+/// answer under overload is cut off, so queueing shows in the latency.
+const TIMEOUT: Duration = Duration::from_secs(30);
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// USER_HZ, the unit of /proc CPU times; 100 on every Linux ABI we run on
 /// (reading it properly needs libc's sysconf, i.e. unsafe code).
@@ -196,19 +197,14 @@ type Results = Vec<Call>;
 /// Sends one call scheduled at `since`.
 async fn call(client: &Client, n: u64, since: Instant) -> Call {
     let sent = Instant::now();
-    let outcome = match client
-        .verify_unchecked(REQUESTS.build(Scenario::Match, n))
-        .await
-    {
-        Ok(r) if r.decision == pb::Decision::Yes as i32 => Outcome::Answered,
-        Ok(_) => Outcome::AnsweredNo,
-        Err(s) => {
-            let reason = s.get_error_details().error_info().map(|i| i.reason.clone());
-            match (s.code(), reason.as_deref()) {
-                (Code::ResourceExhausted, Some("HASHING_OVERLOADED")) => Outcome::Shed,
-                (code, r) => Outcome::Other(format!("{code:?}/{}", r.unwrap_or("-"))),
-            }
-        }
+    let request = REQUESTS.build(Scenario::Match, n);
+    // The load generator's call, so this tool and the bench count the same
+    // calls as shed.
+    let outcome = match ekyc_loadtest::call(client, request, TIMEOUT).await {
+        Ended::Answered(true) => Outcome::Answered,
+        Ended::Answered(false) => Outcome::AnsweredNo,
+        Ended::Error(key) if key == SHED => Outcome::Shed,
+        Ended::Error(key) => Outcome::Other(key),
     };
     let done = Instant::now();
     let (latency, from_send) = (done - since, done - sent);
@@ -272,7 +268,7 @@ async fn main() -> Result<()> {
 
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
-        let c = Client::connect(&server.endpoint, Some(&api_key), Duration::from_secs(30));
+        let c = Client::connect(&server.endpoint, Some(&api_key), TIMEOUT);
         clients.push(Arc::new(c.await?));
     }
     let client = |i: u64| Arc::clone(&clients[i as usize % clients.len()]);
