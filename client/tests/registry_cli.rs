@@ -84,16 +84,22 @@ async fn server() -> (TestServer, String, String) {
 /// `ekycd import`'s path on the server's own store: the report and the
 /// reject report.
 async fn import_on_server(server: &TestServer, dir: &Path) -> (serde_json::Value, String) {
-    let (rows, rejects) = import::read_rows(&dir.join("registry.csv"), Format::Csv).expect("read");
+    let (rows, expected_rows) =
+        import::open_rows(&dir.join("registry.csv"), Format::Csv).expect("read");
     let deletes = import::read_delete_list(&dir.join("deletes.txt")).expect("deletes");
-    let (report, rejects) = import::import_rows(
+    let input = import::Input {
+        rows,
+        expected_rows,
+        deletes,
+        rejects: Vec::new(),
+    };
+    let (report, rejects) = import::import_version(
         &server.app.store,
         Arc::clone(&server.app.pool),
-        rows,
-        deletes,
-        rejects,
+        input,
         ProgressStyle::Quiet,
         &Actor::local("import"),
+        import::Switch::AtEnd,
     )
     .await
     .expect("import");

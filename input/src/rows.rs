@@ -76,13 +76,177 @@ pub enum RowsError {
 /// Reads every row of an export in `format` from `input`. Malformed lines
 /// become rejects; a bad header is an error before any row is read.
 pub fn read_rows_from(
-    input: impl BufRead,
+    input: impl BufRead + Send + 'static,
     format: Format,
 ) -> Result<(Vec<RawRow>, Vec<Reject>), RowsError> {
-    match format {
-        Format::Csv => read_csv(input),
-        Format::Jsonl => Ok(read_jsonl(input)?),
+    let (mut rows, mut rejects) = (Vec::new(), Vec::new());
+    for row in RowStream::new(input, format)? {
+        match row? {
+            Ok(row) => rows.push(row),
+            Err(reject) => rejects.push(reject),
+        }
     }
+    Ok((rows, rejects))
+}
+
+/// The rows of an export, read one at a time: what an import holds at
+/// once does not grow with the file. Each item is a row or the reject of a
+/// malformed line; an error reading the input ends the stream.
+pub struct RowStream {
+    inner: Inner,
+}
+
+enum Inner {
+    Csv {
+        records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
+        headers: Vec<String>,
+    },
+    Jsonl {
+        lines: std::io::Lines<Box<dyn BufRead + Send>>,
+        line_no: u64,
+    },
+}
+
+impl RowStream {
+    /// Starts reading `input`; a CSV header is read and checked at once.
+    pub fn new(
+        input: impl BufRead + Send + 'static,
+        format: Format,
+    ) -> Result<RowStream, RowsError> {
+        let inner = match format {
+            Format::Csv => {
+                let input: Box<dyn Read + Send> = Box::new(input);
+                let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+                let headers = csv_headers(&mut reader)?;
+                Inner::Csv {
+                    records: reader.into_records(),
+                    headers,
+                }
+            }
+            Format::Jsonl => {
+                let input: Box<dyn BufRead + Send> = Box::new(input);
+                Inner::Jsonl {
+                    lines: input.lines(),
+                    line_no: 0,
+                }
+            }
+        };
+        Ok(RowStream { inner })
+    }
+}
+
+impl Iterator for RowStream {
+    type Item = std::io::Result<Result<RawRow, Reject>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            Inner::Csv { records, headers } => {
+                let record = match records.next()? {
+                    // Reading failed: the import must stop, not take the
+                    // rest of the file for missing.
+                    Err(e) if e.is_io_error() => {
+                        return Some(Err(match e.into_kind() {
+                            csv::ErrorKind::Io(io) => io,
+                            _ => std::io::Error::other("cannot read the input"),
+                        }));
+                    }
+                    record => record,
+                };
+                Some(Ok(match record {
+                    Ok(r) => Ok(RawRow {
+                        line: r.position().map_or(0, |p| p.line()),
+                        values: headers
+                            .iter()
+                            .cloned()
+                            .zip(r.iter().map(str::to_string))
+                            .collect(),
+                    }),
+                    Err(e) => Err(Reject {
+                        line: e.position().map_or(0, |p| p.line()),
+                        field: "row".into(),
+                        rule: "malformed_csv".into(),
+                        // The csv error text can quote field bytes: a fixed text.
+                        description: "row is not valid csv or has the wrong number of columns"
+                            .into(),
+                    }),
+                }))
+            }
+            Inner::Jsonl { lines, line_no } => loop {
+                let line = match lines.next()? {
+                    Ok(line) => line,
+                    Err(e) => return Some(Err(e)),
+                };
+                *line_no += 1;
+                if let Some(row) = jsonl_row(*line_no, &line) {
+                    return Some(Ok(row));
+                }
+            },
+        }
+    }
+}
+
+/// The header row, checked: every column known, `id_number` among them.
+fn csv_headers(reader: &mut csv::Reader<Box<dyn Read + Send>>) -> Result<Vec<String>, RowsError> {
+    let headers: Vec<String> = reader
+        .headers()
+        // The csv error text can quote bytes of the row: fixed text only.
+        .map_err(|_| RowsError::Header("cannot read the header row as csv".into()))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if let Some(position) = headers.iter().position(|h| !known_column(h)) {
+        // The name is not echoed: in a file without a header row it is a
+        // citizen's value.
+        return Err(RowsError::Header(format!(
+            "column {} of the header row is not a known column (the first row must name \
+             the columns: id_number and the claim field names)",
+            position + 1
+        )));
+    }
+    if !headers.iter().any(|h| h == "id_number") {
+        return Err(RowsError::Header(
+            "the header has no id_number column".into(),
+        ));
+    }
+    Ok(headers)
+}
+
+/// One JSON Lines row, or its reject; `None` for a blank line.
+fn jsonl_row(line_no: u64, line: &str) -> Option<Result<RawRow, Reject>> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    let reject = |rule: &str, description: &str| Reject {
+        line: line_no,
+        field: "row".into(),
+        rule: rule.into(),
+        description: description.into(),
+    };
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(line) else {
+        return Some(Err(reject("malformed_json", "line is not a json object")));
+    };
+    let mut values = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        if !known_column(&k) {
+            return Some(Err(unknown_column(line_no)));
+        }
+        match v {
+            serde_json::Value::String(s) => values.push((k, s)),
+            serde_json::Value::Null => {}
+            _ => {
+                return Some(Err(Reject {
+                    line: line_no,
+                    field: k,
+                    rule: "not_a_string".into(),
+                    description: "every value must be a json string".into(),
+                }));
+            }
+        }
+    }
+    Some(Ok(RawRow {
+        line: line_no,
+        values,
+    }))
 }
 
 /// Reads a delete list: one ID number per line; blank lines and lines
@@ -121,105 +285,6 @@ pub fn row_from_pairs(line: u64, values: Vec<(String, String)>) -> Result<RawRow
         return Err(unknown_column(line));
     }
     Ok(RawRow { line, values })
-}
-
-fn read_csv(input: impl Read) -> Result<(Vec<RawRow>, Vec<Reject>), RowsError> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
-    let headers: Vec<String> = reader
-        .headers()
-        // The csv error text can quote bytes of the row: fixed text only.
-        .map_err(|_| RowsError::Header("cannot read the header row as csv".into()))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    if let Some(position) = headers.iter().position(|h| !known_column(h)) {
-        // The name is not echoed: in a file without a header row it is a
-        // citizen's value.
-        return Err(RowsError::Header(format!(
-            "column {} of the header row is not a known column (the first row must name \
-             the columns: id_number and the claim field names)",
-            position + 1
-        )));
-    }
-    if !headers.iter().any(|h| h == "id_number") {
-        return Err(RowsError::Header(
-            "the header has no id_number column".into(),
-        ));
-    }
-    let mut rows = Vec::new();
-    let mut rejects = Vec::new();
-    for record in reader.records() {
-        match record {
-            Ok(r) => rows.push(RawRow {
-                line: r.position().map_or(0, |p| p.line()),
-                values: headers
-                    .iter()
-                    .cloned()
-                    .zip(r.iter().map(str::to_string))
-                    .collect(),
-            }),
-            Err(e) => rejects.push(Reject {
-                line: e.position().map_or(0, |p| p.line()),
-                field: "row".into(),
-                rule: "malformed_csv".into(),
-                // The csv error text can quote field bytes: use a fixed text.
-                description: "row is not valid csv or has the wrong number of columns".into(),
-            }),
-        }
-    }
-    Ok((rows, rejects))
-}
-
-fn read_jsonl(reader: impl BufRead) -> std::io::Result<(Vec<RawRow>, Vec<Reject>)> {
-    let mut rows = Vec::new();
-    let mut rejects = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let reject = |rule: &str, description: &str| Reject {
-            line: line_no,
-            field: "row".into(),
-            rule: rule.into(),
-            description: description.into(),
-        };
-        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&line)
-        else {
-            rejects.push(reject("malformed_json", "line is not a json object"));
-            continue;
-        };
-        let mut values = Vec::with_capacity(map.len());
-        let mut bad = None;
-        for (k, v) in map {
-            if !known_column(&k) {
-                bad = Some(unknown_column(line_no));
-                break;
-            }
-            match v {
-                serde_json::Value::String(s) => values.push((k, s)),
-                serde_json::Value::Null => {}
-                _ => {
-                    bad = Some(Reject {
-                        line: line_no,
-                        field: k,
-                        rule: "not_a_string".into(),
-                        description: "every value must be a json string".into(),
-                    });
-                    break;
-                }
-            }
-        }
-        match bad {
-            Some(r) => rejects.push(r),
-            None => rows.push(RawRow {
-                line: line_no,
-                values,
-            }),
-        }
-    }
-    Ok((rows, rejects))
 }
 
 /// A validated row, ready to hash. `Debug` shows no values: both field
@@ -358,10 +423,56 @@ mod tests {
         }
     }
 
+    /// A reader that gives its text, then fails: what a stream yields
+    /// before the failure shows it reads as it goes.
+    struct FailsAfter(std::io::Cursor<Vec<u8>>);
+
+    impl Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(std::io::Error::other("disk gone")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn rows_stream_as_they_are_read() {
+        for (format, text) in [
+            (
+                Format::Csv,
+                "id_number,full_name\n001085000001,An\n001085000002,Binh\n",
+            ),
+            (
+                Format::Jsonl,
+                "{\"id_number\":\"001085000001\"}\n{\"id_number\":\"2\"}\n",
+            ),
+        ] {
+            let input = std::io::BufReader::new(FailsAfter(std::io::Cursor::new(text.into())));
+            let mut rows = RowStream::new(input, format).expect("header");
+            let first = rows
+                .next()
+                .expect("a row")
+                .expect("read")
+                .expect("a row, not a reject");
+            assert_eq!(first.values[0].1, "001085000001", "{format:?}");
+            assert!(
+                rows.next().expect("second").expect("read").is_ok(),
+                "{format:?}"
+            );
+            // Then the failure, as an error: never a reject, or the end
+            // of the file, which would import half a registry.
+            match rows.next() {
+                Some(Err(e)) => assert_eq!(e.to_string(), "disk gone", "{format:?}"),
+                other => panic!("{format:?}: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn jsonl_rejects_bad_lines_and_keeps_good_ones() {
         let input = "{\"id_number\":\"001085000001\",\"full_name\":\"An\"}\nnot json\n\n{\"id_number\":\"1\",\"079085001234\":\"42\"}\n{\"id_number\":\"1\",\"gender\":3}\n";
-        let (rows, rejects) = read_jsonl(input.as_bytes()).expect("read");
+        let (rows, rejects) = read_rows_from(input.as_bytes(), Format::Jsonl).expect("read");
         assert_eq!(rows.len(), 1);
         let rules: Vec<_> = rejects.iter().map(|r| (r.line, r.rule.as_str())).collect();
         assert_eq!(

@@ -13,7 +13,7 @@
 //! Raw values exist only in this process's memory while a row is hashed.
 
 use std::collections::HashSet;
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use ekyc_domain::keys::SubjectKey;
 use ekyc_domain::normalize::{IdNumber, NORMALIZATION_VERSION, normalize_id};
 use ekyc_domain::record::RecordTags;
 pub use ekyc_input::rows::{Format, RawRow, Reject, ValidRow, validate_row};
-use ekyc_input::rows::{RowsError, read_rows_from};
+use ekyc_input::rows::{RowStream, RowsError};
 use tokio::task::JoinSet;
 
 use crate::clock::now_ms;
@@ -104,24 +104,58 @@ pub enum ImportError {
     Hash(#[from] HashError),
 }
 
+/// Records written per transaction.
 const BATCH: usize = 500;
 
-/// Reads all rows of a CSV or JSONL file. Malformed lines become rejects;
-/// a bad header stops the import before anything is written.
-pub fn read_rows(path: &Path, format: Format) -> Result<(Vec<RawRow>, Vec<Reject>), ImportError> {
+/// Hashing jobs in flight per pool thread: one running and one waiting,
+/// so a thread never waits for the import's loop to hand it the next row.
+const WINDOW_PER_THREAD: usize = 2;
+
+/// Opens a CSV or JSONL file as a stream of rows, with the number of
+/// lines it holds (a cheap first pass, for progress): the rows are read as
+/// they are hashed, so an import's memory does not grow with the file. A
+/// bad header stops the import before anything is written.
+pub fn open_rows(path: &Path, format: Format) -> Result<(Rows, u64), ImportError> {
     let io = |source| ImportError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let mut lines = 0u64;
+    let mut counting = BufReader::new(std::fs::File::open(path).map_err(io)?);
+    loop {
+        let buf = counting.fill_buf().map_err(io)?;
+        if buf.is_empty() {
+            break;
+        }
+        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        let n = buf.len();
+        counting.consume(n);
+    }
     let file = std::fs::File::open(path).map_err(io)?;
-    read_rows_from(BufReader::new(file), format).map_err(|e| match e {
+    let stream = RowStream::new(BufReader::new(file), format).map_err(|e| match e {
         RowsError::Header(message) => ImportError::Header {
             path: path.to_path_buf(),
             message,
         },
         RowsError::Io(source) => io(source),
-    })
+    })?;
+    let expected = match format {
+        Format::Csv => lines.saturating_sub(1),
+        Format::Jsonl => lines,
+    };
+    let path = path.to_path_buf();
+    let rows = stream.map(move |row| {
+        row.map_err(|source| ImportError::Io {
+            path: path.clone(),
+            source,
+        })
+    });
+    Ok((Box::new(rows), expected))
 }
+
+/// Rows as an import reads them, one at a time: a row, or the reject of a
+/// line that could not be read as one.
+pub type Rows = Box<dyn Iterator<Item = Result<Result<RawRow, Reject>, ImportError>> + Send>;
 
 /// Imports rows (and deletes) into the store as its next registry
 /// version, hashing on `pool`. The version is built beside the current
@@ -139,23 +173,33 @@ pub async fn import_rows(
     progress: ProgressStyle,
     actor: &Actor,
 ) -> Result<(ImportReport, Vec<Reject>), ImportError> {
-    let input = Input {
-        rows,
-        deletes,
-        rejects,
-    };
+    let input = Input::from_rows(rows, deletes, rejects);
     import_version(store, pool, input, progress, actor, Switch::AtEnd).await
 }
 
-/// What an import reads: validated rows, deletes, and the rejects found
-/// while reading them.
+/// What an import reads: rows (read as they are hashed), deletes, and the
+/// rejects found before.
 pub struct Input {
     /// Records.
-    pub rows: Vec<RawRow>,
+    pub rows: Rows,
+    /// About how many rows `rows` holds, for progress only.
+    pub expected_rows: u64,
     /// IDs to delete.
     pub deletes: Vec<RawRow>,
     /// Rows already refused.
     pub rejects: Vec<Reject>,
+}
+
+impl Input {
+    /// Rows already in memory (a gRPC import, the demo).
+    pub fn from_rows(rows: Vec<RawRow>, deletes: Vec<RawRow>, rejects: Vec<Reject>) -> Input {
+        Input {
+            expected_rows: rows.len() as u64,
+            rows: Box::new(rows.into_iter().map(|row| Ok(Ok(row)))),
+            deletes,
+            rejects,
+        }
+    }
 }
 
 /// When the version an import builds becomes current.
@@ -177,11 +221,6 @@ pub async fn import_version(
     actor: &Actor,
     switch: Switch,
 ) -> Result<(ImportReport, Vec<Reject>), ImportError> {
-    let Input {
-        rows,
-        deletes,
-        rejects,
-    } = input;
     let staging = store
         .begin_version(crate::clock::now_ms(), pool.primary_pepper())
         .await?;
@@ -189,8 +228,7 @@ pub async fn import_version(
         store: store.clone(),
         staging: Some(staging.clone()),
     };
-    let (mut report, rejects) =
-        build_version(store, &staging, pool, rows, deletes, rejects, progress).await?;
+    let (mut report, rejects) = build_version(store, &staging, pool, input, progress).await?;
     report.pepper_version = staging.pepper;
     if !report.changed() {
         // Nothing changed: the current version stays current.
@@ -311,75 +349,82 @@ impl Drop for DiscardOnDrop {
     }
 }
 
-/// Validates, hashes and writes everything into the staged version.
+/// Validates, hashes and writes everything into the staged version, one
+/// row at a time as it is read: the pool is kept full (a window of jobs
+/// per thread) while a writer task stores the finished records a batch at
+/// a time, so neither hashing nor writing waits for the other and memory
+/// holds a window of rows, a batch or two of records and one 8-byte key
+/// per ID seen (the duplicate check).
 async fn build_version(
     store: &Store,
     staging: &Staging,
     pool: Arc<HashPool>,
-    rows: Vec<RawRow>,
-    deletes: Vec<RawRow>,
-    mut rejects: Vec<Reject>,
+    input: Input,
     progress: ProgressStyle,
 ) -> Result<(ImportReport, Vec<Reject>), ImportError> {
-    let mut report = ImportReport {
-        rows: rows.len() as u64,
-        ..ImportReport::default()
-    };
+    let Input {
+        rows,
+        expected_rows,
+        deletes,
+        mut rejects,
+    } = input;
+    let mut report = ImportReport::default();
     let new_version = staging.version;
-    let total = (rows.len() + deletes.len()) as u64;
-    let mut meter = Progress::new(total, progress);
+    let mut meter = Progress::new(expected_rows + deletes.len() as u64, progress);
 
-    // Validate everything first: cheap, and it sizes the hashing work.
     let today = crate::clock::latest_date_on_earth(jiff::Timestamp::now());
     let mut seen = HashSet::new();
-    let mut valid = Vec::with_capacity(rows.len());
-    for row in &rows {
-        match validate_row(row, today) {
-            Ok(v) => {
-                if seen.insert(v.id.as_str().to_string()) {
-                    valid.push(v);
-                } else {
-                    rejects.push(Reject {
-                        line: row.line,
-                        field: "id_number".into(),
-                        rule: "duplicate_id".into(),
-                        description: "the same id_number appears on an earlier line".into(),
-                    });
-                    meter.inc();
-                }
-            }
-            Err(vs) => {
-                rejects.extend(vs.into_iter().map(|v| Reject {
-                    line: row.line,
-                    field: v.field.to_string(),
-                    rule: v.rule.to_string(),
-                    description: v.description,
-                }));
-                meter.inc();
-            }
-        }
-    }
-    drop(seen);
-
-    // Hash on every pool thread; keep the queue full but never overfull.
-    let window = pool.threads() * 2;
+    let window = pool.threads() * WINDOW_PER_THREAD;
     let mut in_flight = JoinSet::new();
     let mut batch = Vec::with_capacity(BATCH);
+    let mut writer = Writer::start(store.clone(), staging.clone());
     let (pepper_version, params_id) = (staging.pepper, pool.params().id);
-    let mut pending = valid.into_iter();
+    let mut rows = rows.fuse();
     loop {
         while in_flight.len() < window {
-            let Some(row) = pending.next() else { break };
+            let Some(row) = rows.next() else { break };
+            let row = match row? {
+                Ok(row) => row,
+                Err(reject) => {
+                    rejects.push(reject);
+                    meter.inc();
+                    continue;
+                }
+            };
+            report.rows += 1;
+            let valid = match validate_row(&row, today) {
+                Ok(v) => v,
+                Err(vs) => {
+                    rejects.extend(vs.into_iter().map(|v| Reject {
+                        line: row.line,
+                        field: v.field.to_string(),
+                        rule: v.rule.to_string(),
+                        description: v.description,
+                    }));
+                    meter.inc();
+                    continue;
+                }
+            };
+            if !seen.insert(id_key(&valid.id)) {
+                rejects.push(Reject {
+                    line: row.line,
+                    field: "id_number".into(),
+                    rule: "duplicate_id".into(),
+                    description: "the same id_number appears on an earlier line".into(),
+                });
+                meter.inc();
+                continue;
+            }
             let pool = Arc::clone(&pool);
             in_flight.spawn(async move {
-                let key = derive_patiently(&pool, row.id, pepper_version).await?;
+                let key = derive_patiently(&pool, valid.id, pepper_version).await?;
                 Ok::<_, HashError>(StoredRecord {
                     locator: key.locator(),
                     pepper_version,
                     kdf_params_id: params_id,
                     normalization_version: NORMALIZATION_VERSION,
                     registry_version: new_version,
-                    tags: RecordTags::compute(&key, &row.fields),
+                    tags: RecordTags::compute(&key, &valid.fields),
                 })
             });
         }
@@ -390,15 +435,17 @@ async fn build_version(
         batch.push(record);
         meter.inc();
         if batch.len() >= BATCH {
-            let done = store.upsert_records(staging, &batch, now_ms()).await?;
-            tally(&mut report, &done);
-            batch.clear();
+            writer
+                .write(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .await?;
         }
     }
+    drop(seen);
     if !batch.is_empty() {
-        let done = store.upsert_records(staging, &batch, now_ms()).await?;
-        tally(&mut report, &done);
+        writer.write(batch).await?;
     }
+    let written = writer.finish().await?;
+    tally(&mut report, &written);
 
     // Deletes: each ID costs one derivation to find its locator, on every
     // pool thread; written a batch at a time (each write also keeps the
@@ -476,14 +523,78 @@ async fn derive_patiently(
     }
 }
 
-fn tally(report: &mut ImportReport, outcomes: &[Upserted]) {
-    for o in outcomes {
-        match o {
-            Upserted::Inserted => report.inserted += 1,
-            Upserted::Updated => report.updated += 1,
-            Upserted::Unchanged => report.unchanged += 1,
+/// What the writer stored.
+#[derive(Default)]
+struct Written {
+    inserted: u64,
+    updated: u64,
+    unchanged: u64,
+}
+
+fn tally(report: &mut ImportReport, written: &Written) {
+    report.inserted += written.inserted;
+    report.updated += written.updated;
+    report.unchanged += written.unchanged;
+}
+
+/// Stores batches of records in a task of its own, so hashing goes on
+/// while a batch is written. One batch waits at most: a slow store slows
+/// the import instead of filling memory.
+struct Writer {
+    batches: tokio::sync::mpsc::Sender<Vec<StoredRecord>>,
+    task: tokio::task::JoinHandle<Result<Written, StoreError>>,
+}
+
+impl Writer {
+    fn start(store: Store, staging: Staging) -> Writer {
+        let (batches, mut rx) = tokio::sync::mpsc::channel::<Vec<StoredRecord>>(1);
+        let task = tokio::spawn(async move {
+            let mut written = Written::default();
+            while let Some(batch) = rx.recv().await {
+                for outcome in store.upsert_records(&staging, &batch, now_ms()).await? {
+                    match outcome {
+                        Upserted::Inserted => written.inserted += 1,
+                        Upserted::Updated => written.updated += 1,
+                        Upserted::Unchanged => written.unchanged += 1,
+                    }
+                }
+            }
+            Ok(written)
+        });
+        Writer { batches, task }
+    }
+
+    /// Hands a batch over, waiting while another is still queued; a
+    /// writer that failed returns its error here (and the import stops).
+    async fn write(&mut self, batch: Vec<StoredRecord>) -> Result<(), ImportError> {
+        if self.batches.send(batch).await.is_ok() {
+            return Ok(());
+        }
+        // The task ended while batches were still coming: only a failed
+        // write ends it early.
+        Err(match (&mut self.task).await {
+            Ok(Err(e)) => e.into(),
+            Ok(Ok(_)) => ImportError::Hash(HashError::Kdf("the record writer stopped".into())),
+            Err(e) => ImportError::Hash(HashError::Kdf(e.to_string())),
+        })
+    }
+
+    /// Waits for every batch handed over to be stored.
+    async fn finish(self) -> Result<Written, ImportError> {
+        drop(self.batches);
+        match self.task.await {
+            Ok(written) => Ok(written?),
+            Err(e) => Err(ImportError::Hash(HashError::Kdf(e.to_string()))),
         }
     }
+}
+
+/// The ID as 8 bytes, exactly (12 or 9 digits, and which): the duplicate
+/// check keeps one per row, not the row's text.
+fn id_key(id: &IdNumber) -> u64 {
+    let digits = id.as_str();
+    let value: u64 = digits.parse().unwrap_or(u64::MAX >> 1);
+    (value << 1) | u64::from(digits.len() == 12)
 }
 
 /// Reads a delete list: one ID number per line; blank lines and lines
@@ -583,12 +694,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("x.csv");
         std::fs::write(&p, "id_number,surname\n001085000001,Nguyen\n").expect("write");
-        let err = read_rows(&p, Format::Csv).expect_err("unknown column");
+        let err = open_rows(&p, Format::Csv).err().expect("unknown column");
         assert!(err.to_string().contains("column 2"), "{err}");
         // A file without a header row: its first row is data, never echoed.
         std::fs::write(&p, "079085001234,Nguyễn Văn An,1985-03-12\n").expect("write");
-        let msg = read_rows(&p, Format::Csv)
-            .expect_err("no header")
+        let msg = open_rows(&p, Format::Csv)
+            .err()
+            .expect("no header")
             .to_string();
         assert!(
             !msg.contains("079085001234") && !msg.contains("Nguy"),
@@ -596,6 +708,6 @@ mod tests {
         );
         assert!(msg.contains("column 1"), "{msg}");
         std::fs::write(&p, "full_name\nAn\n").expect("write");
-        assert!(read_rows(&p, Format::Csv).is_err());
+        assert!(open_rows(&p, Format::Csv).is_err());
     }
 }

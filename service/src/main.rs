@@ -453,18 +453,25 @@ async fn import_command(
         input.is_some() || delete.is_some(),
         "nothing to do: give an input file and/or --delete FILE"
     );
-    let (rows, rejects) = match &input {
+    // Rows are read as they are hashed: memory does not grow with the file.
+    let (rows, expected_rows): (import::Rows, u64) = match &input {
         Some(path) => {
             let format = format
                 .or_else(|| Format::from_path(path))
                 .ok_or_else(|| import::ImportError::UnknownFormat(path.clone()))?;
-            import::read_rows(path, format)?
+            import::open_rows(path, format)?
         }
-        None => (Vec::new(), Vec::new()),
+        None => (Box::new(std::iter::empty()), 0),
     };
     let deletes = match &delete {
         Some(p) => import::read_delete_list(p)?,
         None => Vec::new(),
+    };
+    let rows = import::Input {
+        rows,
+        expected_rows,
+        deletes,
+        rejects: Vec::new(),
     };
     let style = if quiet {
         ProgressStyle::Quiet
@@ -472,14 +479,13 @@ async fn import_command(
         ProgressStyle::Auto
     };
     let (report, rejects) = with_app(&config, async |app| {
-        Ok(import::import_rows(
+        Ok(import::import_version(
             &app.store,
             Arc::clone(&app.pool),
             rows,
-            deletes,
-            rejects,
             style,
             &tenants::Actor::local("import"),
+            import::Switch::AtEnd,
         )
         .await?)
     })

@@ -119,11 +119,7 @@ impl RegistryService {
         } else {
             Switch::AtEnd
         };
-        let input = Input {
-            rows,
-            deletes,
-            rejects,
-        };
+        let input = Input::from_rows(rows, deletes, rejects);
         let (report, rejects) = import::import_version(
             &self.store,
             Arc::clone(&self.pool),
