@@ -127,13 +127,14 @@ async fn a_pool_held_by_slow_queries_sheds_calls_instead_of_queueing_them() {
         .await
         .expect("answered");
 
-    // Another session holds the key table: every authentication blocks.
+    // Another session holds the credential generation, which every
+    // authentication reads (cached key or not): every call blocks.
     let mut blocker = sqlx::PgConnection::connect(&db.url).await.expect("connect");
     sqlx::query("BEGIN")
         .execute(&mut blocker)
         .await
         .expect("begin");
-    sqlx::query("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+    sqlx::query("LOCK TABLE credential_generation IN ACCESS EXCLUSIVE MODE")
         .execute(&mut blocker)
         .await
         .expect("lock");
