@@ -215,31 +215,12 @@ impl Drop for HashPool {
     }
 }
 
-/// The nice value of a hashing thread, above the runtime's 0. The hashing
-/// threads fill every core under load; at the same priority a shed call, a
-/// refusal or a finished answer waits for an evaluation's time slice to end
-/// before the runtime gets a core, and every call is slower by it. Below
-/// it, they take whatever the runtime leaves, which is all of it when the
-/// runtime has nothing to do.
-const HASHING_NICE: i32 = 10;
-
-/// Lowers the calling thread's priority (on Linux a thread id names one
-/// thread to `setpriority`). Raising one's own nice value needs no
-/// privilege; if it still fails, hashing runs at the runtime's priority.
-fn lower_priority() {
-    let thread = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(thread), HASHING_NICE) {
-        tracing::warn!(error = %e, "cannot lower the hashing thread's priority");
-    }
-}
-
 fn worker(
     rx: &Mutex<Receiver<Job>>,
     params: KdfParams,
     implementation: KdfImplementation,
     stats: &PoolStats,
 ) {
-    lower_priority();
     // One buffer per thread, reused: allocating and faulting in tens of MiB
     // per call costs a measurable share of an evaluation.
     let mut memory = KdfMemory::with(&params, implementation);
