@@ -76,7 +76,7 @@ pub enum RowsError {
 /// Reads every row of an export in `format` from `input`. Malformed lines
 /// become rejects; a bad header is an error before any row is read.
 pub fn read_rows_from(
-    input: impl BufRead + Send + 'static,
+    input: impl BufRead + Send,
     format: Format,
 ) -> Result<(Vec<RawRow>, Vec<Reject>), RowsError> {
     let (mut rows, mut rejects) = (Vec::new(), Vec::new());
@@ -92,30 +92,30 @@ pub fn read_rows_from(
 /// The rows of an export, read one at a time: what an import holds at
 /// once does not grow with the file. Each item is a row or the reject of a
 /// malformed line; an error reading the input ends the stream.
-pub struct RowStream {
-    inner: Inner,
+pub struct RowStream<'a> {
+    inner: Inner<'a>,
 }
 
-enum Inner {
+enum Inner<'a> {
     Csv {
-        records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
+        records: csv::StringRecordsIntoIter<Box<dyn Read + Send + 'a>>,
         headers: Vec<String>,
     },
     Jsonl {
-        lines: std::io::Lines<Box<dyn BufRead + Send>>,
+        lines: std::io::Lines<Box<dyn BufRead + Send + 'a>>,
         line_no: u64,
     },
 }
 
-impl RowStream {
+impl<'a> RowStream<'a> {
     /// Starts reading `input`; a CSV header is read and checked at once.
     pub fn new(
-        input: impl BufRead + Send + 'static,
+        input: impl BufRead + Send + 'a,
         format: Format,
-    ) -> Result<RowStream, RowsError> {
+    ) -> Result<RowStream<'a>, RowsError> {
         let inner = match format {
             Format::Csv => {
-                let input: Box<dyn Read + Send> = Box::new(input);
+                let input: Box<dyn Read + Send + 'a> = Box::new(input);
                 let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
                 let headers = csv_headers(&mut reader)?;
                 Inner::Csv {
@@ -124,7 +124,7 @@ impl RowStream {
                 }
             }
             Format::Jsonl => {
-                let input: Box<dyn BufRead + Send> = Box::new(input);
+                let input: Box<dyn BufRead + Send + 'a> = Box::new(input);
                 Inner::Jsonl {
                     lines: input.lines(),
                     line_no: 0,
@@ -135,7 +135,7 @@ impl RowStream {
     }
 }
 
-impl Iterator for RowStream {
+impl Iterator for RowStream<'_> {
     type Item = std::io::Result<Result<RawRow, Reject>>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -186,7 +186,9 @@ impl Iterator for RowStream {
 }
 
 /// The header row, checked: every column known, `id_number` among them.
-fn csv_headers(reader: &mut csv::Reader<Box<dyn Read + Send>>) -> Result<Vec<String>, RowsError> {
+fn csv_headers(
+    reader: &mut csv::Reader<Box<dyn Read + Send + '_>>,
+) -> Result<Vec<String>, RowsError> {
     let headers: Vec<String> = reader
         .headers()
         // The csv error text can quote bytes of the row: fixed text only.
