@@ -9,7 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ekyc/v1/billing.proto",
         "ekyc/v1/registry.proto",
     ];
-    for f in &files {
+    for f in files.iter().chain(&["google/rpc/status.proto"]) {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["."])?;
@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure()
+        // VerifyBatchResult carries a google.rpc.Status: the one tonic-types
+        // builds and reads, so statuses pass between the two unconverted.
+        .extern_path(".google.rpc", "::tonic_types::pb")
         .build_client(true)
         .build_server(true)
         // No `connect` helpers: they need tonic's transport, which this

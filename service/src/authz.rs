@@ -77,6 +77,7 @@ const fn rule(
 /// real server, and checks that it lists exactly the proto's methods.
 pub const RULES: &[Rule] = &[
     rule(VERIFICATION, "Verify", (&[Verifier], &[])),
+    rule(VERIFICATION, "VerifyBatch", (&[Verifier], &[])),
     rule(VERIFICATION, "ListSigningKeys", (&[], &[])),
     rule(ADMIN, "CreateTenant", AGENCY_ADMIN),
     rule(ADMIN, "GetTenant", TENANT_READ),

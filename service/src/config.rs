@@ -61,6 +61,37 @@ pub struct Config {
     /// Transport limits: what any client, authenticated or not, can make
     /// the server hold.
     pub transport: TransportConfig,
+    /// Bulk verification streams (`VerifyBatch`).
+    pub batch: BatchConfig,
+}
+
+/// Bulk verification streams (`[batch]`). A stream's items in flight are
+/// read but not yet answered (waiting for the tenant's rate, hashing,
+/// being recorded or sent); the server reads the next item only when the
+/// stream and its tenant have room, so these bound what a batch holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Items in flight per stream; 0 means four per hashing thread.
+    pub max_in_flight_per_stream: usize,
+    /// Items in flight per tenant across all its streams (on this
+    /// replica); 0 means eight per hashing thread.
+    pub max_in_flight_per_tenant: usize,
+    /// Longest a stream may last: it then stops reading, answers what it
+    /// read and ends with `STREAM_LIFETIME_REACHED` (clients resend the
+    /// rest on a new stream), so deploys and load balancers never have to
+    /// cut a stream mid-item. Keep it below `transport.max_connection_age_secs`.
+    pub max_stream_secs: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_in_flight_per_stream: 0,
+            max_in_flight_per_tenant: 0,
+            max_stream_secs: 1800,
+        }
+    }
 }
 
 /// The database's connection pool (`[database]`), for the store and the
@@ -390,6 +421,7 @@ impl Default for Config {
             metrics_listen: None,
             billing: BillingConfig::default(),
             transport: TransportConfig::default(),
+            batch: BatchConfig::default(),
         }
     }
 }
@@ -696,6 +728,12 @@ impl Config {
                     .into(),
             });
         }
+        if self.batch.max_stream_secs == 0 {
+            return Err(ConfigError::Semantic {
+                key: "batch.max_stream_secs",
+                message: "must be at least 1".into(),
+            });
+        }
         if self.argon2.pool_threads > 1024 {
             return Err(ConfigError::Semantic {
                 key: "argon2.pool_threads",
@@ -732,6 +770,22 @@ impl Config {
     pub fn queue_capacity(&self) -> usize {
         match self.argon2.queue_capacity {
             0 => 4 * self.pool_threads(),
+            n => n,
+        }
+    }
+
+    /// Items in flight per batch stream after resolving the default.
+    pub fn batch_per_stream(&self) -> usize {
+        match self.batch.max_in_flight_per_stream {
+            0 => 4 * self.pool_threads(),
+            n => n,
+        }
+    }
+
+    /// Items in flight per tenant's batches after resolving the default.
+    pub fn batch_per_tenant(&self) -> usize {
+        match self.batch.max_in_flight_per_tenant {
+            0 => 8 * self.pool_threads(),
             n => n,
         }
     }

@@ -137,6 +137,9 @@ reasons! {
     DeadlinePassed = "DEADLINE_PASSED" => DeadlineExceeded,
     /// The server is shutting down.
     ShuttingDown = "SHUTTING_DOWN" => Unavailable,
+    /// A VerifyBatch stream reached its maximum lifetime after answering every item it read;
+    /// send the unanswered items on a new stream.
+    StreamLifetimeReached = "STREAM_LIFETIME_REACHED" => Unavailable,
     /// The usage ledger cannot be written, so nothing can be answered.
     LedgerUnavailable = "LEDGER_UNAVAILABLE" => Unavailable,
     /// The database holding the registry, tenants and keys cannot be reached (or no
@@ -494,6 +497,22 @@ impl From<ServiceError> for Status {
         }
         status
     }
+}
+
+/// The `google.rpc.Status` a unary call would carry for `err` (its code,
+/// message and details, from the conversion above), for a streamed
+/// result such as a `VerifyBatch` item. Response metadata (pushback,
+/// allowance headers) has no place in it; `RetryInfo` carries the delay.
+pub fn rpc_status(err: ServiceError) -> tonic_types::pb::Status {
+    let status = Status::from(err);
+    // Always present: every status above is built with its details.
+    <tonic_types::pb::Status as prost::Message>::decode(status.details()).unwrap_or_else(|_| {
+        tonic_types::pb::Status {
+            code: status.code() as i32,
+            message: status.message().to_string(),
+            details: Vec::new(),
+        }
+    })
 }
 
 /// gRPC clients with retry policies read this header (gRFC A6) instead of

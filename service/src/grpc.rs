@@ -31,6 +31,9 @@ use crate::verify::VerifyService;
 /// The `VerificationService` adapter.
 pub struct VerificationApi {
     service: VerifyService,
+    /// Turns true when the server starts shutting down: batch streams stop
+    /// reading, answer what they read and end.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 #[tonic::async_trait]
@@ -57,6 +60,22 @@ impl VerificationService for VerificationApi {
             }
         }
         Ok(response)
+    }
+
+    type VerifyBatchStream = crate::batch::Results;
+
+    async fn verify_batch(
+        &self,
+        request: Request<tonic::Streaming<pb::VerifyRequest>>,
+    ) -> Result<Response<Self::VerifyBatchStream>, Status> {
+        let credential = credential(&request);
+        let deadline = deadline(request.metadata());
+        let items = request.into_inner();
+        let results = self
+            .service
+            .verify_batch(credential, items, self.stopping.clone(), deadline)
+            .await?;
+        Ok(Response::new(results))
     }
 
     async fn list_signing_keys(
@@ -481,8 +500,10 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     // One handle per service, each over only the parts it uses.
+    let (stopping_batches, stopping) = tokio::sync::watch::channel(false);
     let api = VerificationApi {
         service: VerifyService::new(&app),
+        stopping,
     };
     let admin = TenantAdminApi {
         service: AdminService::new(&app),
@@ -508,6 +529,7 @@ pub async fn run(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutdown requested: reporting NOT_SERVING and draining");
+        stopping_batches.send_replace(true);
         health
             .set_not_serving::<VerificationServiceServer<VerificationApi>>()
             .await;

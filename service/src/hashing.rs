@@ -6,10 +6,21 @@
 //! transport. Work waits in a bounded queue; when the queue is full a call
 //! is shed at once instead of queueing without bound, so memory stays
 //! bounded by `threads x Argon2 memory` (each thread reuses one buffer).
+//!
+//! Jobs come in two lanes. [`Lane::Interactive`] (unary Verify, imports)
+//! is the bounded queue above. [`Lane::Batch`] (VerifyBatch items) is
+//! never shed: its items wait, bounded upstream by the in-flight limits of
+//! each stream and tenant (`batch.rs`). The fairness rule: a thread that
+//! becomes free takes the oldest interactive job if there is one, and a
+//! batch job only when no interactive job waits. So however many batch
+//! items are queued, a unary call waits for at most the evaluations
+//! already running plus the interactive jobs ahead of it, and batch items
+//! never take the room of the interactive queue (they cannot get a unary
+//! call shed).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ekyc_domain::keys::{KdfImplementation, KdfMemory, KdfParams, Pepper, SubjectKey, derive_key};
@@ -19,8 +30,7 @@ use tokio::sync::oneshot;
 use crate::keyring::Keyring;
 
 /// How long a hashing thread waits for work before it gives its working
-/// memory back (`KdfMemory::release`). Each idle thread waits its turn at
-/// the queue, so with `n` threads the last lets go within `n` of these.
+/// memory back (`KdfMemory::release`).
 const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 /// Why a key was not derived.
@@ -43,6 +53,15 @@ pub enum HashError {
     Kdf(String),
 }
 
+/// Which queue a job waits in (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// A caller waiting for one answer: served first, shed when full.
+    Interactive,
+    /// A VerifyBatch item: served when no interactive job waits, never shed.
+    Batch,
+}
+
 /// Counters that tests and metrics read.
 #[derive(Debug, Default)]
 pub struct PoolStats {
@@ -56,22 +75,47 @@ pub struct PoolStats {
     pub shed: AtomicU64,
     /// Jobs dropped because their deadline passed while queued.
     pub expired: AtomicU64,
-    /// Jobs waiting in the queue now.
+    /// Interactive jobs waiting in the queue now.
     pub queued: AtomicUsize,
+    /// Batch jobs waiting now.
+    pub batch_queued: AtomicUsize,
+    /// Batch evaluations completed.
+    pub batch_evaluations: AtomicU64,
 }
 
 struct Job {
     id: IdNumber,
     pepper: Arc<Pepper>,
     deadline: Option<Instant>,
+    lane: Lane,
     reply: oneshot::Sender<Result<SubjectKey, HashError>>,
+}
+
+/// The two lanes' jobs, and whether the pool still takes work.
+#[derive(Default)]
+struct Queues {
+    interactive: VecDeque<Job>,
+    batch: VecDeque<Job>,
+    closed: bool,
+}
+
+/// What the threads and the submitters share.
+struct Shared {
+    queues: Mutex<Queues>,
+    /// Signalled when a job arrives or the pool closes.
+    ready: Condvar,
+    stats: PoolStats,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A fixed set of hashing threads behind a bounded queue.
 pub struct HashPool {
-    /// `None` once shut down; dropping the sender stops the threads.
-    sender: Mutex<Option<SyncSender<Job>>>,
-    stats: Arc<PoolStats>,
+    shared: Arc<Shared>,
     threads: usize,
     params: KdfParams,
     implementation: KdfImplementation,
@@ -83,7 +127,8 @@ pub struct HashPool {
 
 impl HashPool {
     /// Starts `threads` hashing threads, deriving with the keyring's
-    /// peppers by `implementation`, with room for `queue` waiting jobs.
+    /// peppers by `implementation`, with room for `queue` waiting
+    /// interactive jobs.
     pub fn start(
         keyring: Arc<Keyring>,
         (params, implementation): (KdfParams, KdfImplementation),
@@ -91,33 +136,46 @@ impl HashPool {
         queue: usize,
     ) -> HashPool {
         let threads = threads.max(1);
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
-        let rx = Arc::new(Mutex::new(rx));
-        let stats = Arc::new(PoolStats::default());
+        let shared = Arc::new(Shared {
+            queues: Mutex::new(Queues::default()),
+            ready: Condvar::new(),
+            stats: PoolStats::default(),
+        });
         for n in 0..threads {
-            let rx = Arc::clone(&rx);
-            let stats = Arc::clone(&stats);
+            let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || worker(&rx, params, implementation, &stats))
+                .spawn(move || worker(&shared, params, implementation))
                 .unwrap_or_else(|e| panic!("cannot start hashing thread: {e}"));
         }
         HashPool {
             queue_capacity: queue,
             keyring,
             implementation,
-            sender: Mutex::new(Some(tx)),
-            stats,
+            shared,
             threads,
             params,
         }
     }
 
-    /// Derives the subject key for `id` under pepper version `pepper`,
-    /// waiting for a free thread if the queue has room, failing at once if
-    /// it has none.
+    /// Derives the subject key for `id` under pepper version `pepper` in
+    /// the interactive lane, waiting for a free thread if the queue has
+    /// room, failing at once if it has none.
     pub async fn derive(
         &self,
+        id: IdNumber,
+        pepper: u32,
+        deadline: Option<Instant>,
+    ) -> Result<SubjectKey, HashError> {
+        self.derive_in(Lane::Interactive, id, pepper, deadline)
+            .await
+    }
+
+    /// Derives the subject key in `lane`: an interactive job is shed when
+    /// its queue is full, a batch job waits for its turn.
+    pub async fn derive_in(
+        &self,
+        lane: Lane,
         id: IdNumber,
         pepper: u32,
         deadline: Option<Instant>,
@@ -134,49 +192,55 @@ impl HashPool {
             id,
             pepper,
             deadline,
+            lane,
             reply,
         };
         {
-            let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-            let sender = guard.as_ref().ok_or(HashError::Closed)?;
-            // Counted before the send so a worker can never take the job
-            // (and uncount it) first.
-            self.stats.queued.fetch_add(1, Ordering::SeqCst);
-            match sender.try_send(job) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    self.stats.queued.fetch_sub(1, Ordering::SeqCst);
-                    self.stats.shed.fetch_add(1, Ordering::Relaxed);
+            let stats = &self.shared.stats;
+            let mut queues = self.shared.lock();
+            if queues.closed {
+                return Err(HashError::Closed);
+            }
+            match lane {
+                Lane::Interactive if queues.interactive.len() >= self.queue_capacity => {
+                    stats.shed.fetch_add(1, Ordering::Relaxed);
                     return Err(HashError::Saturated);
                 }
-                Err(TrySendError::Disconnected(_)) => {
-                    self.stats.queued.fetch_sub(1, Ordering::SeqCst);
-                    return Err(HashError::Closed);
+                Lane::Interactive => {
+                    queues.interactive.push_back(job);
+                    stats.queued.fetch_add(1, Ordering::SeqCst);
+                }
+                Lane::Batch => {
+                    queues.batch.push_back(job);
+                    stats.batch_queued.fetch_add(1, Ordering::SeqCst);
                 }
             }
         }
+        self.shared.ready.notify_one();
         rx.await.map_err(|_| HashError::Closed)?
     }
 
-    /// Stops accepting work; threads exit when the queue drains.
+    /// Stops accepting work; threads exit when the queues drain.
     pub fn close(&self) {
-        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_all();
     }
 
-    /// Sheds a call at once if the queue is full now: it would be shed at
-    /// [`HashPool::derive`] anyway, and refusing early spares it the
-    /// ledger lookup and the limits. Counted as shed.
+    /// Sheds a call at once if the interactive queue is full now: it would
+    /// be shed at [`HashPool::derive`] anyway, and refusing early spares
+    /// it the ledger lookup and the limits. Counted as shed.
     pub fn shed_if_saturated(&self) -> bool {
-        let full = self.stats.queued.load(Ordering::SeqCst) >= self.queue_capacity;
+        let stats = &self.shared.stats;
+        let full = stats.queued.load(Ordering::SeqCst) >= self.queue_capacity;
         if full {
-            self.stats.shed.fetch_add(1, Ordering::Relaxed);
+            stats.shed.fetch_add(1, Ordering::Relaxed);
         }
         full
     }
 
     /// The counters.
     pub fn stats(&self) -> &PoolStats {
-        &self.stats
+        &self.shared.stats
     }
 
     /// Number of hashing threads.
@@ -215,38 +279,55 @@ impl Drop for HashPool {
     }
 }
 
-fn worker(
-    rx: &Mutex<Receiver<Job>>,
-    params: KdfParams,
-    implementation: KdfImplementation,
-    stats: &PoolStats,
-) {
+/// The next job by the fairness rule (interactive first), waiting for one;
+/// `None` once the pool is closed and drained. A thread idle for
+/// [`IDLE_RELEASE`] gives its working memory back while it waits on:
+/// not at every empty queue, since a thread that mapped its memory again
+/// after each short gap would add page faults to moderate load's latency.
+fn next_job(shared: &Shared, memory: &mut KdfMemory) -> Option<Job> {
+    let mut queues = shared.lock();
+    let mut released = false;
+    loop {
+        let job = queues
+            .interactive
+            .pop_front()
+            .or_else(|| queues.batch.pop_front());
+        if let Some(job) = job {
+            let waiting = match job.lane {
+                Lane::Interactive => &shared.stats.queued,
+                Lane::Batch => &shared.stats.batch_queued,
+            };
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            return Some(job);
+        }
+        if queues.closed {
+            return None;
+        }
+        if released {
+            queues = shared.ready.wait(queues).unwrap_or_else(|p| p.into_inner());
+            continue;
+        }
+        let (guard, waited) = shared
+            .ready
+            .wait_timeout(queues, IDLE_RELEASE)
+            .unwrap_or_else(|p| p.into_inner());
+        queues = guard;
+        if waited.timed_out() && queues.interactive.is_empty() && queues.batch.is_empty() {
+            // Not under the lock: unmapping tens of MiB takes a while.
+            drop(queues);
+            memory.release();
+            released = true;
+            queues = shared.lock();
+        }
+    }
+}
+
+fn worker(shared: &Shared, params: KdfParams, implementation: KdfImplementation) {
     // One buffer per thread, reused: allocating and faulting in tens of MiB
     // per call costs a measurable share of an evaluation.
     let mut memory = KdfMemory::with(&params, implementation);
-    loop {
-        let waited = rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .recv_timeout(IDLE_RELEASE);
-        let job = match waited {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => {
-                // Idle: the last evaluation's blocks go now rather than
-                // whenever the next job overwrites them. Not at every
-                // empty queue: a thread that had to map its memory again
-                // after each short gap would add page faults to the
-                // latency of moderate load.
-                memory.release();
-                let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-                match rx.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                }
-            }
-        };
-        stats.queued.fetch_sub(1, Ordering::SeqCst);
+    let stats = &shared.stats;
+    while let Some(job) = next_job(shared, &mut memory) {
         if job.reply.is_closed() {
             // The caller went away (cancelled or timed out): skip the work.
             continue;
@@ -262,6 +343,9 @@ fn worker(
             .map_err(|e| HashError::Kdf(e.to_string()));
         stats.in_flight.fetch_sub(1, Ordering::SeqCst);
         stats.evaluations.fetch_add(1, Ordering::Relaxed);
+        if job.lane == Lane::Batch {
+            stats.batch_evaluations.fetch_add(1, Ordering::Relaxed);
+        }
         // The caller may have gone away meanwhile; nothing to do then.
         let _ = job.reply.send(result);
     }
@@ -362,5 +446,88 @@ mod tests {
         assert!(ok >= 1 && ok <= 8 - shed);
         assert_eq!(pool.stats().shed.load(Ordering::Relaxed), shed as u64);
         assert_eq!(pool.stats().max_in_flight.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_free_thread_takes_every_interactive_job_before_any_batch_job() {
+        let shared = Shared {
+            queues: Mutex::new(Queues::default()),
+            ready: Condvar::new(),
+            stats: PoolStats::default(),
+        };
+        let id = normalize_id("079085001234").expect("id");
+        let pepper = keyring().pepper(1).expect("pepper");
+        let mut replies = Vec::new();
+        // Arrival order: batch, batch, unary, batch, unary.
+        for (n, lane) in [
+            Lane::Batch,
+            Lane::Batch,
+            Lane::Interactive,
+            Lane::Batch,
+            Lane::Interactive,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (reply, rx) = oneshot::channel();
+            replies.push(rx);
+            let mut queues = shared.lock();
+            let job = Job {
+                id: id.clone(),
+                pepper: Arc::clone(&pepper),
+                deadline: Some(Instant::now() + Duration::from_secs(n as u64 + 1)),
+                lane,
+                reply,
+            };
+            match lane {
+                Lane::Interactive => queues.interactive.push_back(job),
+                Lane::Batch => queues.batch.push_back(job),
+            }
+        }
+        shared.stats.queued.store(2, Ordering::SeqCst);
+        shared.stats.batch_queued.store(3, Ordering::SeqCst);
+        shared.lock().closed = true;
+        let mut memory = KdfMemory::new(&CHEAP);
+        let mut order = Vec::new();
+        while let Some(job) = next_job(&shared, &mut memory) {
+            order.push(
+                job.deadline
+                    .map(|d| d.duration_since(Instant::now()).as_secs()),
+            );
+            drop(job);
+        }
+        // Each job's deadline tells its arrival (n + 1 seconds, less the
+        // time passed): both unary jobs first, then the batch in order.
+        assert_eq!(
+            order,
+            vec![Some(2), Some(4), Some(0), Some(1), Some(3)],
+            "unary jobs by arrival, then batch jobs by arrival"
+        );
+        assert_eq!(shared.stats.queued.load(Ordering::SeqCst), 0);
+        assert_eq!(shared.stats.batch_queued.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batch_jobs_are_never_shed() {
+        let pool = Arc::new(HashPool::start(
+            keyring(),
+            (CHEAP, KdfImplementation::default()),
+            1,
+            1,
+        ));
+        let id = normalize_id("079085001234").expect("id");
+        let mut batch = Vec::new();
+        for _ in 0..16 {
+            let (pool, id) = (Arc::clone(&pool), id.clone());
+            batch.push(tokio::spawn(async move {
+                pool.derive_in(Lane::Batch, id, 1, None).await.map(|_| ())
+            }));
+        }
+        for t in batch {
+            t.await.expect("join").expect("batch derived");
+        }
+        let stats = pool.stats();
+        assert_eq!(stats.shed.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.batch_evaluations.load(Ordering::Relaxed), 16);
     }
 }

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authz;
+pub mod batch;
 pub mod billing;
 pub mod clock;
 pub mod config;
@@ -85,6 +86,8 @@ pub struct App {
     pub transport: config::TransportConfig,
     /// What the transport limits refused, for metrics.
     pub transport_stats: Arc<transport::TransportStats>,
+    /// The bounds of VerifyBatch streams and the per-tenant slots they share.
+    pub batches: Arc<batch::Batches>,
 }
 
 /// The server could not start.
@@ -215,6 +218,11 @@ impl App {
             clock: Arc::new(clock::Clock::System),
             transport: config.transport.clone(),
             transport_stats: Arc::default(),
+            batches: Arc::new(batch::Batches::new(
+                config.batch_per_stream(),
+                config.batch_per_tenant(),
+                Duration::from_secs(config.batch.max_stream_secs),
+            )),
         })
     }
 

@@ -54,6 +54,8 @@ pub struct TestOptions {
     /// Other pepper versions held (`pepper.also_held`), their files at the
     /// default place of each version, generated if missing.
     pub also_held_peppers: Vec<u32>,
+    /// VerifyBatch bounds.
+    pub batch: crate::config::BatchConfig,
 }
 
 /// The limits tests start from: production defaults, except that tenants
@@ -89,6 +91,7 @@ impl Default for TestOptions {
             issuer: ekyc_billing::Party::default(),
             pepper_version: 1,
             also_held_peppers: Vec::new(),
+            batch: crate::config::BatchConfig::default(),
         }
     }
 }
@@ -696,6 +699,7 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
     config.billing.database_url = opts.billing_database_url.clone();
     config.billing.idempotency_window_secs = opts.idempotency_window_secs;
     config.transport = opts.transport.clone();
+    config.batch = opts.batch.clone();
     config.billing.issuer_legal_name = opts.issuer.legal_name.clone();
     config.billing.issuer_address = opts.issuer.address.clone();
     config.billing.issuer_tax_code = opts.issuer.tax_code.clone();

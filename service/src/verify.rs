@@ -35,10 +35,11 @@ use jiff::Timestamp;
 use crate::App;
 use crate::auth::{self, Caller, Credential};
 use crate::authz::{self, Target};
+use crate::batch::Batches;
 use crate::clock;
 use crate::error::{Reason, ServiceError};
 use crate::hashing::HashError;
-use crate::hashing::HashPool;
+use crate::hashing::{HashPool, Lane};
 use crate::idempotency::{self, Claim, Leader, Outcome};
 use crate::keyring::Keyring;
 use crate::metrics::Counters;
@@ -282,6 +283,8 @@ pub struct VerifyService {
     replay_window_ms: i64,
     /// How long after retirement a signing key is still published as valid.
     attestation_validity_ms: i64,
+    /// The bounds of VerifyBatch streams.
+    batches: Arc<Batches>,
 }
 
 impl VerifyService {
@@ -299,7 +302,13 @@ impl VerifyService {
             counters: Arc::clone(&app.counters),
             replay_window_ms: (app.billing.idempotency_window_secs as i64).saturating_mul(1000),
             attestation_validity_ms: app.attestation_validity_ms,
+            batches: Arc::clone(&app.batches),
         }
+    }
+
+    /// The bounds of VerifyBatch streams.
+    pub(crate) fn batches(&self) -> &Batches {
+        &self.batches
     }
 
     /// The signing keys whose attestations still verify: keys retired
@@ -331,34 +340,72 @@ impl VerifyService {
         req: &pb::VerifyRequest,
         deadline: Option<Instant>,
     ) -> Result<Answered, ServiceError> {
-        let result = self.verify_counted(credential, req, deadline).await;
-        self.counters.verify_outcome(match &result {
-            Ok(_) => "answered",
-            Err(e) => e.reason().as_str(),
-        });
+        let result = match self.authenticate(credential, "Verify").await {
+            Ok(caller) => {
+                self.verify_as(&caller, req, deadline, Lane::Interactive)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        self.count(&result);
         result
     }
 
-    async fn verify_counted(
+    /// Steps 1 and 2 of every Verify: authenticate (the tenant comes from
+    /// the key, never the request) and authorise `method`. A VerifyBatch
+    /// stream runs them when it opens and again before each item.
+    pub(crate) async fn authenticate(
         &self,
         credential: &Credential,
-        req: &pb::VerifyRequest,
-        deadline: Option<Instant>,
-    ) -> Result<Answered, ServiceError> {
-        let started = Instant::now();
-        let now_ms = self.clock.now_ms();
-        let now = Timestamp::from_millisecond(now_ms)?;
-
-        // 1. Authenticate: the tenant comes from the key, never the request.
-        let caller: Caller = auth::authenticate(&self.store, credential, now_ms).await?;
-        // 2. Authorise.
+        method: &str,
+    ) -> Result<Caller, ServiceError> {
+        let caller = auth::authenticate(&self.store, credential, self.clock.now_ms()).await?;
         authz::decide(
-            authz::rule_of("Verify"),
+            authz::rule_of(method),
             caller.role,
             &caller.tenant.id,
             false,
             Target::Caller,
         )?;
+        Ok(caller)
+    }
+
+    /// Answers one VerifyBatch item for an authenticated caller: the
+    /// Verify chain from validation on, in the batch lane (see
+    /// [`Lane::Batch`]).
+    pub(crate) async fn verify_item(
+        &self,
+        caller: &Caller,
+        req: &pb::VerifyRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Answered, ServiceError> {
+        let result = self.verify_as(caller, req, deadline, Lane::Batch).await;
+        self.count(&result);
+        result
+    }
+
+    fn count(&self, result: &Result<Answered, ServiceError>) {
+        self.counters.verify_outcome(match result {
+            Ok(_) => "answered",
+            Err(e) => e.reason().as_str(),
+        });
+    }
+
+    /// The Verify chain after authentication. In the batch lane a call
+    /// over the tenant's rate waits for it instead of being refused, is
+    /// never shed for a full queue (the batch's in-flight bounds hold it
+    /// back instead), and hashes only when no unary call waits.
+    async fn verify_as(
+        &self,
+        caller: &Caller,
+        req: &pb::VerifyRequest,
+        deadline: Option<Instant>,
+        lane: Lane,
+    ) -> Result<Answered, ServiceError> {
+        let started = Instant::now();
+        let mut now_ms = self.clock.now_ms();
+        let mut now = Timestamp::from_millisecond(now_ms)?;
+
         // 3. Validate and normalise every field; all violations at once.
         let valid = validate_verify(req, clock::latest_date_on_earth(now))?;
         // 4. The tenant's policy: which fields and purposes it may ask about.
@@ -367,25 +414,34 @@ impl VerifyService {
         let tenant = caller.tenant.id.as_str();
 
         // 5. Rate limit: every call that gets here counts, answered, refused
-        // or replayed, so retries of an answered request are not free.
+        // or replayed, so retries of an answered request are not free. A
+        // batch item waits for its turn: the stream is paced to the
+        // tenant's rate rather than answered with refusals to resend.
         let rate = RateLimit {
             per_second: policy.limits.requests_per_second,
             burst: policy.limits.burst,
         };
-        let rate_remaining = match self
-            .limiter
-            .check_rate(tenant, rate)
-            .await
-            .map_err(ServiceError::from)?
-        {
-            RateDecision::Allowed { remaining } => remaining,
-            RateDecision::Limited { retry_after } => {
-                return Err(ServiceError::RateLimited { retry_after });
+        let rate_remaining = loop {
+            match self
+                .limiter
+                .check_rate(tenant, rate)
+                .await
+                .map_err(ServiceError::from)?
+            {
+                RateDecision::Allowed { remaining } => break remaining,
+                RateDecision::Limited { retry_after } if lane == Lane::Batch => {
+                    tokio::time::sleep(retry_after.max(std::time::Duration::from_millis(1))).await;
+                    now_ms = self.clock.now_ms();
+                    now = Timestamp::from_millisecond(now_ms)?;
+                }
+                RateDecision::Limited { retry_after } => {
+                    return Err(ServiceError::RateLimited { retry_after });
+                }
             }
         };
         // With the hashing queue full, this call would be shed at the pool
         // anyway: shed it now, before the ledger lookup and the limits.
-        if self.pool.shed_if_saturated() {
+        if lane == Lane::Interactive && self.pool.shed_if_saturated() {
             return Err(ServiceError::Overloaded {
                 retry_after: self.pool.retry_hint(),
             });
@@ -410,7 +466,7 @@ impl VerifyService {
                             })?
                     {
                         return Ok(Answered {
-                            response: self.replay(&caller, req, &valid, &event, now_ms)?,
+                            response: self.replay(caller, req, &valid, &event, now_ms)?,
                             allowance: Allowance {
                                 rate_remaining,
                                 ..Allowance::default()
@@ -483,7 +539,7 @@ impl VerifyService {
         };
 
         // 9. Hash, look up, match: the work the call pays for.
-        let outcome = match self.answer(&caller, &valid, deadline, now_ms).await {
+        let outcome = match self.answer(caller, &valid, deadline, now_ms, lane).await {
             Ok(outcome) => outcome,
             Err((e, settlement)) => {
                 attempt.settle(settlement).await;
@@ -536,14 +592,14 @@ impl VerifyService {
                     "verify answered"
                 );
                 Ok(Answered {
-                    response: self.respond(&caller, req, &valid, &outcome)?,
+                    response: self.respond(caller, req, &valid, &outcome)?,
                     allowance,
                 })
             }
             Ok(Recorded::Existing(winner)) => {
                 // A duplicate on another replica was recorded first: its
                 // answer is the answer, and only it is billed.
-                let response = self.replay(&caller, req, &valid, &winner, now_ms)?;
+                let response = self.replay(caller, req, &valid, &winner, now_ms)?;
                 Ok(Answered {
                     response,
                     allowance,
@@ -616,6 +672,7 @@ impl VerifyService {
         valid: &ValidRequest<'_>,
         deadline: Option<Instant>,
         now_ms: i64,
+        lane: Lane,
     ) -> Result<Outcome, (ServiceError, Settlement)> {
         fn failed(e: impl Into<ServiceError>) -> (ServiceError, Settlement) {
             (e.into(), Settlement::Failed)
@@ -629,7 +686,7 @@ impl VerifyService {
         let mut pepper = self.keyring.serving();
         let mut derived = 0;
         let (key, lookup) = loop {
-            let key = self.derive(valid, pepper, deadline, derived).await?;
+            let key = self.derive(valid, pepper, deadline, derived, lane).await?;
             derived += 1;
             let lookup = self.store.lookup(&key.locator()).await.map_err(failed)?;
             let current = lookup.pepper_version;
@@ -676,6 +733,7 @@ impl VerifyService {
         pepper: u32,
         deadline: Option<Instant>,
         earlier: u32,
+        lane: Lane,
     ) -> Result<SubjectKey, (ServiceError, Settlement)> {
         let unanswered = if earlier == 0 {
             Settlement::Unanswered
@@ -683,7 +741,7 @@ impl VerifyService {
             Settlement::Failed
         };
         self.pool
-            .derive(valid.id.clone(), pepper, deadline)
+            .derive_in(lane, valid.id.clone(), pepper, deadline)
             .await
             .map_err(|e| match e {
                 HashError::Saturated => (

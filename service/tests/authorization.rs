@@ -49,7 +49,7 @@ fn expected(method: &str) -> [May; 5] {
         }
         "FinalizeInvoice" => [Any, Any, No, No, No],
         "ListPricePlans" | "GetPricePlan" => [Any, Any, No, Any, No],
-        "Verify" => [No, No, No, No, Any],
+        "Verify" | "VerifyBatch" => [No, No, No, No, Any],
         // The agency's registry, loaded by its registry operators only.
         "ImportRecords" | "PublishVersion" | "DiscardVersion" | "PurgePepper" => {
             [No, No, Any, No, No]
@@ -72,6 +72,14 @@ async fn call(c: &Client, method: &str, tenant: &str) -> Result<(), Status> {
     match method {
         "Verify" => {
             v.verify(c.request(pb::VerifyRequest::default())).await?;
+        }
+        "VerifyBatch" => {
+            // Authorised when the stream opens, before any item is read.
+            let items = tokio_stream::iter(Vec::<pb::VerifyRequest>::new());
+            let mut results = v.verify_batch(c.request(items)).await?.into_inner();
+            while let Some(result) = tokio_stream::StreamExt::next(&mut results).await {
+                result?;
+            }
         }
         "ListSigningKeys" => {
             v.list_signing_keys(pb::ListSigningKeysRequest::default())
