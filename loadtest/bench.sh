@@ -4,5 +4,5 @@
 # the same cores (flags are passed on, e.g. --out target/bench.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release -p ekyc-service --bin ekycd -p ekyc-loadtest --bin bench
+cargo build --release -p ekyc-service --bin ekycd -p ekyc-client --bin ekyc -p ekyc-loadtest --bin bench
 exec target/release/bench "$@"

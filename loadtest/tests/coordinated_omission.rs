@@ -41,6 +41,15 @@ impl VerificationService for Staller {
         }))
     }
 
+    type VerifyBatchStream = tokio_stream::Empty<Result<pb::VerifyBatchResult, Status>>;
+
+    async fn verify_batch(
+        &self,
+        _request: Request<tonic::Streaming<pb::VerifyRequest>>,
+    ) -> Result<Response<Self::VerifyBatchStream>, Status> {
+        Err(Status::unimplemented("this baseline answers unary calls only"))
+    }
+
     async fn list_signing_keys(
         &self,
         _request: Request<pb::ListSigningKeysRequest>,
