@@ -1,7 +1,8 @@
 //! Rust client for the eKYC verification service.
 //!
 //! [`Client`] wraps the generated gRPC client with the API key and a
-//! deadline on every call, and checks every answer's attestation against
+//! deadline on every call (but the `VerifyBatch` stream, which lasts as
+//! long as its input), and checks every answer's attestation against
 //! the service's published signing keys and the caller's own copy of the
 //! request before handing it back. It never logs claims.
 #![forbid(unsafe_code)]
@@ -213,13 +214,45 @@ impl Client {
     /// Calls Verify and checks the attestation before returning.
     pub async fn verify(&self, request: pb::VerifyRequest) -> Result<VerifiedAnswer, ClientError> {
         let response = self.verify_unchecked(request.clone()).await?;
+        self.check_answer(&request, response).await
+    }
+
+    /// Opens a `VerifyBatch` stream sending `requests`, with the API key
+    /// and no deadline: a batch lasts as long as its file, and the server
+    /// bounds a stream's lifetime itself (it ends one with `UNAVAILABLE`,
+    /// reason `STREAM_LIFETIME_REACHED`, after answering what it read).
+    ///
+    /// The results are not checked here, because checking needs the
+    /// request each one answers: pass every response with its request to
+    /// [`Client::check_answer`], and every error to [`status_from_rpc`].
+    pub async fn verify_batch<S>(
+        &self,
+        requests: S,
+    ) -> Result<tonic::Streaming<pb::VerifyBatchResult>, tonic::Status>
+    where
+        S: tokio_stream::Stream<Item = pb::VerifyRequest> + Send + 'static,
+    {
+        let mut inner = self.inner.clone();
+        Ok(inner
+            .verify_batch(self.request_with_deadline(requests, None))
+            .await?
+            .into_inner())
+    }
+
+    /// Checks `response`'s attestation against the `request` it answers,
+    /// with the published key it names (fetched once, then cached).
+    pub async fn check_answer(
+        &self,
+        request: &pb::VerifyRequest,
+        response: pb::VerifyResponse,
+    ) -> Result<VerifiedAnswer, ClientError> {
         let key_id = response
             .attestation
             .as_ref()
             .map(|a| a.key_id.clone())
             .ok_or_else(|| ClientError::Attestation("response has no attestation".into()))?;
         let public_key = self.public_key(&key_id).await?;
-        let attestation = check_attestation(&request, &response, &public_key)?;
+        let attestation = check_attestation(request, &response, &public_key)?;
         Ok(VerifiedAnswer {
             response,
             attestation,
@@ -259,6 +292,18 @@ impl Client {
             .get(key_id)
             .copied()
     }
+}
+
+/// The `tonic::Status` a `VerifyBatch` item's error stands for: the same
+/// code, message and details a unary Verify would have failed with, so
+/// `tonic_types::StatusExt::get_error_details` reads its `ErrorInfo`,
+/// `BadRequest`, `RetryInfo` and `QuotaFailure` as it would there.
+pub fn status_from_rpc(status: &tonic_types::pb::Status) -> tonic::Status {
+    tonic::Status::with_details(
+        tonic::Code::from_i32(status.code),
+        status.message.clone(),
+        prost::Message::encode_to_vec(status).into(),
+    )
 }
 
 /// The claims of a request as `(field, value as sent)` pairs, in field order.
@@ -364,6 +409,25 @@ pub fn result_name(code: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_error_reads_like_a_unary_one() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let unary = tonic::Status::with_error_details(
+            tonic::Code::ResourceExhausted,
+            "daily quota used up",
+            ErrorDetails::with_error_info("QUOTA_EXCEEDED", "ekyc.v1", []),
+        );
+        // What the server puts in a VerifyBatchResult: the status that a
+        // unary call carries in grpc-status-details-bin.
+        let rpc: tonic_types::pb::Status =
+            prost::Message::decode(unary.details()).expect("google.rpc.Status");
+        let status = status_from_rpc(&rpc);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(status.message(), "daily quota used up");
+        let info = status.get_error_details().error_info().cloned();
+        assert_eq!(info.map(|i| i.reason).as_deref(), Some("QUOTA_EXCEEDED"));
+    }
 
     #[test]
     fn only_a_refused_stream_is_sent_again() {

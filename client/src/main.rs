@@ -2,7 +2,8 @@
 //!
 //! `ekyc verify` sends one subject's claims, checks the signed attestation
 //! against the published keys and prints the per-field results;
-//! `ekyc signing-keys` lists the signing keys. With an agency-admin key,
+//! `ekyc verify-batch` verifies every row of a file through one stream,
+//! resumably; `ekyc signing-keys` lists the signing keys. With an agency-admin key,
 //! `ekyc tenants`, `ekyc keys` and `ekyc audit` manage tenants, their API
 //! keys and read the audit trail through `TenantAdminService`.
 //!
@@ -12,6 +13,7 @@
 //! the point of those commands.
 
 mod admin_cli;
+mod batch_cli;
 mod billing_cli;
 mod output;
 mod registry_cli;
@@ -72,6 +74,9 @@ struct Cli {
 enum Command {
     /// Verify one subject's claimed identity.
     Verify(Box<VerifyArgs>),
+    /// Verify every row of a CSV or JSON Lines file through one stream,
+    /// one JSON line of result per row; run again to resume.
+    VerifyBatch(Box<batch_cli::BatchArgs>),
     /// List the service's attestation signing keys.
     SigningKeys {
         /// Print JSON instead of a table.
@@ -184,6 +189,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => verify(&client, *args).await,
+        Command::VerifyBatch(args) => batch_cli::verify_batch(&client, *args).await,
         Command::Tenants(args) => {
             finish(tenants(&client, args.command, args.json).await, args.json)
         }

@@ -115,28 +115,12 @@ pub(crate) async fn verify(client: &Client, args: VerifyArgs) -> Result<ExitCode
     let r = &answer.response;
     let att = r.attestation.clone().unwrap_or_default();
     let out = VerifyOut {
-        decision: if r.decision == pb::Decision::Yes as i32 {
-            "YES"
-        } else {
-            "NO"
-        },
+        decision: decision_name(r),
         transaction_id: r.transaction_id.clone(),
         request_id,
         registry_version: r.registry_version,
-        subject_status: match pb::SubjectStatus::try_from(r.subject_status) {
-            Ok(pb::SubjectStatus::Found) => "FOUND",
-            Ok(pb::SubjectStatus::NotFound) => "NOT_FOUND",
-            _ => "UNDISCLOSED",
-        },
-        results: r
-            .results
-            .iter()
-            .map(|f| FieldOut {
-                field: field_name(f.field),
-                result: result_name(f.result),
-                score: f.score,
-            })
-            .collect(),
+        subject_status: subject_status_name(r),
+        results: r.results.iter().map(FieldOut::from).collect(),
         attestation: AttestationOut {
             verified: true,
             key_id: att.key_id,
@@ -164,6 +148,35 @@ pub(crate) async fn verify(client: &Client, args: VerifyArgs) -> Result<ExitCode
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `YES` or `NO`.
+pub(crate) fn decision_name(r: &pb::VerifyResponse) -> &'static str {
+    if r.decision == pb::Decision::Yes as i32 {
+        "YES"
+    } else {
+        "NO"
+    }
+}
+
+/// `FOUND`, `NOT_FOUND`, or `UNDISCLOSED` (the tenant's policy keeps it
+/// from the answer).
+pub(crate) fn subject_status_name(r: &pb::VerifyResponse) -> &'static str {
+    match pb::SubjectStatus::try_from(r.subject_status) {
+        Ok(pb::SubjectStatus::Found) => "FOUND",
+        Ok(pb::SubjectStatus::NotFound) => "NOT_FOUND",
+        _ => "UNDISCLOSED",
+    }
+}
+
+impl From<&pb::FieldResult> for FieldOut {
+    fn from(f: &pb::FieldResult) -> FieldOut {
+        FieldOut {
+            field: field_name(f.field),
+            result: result_name(f.result),
+            score: f.score,
+        }
+    }
 }
 
 pub(crate) fn build_request(args: &VerifyArgs) -> Result<pb::VerifyRequest> {

@@ -6,6 +6,11 @@
 //! `place_of_residence`, `id_issue_date`, `id_expiry_date`, `phone_number`.
 //! Every row is validated on its own; a bad row becomes a [`Reject`] that
 //! names its line, field and rule, never the value.
+//!
+//! A reader other than the import (the batch verifier's input, which also
+//! carries `request_id`, `purpose_code`, `consent_reference`) names the
+//! extra columns it takes with [`RowStream::with_extra_columns`]; the
+//! import takes none, so a stray column there is still refused.
 
 use std::io::{BufRead, Read};
 use std::path::Path;
@@ -94,6 +99,8 @@ pub fn read_rows_from(
 /// malformed line; an error reading the input ends the stream.
 pub struct RowStream<'a> {
     inner: Inner<'a>,
+    /// Column names accepted besides `id_number` and the claim fields.
+    extra: Vec<String>,
 }
 
 enum Inner<'a> {
@@ -109,15 +116,29 @@ enum Inner<'a> {
 
 impl<'a> RowStream<'a> {
     /// Starts reading `input`; a CSV header is read and checked at once.
+    /// Only `id_number` and the claim fields are known columns.
     pub fn new(
         input: impl BufRead + Send + 'a,
         format: Format,
     ) -> Result<RowStream<'a>, RowsError> {
+        RowStream::with_extra_columns(input, format, &[])
+    }
+
+    /// Like [`RowStream::new`], but the columns named in `extra` are known
+    /// too: their values come through in [`RawRow::values`] like any
+    /// other, and it is the caller's job to read them (and to keep them
+    /// out of [`validate_row`], which skips names that are not fields).
+    pub fn with_extra_columns(
+        input: impl BufRead + Send + 'a,
+        format: Format,
+        extra: &[&str],
+    ) -> Result<RowStream<'a>, RowsError> {
+        let extra: Vec<String> = extra.iter().map(|c| c.to_string()).collect();
         let inner = match format {
             Format::Csv => {
                 let input: Box<dyn Read + Send + 'a> = Box::new(input);
                 let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
-                let headers = csv_headers(&mut reader)?;
+                let headers = csv_headers(&mut reader, &extra)?;
                 Inner::Csv {
                     records: reader.into_records(),
                     headers,
@@ -131,7 +152,7 @@ impl<'a> RowStream<'a> {
                 }
             }
         };
-        Ok(RowStream { inner })
+        Ok(RowStream { inner, extra })
     }
 }
 
@@ -139,6 +160,7 @@ impl Iterator for RowStream<'_> {
     type Item = std::io::Result<Result<RawRow, Reject>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let extra = &self.extra;
         match &mut self.inner {
             Inner::Csv { records, headers } => {
                 let record = match records.next()? {
@@ -177,7 +199,7 @@ impl Iterator for RowStream<'_> {
                     Err(e) => return Some(Err(e)),
                 };
                 *line_no += 1;
-                if let Some(row) = jsonl_row(*line_no, &line) {
+                if let Some(row) = jsonl_row(*line_no, &line, extra) {
                     return Some(Ok(row));
                 }
             },
@@ -185,9 +207,11 @@ impl Iterator for RowStream<'_> {
     }
 }
 
-/// The header row, checked: every column known, `id_number` among them.
+/// The header row, checked: every column known (or in `extra`),
+/// `id_number` among them.
 fn csv_headers(
     reader: &mut csv::Reader<Box<dyn Read + Send + '_>>,
+    extra: &[String],
 ) -> Result<Vec<String>, RowsError> {
     let headers: Vec<String> = reader
         .headers()
@@ -196,12 +220,20 @@ fn csv_headers(
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    if let Some(position) = headers.iter().position(|h| !known_column(h)) {
+    if let Some(position) = headers
+        .iter()
+        .position(|h| !known_column(h) && !extra.contains(h))
+    {
         // The name is not echoed: in a file without a header row it is a
         // citizen's value.
+        let also = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", or {}", extra.join(", "))
+        };
         return Err(RowsError::Header(format!(
             "column {} of the header row is not a known column (the first row must name \
-             the columns: id_number and the claim field names)",
+             the columns: id_number and the claim field names{also})",
             position + 1
         )));
     }
@@ -213,8 +245,9 @@ fn csv_headers(
     Ok(headers)
 }
 
-/// One JSON Lines row, or its reject; `None` for a blank line.
-fn jsonl_row(line_no: u64, line: &str) -> Option<Result<RawRow, Reject>> {
+/// One JSON Lines row, or its reject; `None` for a blank line. Keys in
+/// `extra` are known besides `id_number` and the claim fields.
+fn jsonl_row(line_no: u64, line: &str, extra: &[String]) -> Option<Result<RawRow, Reject>> {
     if line.trim().is_empty() {
         return None;
     }
@@ -229,7 +262,7 @@ fn jsonl_row(line_no: u64, line: &str) -> Option<Result<RawRow, Reject>> {
     };
     let mut values = Vec::with_capacity(map.len());
     for (k, v) in map {
-        if !known_column(&k) {
+        if !known_column(&k) && !extra.contains(&k) {
             return Some(Err(unknown_column(line_no)));
         }
         match v {
@@ -490,6 +523,68 @@ mod tests {
                 .iter()
                 .all(|r| !format!("{r:?}").contains("079085001234")),
             "an unknown key may be a value and is never echoed"
+        );
+    }
+    #[test]
+    fn extra_columns_are_read_only_where_asked_for() {
+        let extra = ["request_id", "purpose_code", "consent_reference"];
+        let csv = "id_number,full_name,request_id,purpose_code\n001085000001,An,r-1,KYC\n";
+        let jsonl =
+            "{\"id_number\":\"001085000001\",\"request_id\":\"r-1\",\"consent_reference\":\"c\"}\n";
+
+        let rows: Vec<_> = RowStream::with_extra_columns(csv.as_bytes(), Format::Csv, &extra)
+            .expect("header with extra columns")
+            .map(|r| r.expect("read").expect("row"))
+            .collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].line, 2);
+        assert!(
+            rows[0]
+                .values
+                .contains(&("request_id".into(), "r-1".into()))
+        );
+        assert!(
+            rows[0]
+                .values
+                .contains(&("purpose_code".into(), "KYC".into()))
+        );
+
+        let rows: Vec<_> = RowStream::with_extra_columns(jsonl.as_bytes(), Format::Jsonl, &extra)
+            .expect("jsonl")
+            .map(|r| r.expect("read").expect("row"))
+            .collect();
+        assert!(
+            rows[0]
+                .values
+                .contains(&("consent_reference".into(), "c".into()))
+        );
+
+        // A column that is not among the extras is still refused.
+        let other = "id_number,request_id,note\n1,r,x\n";
+        assert!(matches!(
+            RowStream::with_extra_columns(other.as_bytes(), Format::Csv, &extra),
+            Err(RowsError::Header(_))
+        ));
+        let other = "{\"id_number\":\"1\",\"request_id\":\"r\",\"note\":\"x\"}\n";
+        let reject = RowStream::with_extra_columns(other.as_bytes(), Format::Jsonl, &extra)
+            .expect("jsonl")
+            .next()
+            .expect("a line")
+            .expect("read")
+            .expect_err("unknown key");
+        assert_eq!(reject.rule, "unknown_column");
+
+        // The import's reader knows none of them: request_id is refused
+        // in a header and as a key, as before.
+        assert!(matches!(
+            RowStream::new(csv.as_bytes(), Format::Csv),
+            Err(RowsError::Header(_))
+        ));
+        let (rows, rejects) = read_rows_from(jsonl.as_bytes(), Format::Jsonl).expect("read");
+        assert!(rows.is_empty());
+        assert_eq!(
+            (rejects[0].line, rejects[0].rule.as_str()),
+            (1, "unknown_column")
         );
     }
 }

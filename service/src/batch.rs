@@ -175,7 +175,14 @@ impl Batch {
             };
             // The key is checked again before each item: a revocation
             // stops the stream at the next item, as a unary call.
-            let caller = match self.service.authenticate(&self.credential, METHOD).await {
+            // Outside the stream's span: authentication records the tenant
+            // on the current span, which the stream's already names, and
+            // recording it per item would grow the span with the batch.
+            let again = self
+                .service
+                .authenticate(&self.credential, METHOD)
+                .instrument(tracing::Span::none());
+            let caller = match again.await {
                 Ok(caller) => caller,
                 Err(e) => break End::Fail(Status::from(e)),
             };

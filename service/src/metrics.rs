@@ -260,6 +260,19 @@ impl Snapshot {
                 "Calls shed because every hashing thread was busy and the queue full.",
                 one(load(&pool.shed)),
             ),
+            gauge(
+                "ekyc_argon2_queued",
+                "Jobs waiting for a hashing thread now, by lane (unary calls first).",
+                Samples::Labeled(vec![
+                    (("lane", "interactive"), size(&pool.queued)),
+                    (("lane", "batch"), size(&pool.batch_queued)),
+                ]),
+            ),
+            counter(
+                "ekyc_argon2_batch_evaluations",
+                "Argon2id evaluations of VerifyBatch items (included in ekyc_argon2_evaluations).",
+                one(load(&pool.batch_evaluations)),
+            ),
             counter(
                 "ekyc_argon2_expired",
                 "Queued calls dropped because their deadline passed.",
