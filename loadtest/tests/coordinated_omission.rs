@@ -47,7 +47,9 @@ impl VerificationService for Staller {
         &self,
         _request: Request<tonic::Streaming<pb::VerifyRequest>>,
     ) -> Result<Response<Self::VerifyBatchStream>, Status> {
-        Err(Status::unimplemented("this baseline answers unary calls only"))
+        Err(Status::unimplemented(
+            "this baseline answers unary calls only",
+        ))
     }
 
     async fn list_signing_keys(
