@@ -8,8 +8,8 @@
 //! - **Authentication** when the stream opens (a refusal fails the call
 //!   before any result) and again before each item is read further: a key
 //!   revoked or expired, or a tenant suspended, mid-stream ends the stream
-//!   with the refusal a unary call would get, once the items already read
-//!   are answered.
+//!   with the refusal a unary call would get, once the items read before
+//!   are answered (the item that met the refusal gets none).
 //! - **Backpressure.** An item is read from the stream only when a slot is
 //!   free in both the stream (`batch.max_in_flight_per_stream`) and its
 //!   tenant (`batch.max_in_flight_per_tenant`, across the tenant's streams
@@ -38,7 +38,7 @@ use ekyc_proto::v1 as pb;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_stream::{Stream, StreamExt};
-use tonic::Status;
+use tonic::{Code, Status};
 use tracing::Instrument;
 
 use crate::auth::Credential;
@@ -84,6 +84,20 @@ impl Batches {
         )
     }
 }
+
+/// A slot of `slots`, which are never closed.
+async fn acquire(slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .unwrap_or_else(|_| unreachable!("slots are never closed"))
+}
+
+/// How long a stream that must end (lifetime, deadline, shutdown, a
+/// refused key) waits for the items it read to be taken by the client.
+/// Past it, items still waiting are dropped: each is recorded and billed
+/// or not already, and a new stream gets its stored answer.
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
 
 /// The results of one stream, as the transport sends them.
 pub type Results = tokio_stream::wrappers::ReceiverStream<Result<pb::VerifyBatchResult, Status>>;
@@ -155,11 +169,14 @@ impl Batch {
         let started = Instant::now();
         let mut tasks = JoinSet::new();
         let mut read = 0u64;
+        let mut lost = false;
         let end = loop {
-            // Room first, then read: until an item's slot is free the
-            // stream is not read, and its HTTP/2 window fills.
-            let slots = tokio::select! {
-                slots = self.slots() => slots,
+            // Room first, then read: until the stream has a free slot it
+            // is not read, and its HTTP/2 window fills. The tenant's slot
+            // is taken once an item is in hand, so a stream idling between
+            // items holds none of its tenant's room.
+            let stream_slot = tokio::select! {
+                slot = acquire(&self.stream_slots) => slot,
                 end = self.interrupted() => break end,
             };
             let item = tokio::select! {
@@ -173,6 +190,11 @@ impl Batch {
                 Some(Err(status)) => break End::Fail(status),
                 Some(Ok(req)) => req,
             };
+            let tenant_slot = tokio::select! {
+                slot = acquire(&self.tenant_slots) => slot,
+                end = self.interrupted() => break end,
+            };
+            let slots = (stream_slot, tenant_slot);
             // The key is checked again before each item: a revocation
             // stops the stream at the next item, as a unary call.
             // Outside the stream's span: authentication records the tenant
@@ -184,7 +206,27 @@ impl Batch {
                 .instrument(tracing::Span::none());
             let caller = match again.await {
                 Ok(caller) => caller,
-                Err(e) => break End::Fail(Status::from(e)),
+                // A refused credential (revoked, expired, suspended) ends
+                // the stream: this item gets no result, as a unary call
+                // would get none.
+                Err(e)
+                    if matches!(
+                        e.reason().code(),
+                        Code::Unauthenticated | Code::PermissionDenied
+                    ) =>
+                {
+                    break End::Fail(Status::from(e));
+                }
+                // The store was briefly unreachable: this item fails as a
+                // unary call would, and the stream goes on.
+                Err(e) => {
+                    let result = pb::VerifyBatchResult {
+                        request_id: req.request_id,
+                        outcome: Some(pb::verify_batch_result::Outcome::Error(rpc_status(e))),
+                    };
+                    let _ = self.tx.send(Ok(result)).await;
+                    continue;
+                }
             };
             read += 1;
             let (service, tx, deadline) = (self.service.clone(), self.tx.clone(), self.deadline);
@@ -208,34 +250,44 @@ impl Batch {
             );
             // Finished items are reaped as the stream goes, so the set
             // holds only those in flight.
-            while tasks.try_join_next().is_some() {}
+            while let Some(joined) = tasks.try_join_next() {
+                lost |= joined.is_err();
+            }
         };
         // Every item read is answered (or, if the client went away,
-        // finished and recorded) before the stream ends.
-        while tasks.join_next().await.is_some() {}
+        // finished and recorded) before the stream ends; a stream that
+        // must end waits for a client that does not read for so long.
+        let drain = async {
+            while let Some(joined) = tasks.join_next().await {
+                lost |= joined.is_err();
+            }
+        };
+        let drained = match end {
+            End::Done => {
+                drain.await;
+                true
+            }
+            End::Fail(_) => tokio::time::timeout(DRAIN_GRACE, drain).await.is_ok(),
+        };
+        if !drained {
+            tasks.abort_all();
+        }
+        // An item that panicked has no result: the stream must not end as
+        // if every item had one.
+        let end = match end {
+            End::Done if lost => End::Fail(Status::from(ServiceError::internal(
+                "a verify batch item failed without a result",
+            ))),
+            end => end,
+        };
         tracing::info!(
             items = read,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "verify batch stream ended"
         );
         if let End::Fail(status) = end {
-            let _ = self.tx.send(Err(status)).await;
+            let _ = tokio::time::timeout(DRAIN_GRACE, self.tx.send(Err(status))).await;
         }
-    }
-
-    /// A slot in the stream and one in its tenant, in that order (a stream
-    /// never holds a tenant slot while it waits for one of its own).
-    async fn slots(&self) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
-        // Never closed, so acquiring cannot fail.
-        let stream = Arc::clone(&self.stream_slots)
-            .acquire_owned()
-            .await
-            .unwrap_or_else(|_| unreachable!("stream slots are never closed"));
-        let tenant = Arc::clone(&self.tenant_slots)
-            .acquire_owned()
-            .await
-            .unwrap_or_else(|_| unreachable!("tenant slots are never closed"));
-        (stream, tenant)
     }
 
     /// Completes when the stream must stop reading: its lifetime or the

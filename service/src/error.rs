@@ -505,14 +505,16 @@ impl From<ServiceError> for Status {
 /// allowance headers) has no place in it; `RetryInfo` carries the delay.
 pub fn rpc_status(err: ServiceError) -> tonic_types::pb::Status {
     let status = Status::from(err);
-    // Always present: every status above is built with its details.
-    <tonic_types::pb::Status as prost::Message>::decode(status.details()).unwrap_or_else(|_| {
-        tonic_types::pb::Status {
+    // Every status above is built with its details; should one not be,
+    // its code and message still are (an empty buffer decodes as OK).
+    <tonic_types::pb::Status as prost::Message>::decode(status.details())
+        .ok()
+        .filter(|s| s.code == status.code() as i32)
+        .unwrap_or_else(|| tonic_types::pb::Status {
             code: status.code() as i32,
             message: status.message().to_string(),
             details: Vec::new(),
-        }
-    })
+        })
 }
 
 /// gRPC clients with retry policies read this header (gRFC A6) instead of

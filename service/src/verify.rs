@@ -429,7 +429,11 @@ impl VerifyService {
                 .map_err(ServiceError::from)?
             {
                 RateDecision::Allowed { remaining } => break remaining,
-                RateDecision::Limited { retry_after } if lane == Lane::Batch => {
+                // Waits only while the caller's deadline leaves room.
+                RateDecision::Limited { retry_after }
+                    if lane == Lane::Batch
+                        && deadline.is_none_or(|d| Instant::now() + retry_after < d) =>
+                {
                     tokio::time::sleep(retry_after.max(std::time::Duration::from_millis(1))).await;
                     now_ms = self.clock.now_ms();
                     now = Timestamp::from_millisecond(now_ms)?;

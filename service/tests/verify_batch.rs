@@ -210,7 +210,6 @@ async fn a_mixed_batch_gets_the_unary_outcome_per_item_and_bills_each_answer_onc
 
     let mut tally: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut answered = Vec::new();
-    let mut first_quota_refusal = usize::MAX;
     for req in &requests {
         let outcome = &results[&req.request_id];
         let (n, kind) = kinds[&req.request_id];
@@ -240,9 +239,7 @@ async fn a_mixed_batch_gets_the_unary_outcome_per_item_and_bills_each_answer_onc
             }
             (Kind::Guarded, "NO" | "SUBJECT_GUARD_TRIPPED" | "SUBJECT_BUSY") => {}
             (Kind::Tail, "YES") => {}
-            (Kind::Tail | Kind::Match, "QUOTA_EXCEEDED") => {
-                first_quota_refusal = first_quota_refusal.min(n);
-            }
+            (Kind::Tail | Kind::Match, "QUOTA_EXCEEDED") => {}
             other => panic!("item {n}: {other:?}"),
         }
         *tally.entry((format!("{kind:?}"), got)).or_default() += 1;
@@ -258,15 +255,14 @@ async fn a_mixed_batch_gets_the_unary_outcome_per_item_and_bills_each_answer_onc
     let guarded_no = count("Guarded", "NO");
     assert!((1..=5).contains(&guarded_no), "{tally:?}");
     assert!(count("Guarded", "SUBJECT_GUARD_TRIPPED") >= 1, "{tally:?}");
-    // The quota ran out at the tail (items are answered concurrently, so
-    // within one stream window of it), and was used up exactly.
+    // The quota ran out at the tail and was used up exactly. Items are
+    // answered concurrently, so an earlier item still in flight when the
+    // tail began may meet the end of the quota too, but no more of them
+    // than a stream holds in flight.
     let per_stream = server.app.batches.per_stream();
-    assert!(
-        first_quota_refusal >= 900 - per_stream,
-        "first refusal at {first_quota_refusal}: {tally:?}"
-    );
-    let refused_quota = count("Tail", "QUOTA_EXCEEDED") + count("Match", "QUOTA_EXCEEDED");
-    assert!(refused_quota >= 90, "{tally:?}");
+    let early = count("Match", "QUOTA_EXCEEDED");
+    assert!(early < per_stream, "{tally:?}");
+    assert!(count("Tail", "QUOTA_EXCEEDED") >= 90 - early, "{tally:?}");
     let units = 2 * answered.len() as u64;
     assert!(units <= quota && quota < units + 2, "{units} of {quota}");
     // One evaluation per answered item, none for the refused.
@@ -480,9 +476,10 @@ async fn a_stream_past_its_lifetime_answers_what_it_read_and_the_client_resumes(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unary_caller_is_served_next_while_a_batch_fills_the_pool() {
     let server = TestServer::start(TestOptions {
-        // Evaluations much longer than a call's way to the pool.
-        memory_kib: 8192,
-        iterations: 3,
+        // Evaluations much longer than a call's way to the pool, even on
+        // a loaded machine (some 20 ms each here).
+        memory_kib: 32 * 1024,
+        iterations: 4,
         pool_threads: 1,
         queue_capacity: 2,
         batch: BatchConfig {
@@ -505,7 +502,7 @@ async fn a_unary_caller_is_served_next_while_a_batch_fills_the_pool() {
     .await;
     let stats = &server.app.pool.stats();
     let prefix = unique_request_id("fair");
-    let items: Vec<pb::VerifyRequest> = (0..120)
+    let items: Vec<pb::VerifyRequest> = (0..80)
         .map(|n| ask(&prefix, n, n as u64 % 50, None))
         .collect();
     let batch = tokio::spawn(async move { run_batch(&bulk, items).await });
@@ -546,7 +543,7 @@ async fn a_unary_caller_is_served_next_while_a_batch_fills_the_pool() {
     );
     let (results, end) = batch.await.expect("join");
     end.expect("the batch ends cleanly");
-    assert_eq!(results.len(), 120);
+    assert_eq!(results.len(), 80);
     assert_eq!(stats.shed.load(Ordering::SeqCst), 0, "nothing was shed");
     server.stop().await;
 }
