@@ -54,18 +54,26 @@ pub struct Batches {
     per_stream: usize,
     per_tenant: usize,
     max_stream: Duration,
-    /// One semaphore per tenant that has streamed; as many as tenants.
+    item_timeout: Duration,
+    /// One semaphore per tenant with a stream open.
     tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Batches {
     /// Streams of at most `per_stream` items in flight, `per_tenant` per
-    /// tenant, each lasting at most `max_stream`.
-    pub fn new(per_stream: usize, per_tenant: usize, max_stream: Duration) -> Batches {
+    /// tenant, each lasting at most `max_stream`, each item answered
+    /// within `item_timeout`.
+    pub fn new(
+        per_stream: usize,
+        per_tenant: usize,
+        max_stream: Duration,
+        item_timeout: Duration,
+    ) -> Batches {
         Batches {
             per_stream: per_stream.max(1),
             per_tenant: per_tenant.max(1),
             max_stream,
+            item_timeout,
             tenants: Mutex::default(),
         }
     }
@@ -73,6 +81,13 @@ impl Batches {
     /// Items in flight per stream.
     pub fn per_stream(&self) -> usize {
         self.per_stream
+    }
+
+    /// Forgets the slots of tenants no stream holds, so the map holds
+    /// only tenants streaming now.
+    fn prune(&self) {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        tenants.retain(|_, slots| Arc::strong_count(slots) > 1);
     }
 
     fn tenant_slots(&self, tenant: &str) -> Arc<Semaphore> {
@@ -141,6 +156,7 @@ impl VerifyService {
             tenant_slots,
             ends_at: tokio::time::Instant::now() + batches.max_stream,
             max_stream: batches.max_stream,
+            item_timeout: batches.item_timeout,
             tx,
         };
         tokio::spawn(stream.run(items).instrument(tracing::Span::current()));
@@ -158,6 +174,7 @@ struct Batch {
     tenant_slots: Arc<Semaphore>,
     ends_at: tokio::time::Instant,
     max_stream: Duration,
+    item_timeout: Duration,
     tx: mpsc::Sender<Result<pb::VerifyBatchResult, Status>>,
 }
 
@@ -229,7 +246,17 @@ impl Batch {
                 }
             };
             read += 1;
-            let (service, tx, deadline) = (self.service.clone(), self.tx.clone(), self.deadline);
+            // An item waits for the pool's spare capacity (unary calls go
+            // first) at most this long: meanwhile it holds its quota and
+            // its subject's guard attempt, so it must not wait forever
+            // behind a steady unary load. It then fails as DEADLINE_PASSED,
+            // which a client sends again later.
+            let item_deadline = Instant::now() + self.item_timeout;
+            let deadline = Some(
+                self.deadline
+                    .map_or(item_deadline, |d| d.min(item_deadline)),
+            );
+            let (service, tx) = (self.service.clone(), self.tx.clone());
             tasks.spawn(
                 async move {
                     let outcome = match service.verify_item(&caller, &req, deadline).await {
@@ -288,6 +315,13 @@ impl Batch {
         if let End::Fail(status) = end {
             let _ = tokio::time::timeout(DRAIN_GRACE, self.tx.send(Err(status))).await;
         }
+        let Batch {
+            service,
+            tenant_slots,
+            ..
+        } = self;
+        drop(tenant_slots);
+        service.batches().prune();
     }
 
     /// Completes when the stream must stop reading: its lifetime or the
@@ -318,5 +352,21 @@ impl Batch {
             }
             () = self.tx.closed() => End::Done,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_without_a_stream_are_forgotten() {
+        let batches = Batches::new(4, 8, Duration::from_secs(60), Duration::from_secs(60));
+        let held = batches.tenant_slots("tn_a");
+        drop(batches.tenant_slots("tn_b"));
+        batches.prune();
+        let tenants = batches.tenants.lock().expect("lock");
+        assert_eq!(tenants.keys().collect::<Vec<_>>(), vec!["tn_a"]);
+        assert_eq!(held.available_permits(), 8);
     }
 }

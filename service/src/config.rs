@@ -79,9 +79,17 @@ pub struct BatchConfig {
     pub max_in_flight_per_tenant: usize,
     /// Longest a stream may last: it then stops reading, answers what it
     /// read and ends with `STREAM_LIFETIME_REACHED` (clients resend the
-    /// rest on a new stream), so deploys and load balancers never have to
-    /// cut a stream mid-item. Keep it below `transport.max_connection_age_secs`.
+    /// rest on a new stream), so a stream ends cleanly rather than being
+    /// cut by a deploy or a proxy's timeout. A connection's maximum age
+    /// (`transport.max_connection_age_secs`) can still cut a stream opened
+    /// late in its life, after the grace; nothing is lost then either
+    /// (items are replayed by `request_id`).
     pub max_stream_secs: u64,
+    /// Longest an item may wait to be answered (for the tenant's rate, or
+    /// for the pool's spare capacity: unary calls go first); it then fails
+    /// with `DEADLINE_PASSED` and is sent again later. While it waits it
+    /// holds its quota units and its subject's guard attempt.
+    pub item_timeout_secs: u64,
 }
 
 impl Default for BatchConfig {
@@ -90,6 +98,7 @@ impl Default for BatchConfig {
             max_in_flight_per_stream: 0,
             max_in_flight_per_tenant: 0,
             max_stream_secs: 1800,
+            item_timeout_secs: 120,
         }
     }
 }
@@ -728,11 +737,16 @@ impl Config {
                     .into(),
             });
         }
-        if self.batch.max_stream_secs == 0 {
-            return Err(ConfigError::Semantic {
-                key: "batch.max_stream_secs",
-                message: "must be at least 1".into(),
-            });
+        for (key, secs) in [
+            ("batch.max_stream_secs", self.batch.max_stream_secs),
+            ("batch.item_timeout_secs", self.batch.item_timeout_secs),
+        ] {
+            if !(1..=7 * 24 * 3600).contains(&secs) {
+                return Err(ConfigError::Semantic {
+                    key,
+                    message: "must be 1 to 604800 seconds (7 days)".into(),
+                });
+            }
         }
         if self.argon2.pool_threads > 1024 {
             return Err(ConfigError::Semantic {

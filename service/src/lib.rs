@@ -222,6 +222,7 @@ impl App {
                 config.batch_per_stream(),
                 config.batch_per_tenant(),
                 Duration::from_secs(config.batch.max_stream_secs),
+                Duration::from_secs(config.batch.item_timeout_secs),
             )),
         })
     }
