@@ -139,6 +139,18 @@ pub async fn authenticate(
     Ok(caller)
 }
 
+/// [`authenticate`] without naming the tenant on the current span: for a
+/// stream that checks its credential again before each item, whose span
+/// named the tenant when it opened (recording a field again appends it,
+/// so a span recorded per item would grow with the stream).
+pub async fn recheck(
+    store: &Store,
+    credential: &Credential,
+    now_ms: i64,
+) -> Result<Caller, ServiceError> {
+    authenticate_credential(store, credential, now_ms).await
+}
+
 async fn authenticate_credential(
     store: &Store,
     credential: &Credential,

@@ -214,13 +214,7 @@ impl Batch {
             let slots = (stream_slot, tenant_slot);
             // The key is checked again before each item: a revocation
             // stops the stream at the next item, as a unary call.
-            // Outside the stream's span: authentication records the tenant
-            // on the current span, which the stream's already names, and
-            // recording it per item would grow the span with the batch.
-            let again = self
-                .service
-                .authenticate(&self.credential, METHOD)
-                .instrument(tracing::Span::none());
+            let again = self.service.reauthenticate(&self.credential, METHOD);
             let caller = match again.await {
                 Ok(caller) => caller,
                 // A refused credential (revoked, expired, suspended) ends

@@ -360,6 +360,21 @@ impl VerifyService {
         method: &str,
     ) -> Result<Caller, ServiceError> {
         let caller = auth::authenticate(&self.store, credential, self.clock.now_ms()).await?;
+        Self::authorise(caller, method)
+    }
+
+    /// [`VerifyService::authenticate`] again, for the next item of a
+    /// stream: the stream's span already names the tenant.
+    pub(crate) async fn reauthenticate(
+        &self,
+        credential: &Credential,
+        method: &str,
+    ) -> Result<Caller, ServiceError> {
+        let caller = auth::recheck(&self.store, credential, self.clock.now_ms()).await?;
+        Self::authorise(caller, method)
+    }
+
+    fn authorise(caller: Caller, method: &str) -> Result<Caller, ServiceError> {
         authz::decide(
             authz::rule_of(method),
             caller.role,

@@ -547,3 +547,51 @@ async fn a_unary_caller_is_served_next_while_a_batch_fills_the_pool() {
     assert_eq!(stats.shed.load(Ordering::SeqCst), 0, "nothing was shed");
     server.stop().await;
 }
+
+/// What the server logs, captured for the test (one process per test).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_stream_logs_lines_that_do_not_grow_with_it() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+    let server = TestServer::start(TestOptions::default()).await;
+    let key = server.tenant("log-telco", TenantPolicy::default()).await;
+    let c = client(&server, &key).await;
+    let prefix = unique_request_id("logs");
+    let items: Vec<pb::VerifyRequest> = (0..300)
+        .map(|n| ask(&prefix, n, n as u64 % 50, None))
+        .collect();
+    let (results, end) = run_batch(&c, items).await;
+    end.expect("the stream ends cleanly");
+    assert_eq!(results.len(), 300);
+    server.stop().await;
+    let text = String::from_utf8(logs.0.lock().expect("log buffer").clone()).expect("utf-8");
+    let answered: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("verify answered"))
+        .collect();
+    assert_eq!(answered.len(), 300, "one line per answered item");
+    for line in answered {
+        // The stream's span names its tenant once, not once per item read.
+        assert_eq!(line.matches("tenant=").count(), 2, "{line}");
+        assert!(line.len() < 600, "{} bytes: {line}", line.len());
+    }
+}
