@@ -1077,8 +1077,10 @@ impl Batch {
             Outcome::No => self.stats.no += 1,
             Outcome::Error(reason) => *self.stats.errors.entry(reason).or_default() += 1,
         }
-        self.bar.set_message(self.stats.progress());
+        // Either call may redraw, so the counts and the position can show
+        // one item apart for a frame.
         self.bar.inc(1);
+        self.bar.set_message(self.stats.progress());
         Ok(())
     }
 
