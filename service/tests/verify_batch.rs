@@ -162,6 +162,16 @@ async fn public_key(client: &Client) -> [u8; 32] {
     keys[0].public_key.as_slice().try_into().expect("32 bytes")
 }
 
+/// Every usage event of `tenant`: what it was billed.
+async fn events_of(server: &TestServer, tenant: &str) -> Vec<ekyc_billing::UsageEvent> {
+    server
+        .app
+        .ledger
+        .events(tenant, 0, i64::MAX)
+        .await
+        .expect("events")
+}
+
 async fn client(server: &TestServer, key: &str) -> Client {
     Client::connect(&server.endpoint(), Some(key), Duration::from_secs(10))
         .await
@@ -269,12 +279,7 @@ async fn a_mixed_batch_gets_the_unary_outcome_per_item_and_bills_each_answer_onc
     assert_eq!(evaluations() - before, answered.len() as u64);
 
     // The ledger holds exactly the answered items, once each.
-    let events = server
-        .app
-        .ledger
-        .events(&tenant, 0, i64::MAX)
-        .await
-        .expect("events");
+    let events = events_of(&server, &tenant).await;
     let mut billed: Vec<String> = events.iter().map(|e| e.request_id.clone()).collect();
     billed.sort();
     answered.sort();
@@ -296,12 +301,7 @@ async fn a_mixed_batch_gets_the_unary_outcome_per_item_and_bills_each_answer_onc
         );
     }
     assert_eq!(evaluations(), before_replay, "replays hash nothing");
-    let events_after = server
-        .app
-        .ledger
-        .events(&tenant, 0, i64::MAX)
-        .await
-        .expect("events");
+    let events_after = events_of(&server, &tenant).await;
     assert_eq!(events_after.len(), events.len(), "billed once");
 
     // A unary call gets what the stream gave: the stored answer of an
@@ -401,12 +401,7 @@ async fn a_key_revoked_mid_stream_stops_it_at_the_next_item() {
     assert_eq!(reason(&end.expect_err("refused")), "API_KEY_REVOKED");
     // Only the three answered items were billed.
     let tenant = server.tenant_id("revoked-bank").await;
-    let events = server
-        .app
-        .ledger
-        .events(&tenant, 0, i64::MAX)
-        .await
-        .expect("events");
+    let events = events_of(&server, &tenant).await;
     assert_eq!(events.len(), 3);
     server.stop().await;
 }
@@ -463,12 +458,7 @@ async fn a_stream_past_its_lifetime_answers_what_it_read_and_the_client_resumes(
         }
     }
     assert!(streams >= 2, "the lifetime ended at least one stream");
-    let events = server
-        .app
-        .ledger
-        .events(&tenant, 0, i64::MAX)
-        .await
-        .expect("events");
+    let events = events_of(&server, &tenant).await;
     assert_eq!(events.len(), all.len(), "every item billed once");
     server.stop().await;
 }
