@@ -283,11 +283,13 @@ impl Batch {
                 lost |= joined.is_err();
             }
         };
+        // A client that sent its last item but reads no results is waited
+        // for until the stream's lifetime is over, not forever: its items
+        // hold their tenant's slots.
         let drained = match end {
-            End::Done => {
-                drain.await;
-                true
-            }
+            End::Done => tokio::time::timeout_at(self.ends_at + DRAIN_GRACE, drain)
+                .await
+                .is_ok(),
             End::Fail(_) => tokio::time::timeout(DRAIN_GRACE, drain).await.is_ok(),
         };
         if !drained {
