@@ -135,17 +135,11 @@ async fn run_batch(
     }
 }
 
-fn status_of(s: &tonic_types::pb::Status) -> tonic::Status {
-    tonic::Status::with_details(
-        Code::from_i32(s.code),
-        s.message.clone(),
-        prost::Message::encode_to_vec(s).into(),
-    )
-}
-
 fn error_reason(outcome: &pb::verify_batch_result::Outcome) -> Option<String> {
     match outcome {
-        pb::verify_batch_result::Outcome::Error(s) => Some(reason(&status_of(s))),
+        pb::verify_batch_result::Outcome::Error(s) => {
+            Some(reason(&ekyc_client::status_from_rpc(s)))
+        }
         pb::verify_batch_result::Outcome::Response(_) => None,
     }
 }
@@ -155,11 +149,6 @@ fn response(outcome: &pb::verify_batch_result::Outcome) -> Option<&pb::VerifyRes
         pb::verify_batch_result::Outcome::Response(r) => Some(r),
         pb::verify_batch_result::Outcome::Error(_) => None,
     }
-}
-
-async fn public_key(client: &Client) -> [u8; 32] {
-    let keys = client.signing_keys().await.expect("signing keys");
-    keys[0].public_key.as_slice().try_into().expect("32 bytes")
 }
 
 /// Every usage event of `tenant`: what it was billed.
@@ -201,7 +190,6 @@ async fn a_mixed_batch_gets_the_unary_outcome_per_item_and_bills_each_answer_onc
         .await;
     let tenant = server.tenant_id("bulk-telco").await;
     let c = client(&server, &key).await;
-    let public_key = public_key(&c).await;
     let guarded = 299;
     let prefix = unique_request_id("mixed");
     let items = mixed_batch(&prefix, guarded);
@@ -226,7 +214,7 @@ async fn a_mixed_batch_gets_the_unary_outcome_per_item_and_bills_each_answer_onc
         let got = match response(outcome) {
             Some(r) => {
                 // The signed answer a unary call gets, over this item.
-                ekyc_client::check_attestation(req, r, &public_key).expect("attestation");
+                c.check_answer(req, r.clone()).await.expect("attestation");
                 answered.push(req.request_id.clone());
                 if r.decision == pb::Decision::Yes as i32 {
                     "YES".to_string()
@@ -242,7 +230,7 @@ async fn a_mixed_batch_gets_the_unary_outcome_per_item_and_bills_each_answer_onc
                 let pb::verify_batch_result::Outcome::Error(s) = outcome else {
                     unreachable!()
                 };
-                let details = status_of(s).get_error_details();
+                let details = ekyc_client::status_from_rpc(s).get_error_details();
                 let bad = details.bad_request().expect("field violations");
                 assert_eq!(bad.field_violations[0].field, "id_number");
                 assert_eq!(s.code, Code::InvalidArgument as i32);
@@ -328,7 +316,9 @@ async fn a_mixed_batch_gets_the_unary_outcome_per_item_and_bills_each_answer_onc
         format!("{:?}", s.get_error_details().bad_request()),
         format!(
             "{:?}",
-            status_of(batch_status).get_error_details().bad_request()
+            ekyc_client::status_from_rpc(batch_status)
+                .get_error_details()
+                .bad_request()
         )
     );
     // Through another tenant (this one's quota is spent, and quota comes
