@@ -178,6 +178,7 @@ impl Client {
         if let Some(k) = &self.api_key {
             req.metadata_mut().insert("authorization", k.clone());
         }
+        inject_trace_context(req.metadata_mut());
         req
     }
 
@@ -263,6 +264,7 @@ impl Client {
     pub async fn signing_keys(&self) -> Result<Vec<pb::SigningKey>, ClientError> {
         let mut inner = self.inner.clone();
         let mut req = tonic::Request::new(pb::ListSigningKeysRequest {});
+        inject_trace_context(req.metadata_mut());
         req.set_timeout(self.timeout);
         Ok(inner.list_signing_keys(req).await?.into_inner().keys)
     }
@@ -404,6 +406,30 @@ pub fn result_name(code: i32) -> &'static str {
         Ok(pb::MatchResult::NotAvailable) => "NOT_AVAILABLE",
         _ => "UNSPECIFIED",
     }
+}
+
+/// Puts the caller's current OpenTelemetry context (the W3C
+/// `traceparent`, with whatever the application's propagator adds) into a
+/// request's metadata, so the server's spans join the caller's trace. The
+/// propagator is the one the application installed globally
+/// (`opentelemetry::global::set_text_map_propagator`); without one, which
+/// is the default, nothing is added.
+pub fn inject_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
+    struct Injector<'a>(&'a mut tonic::metadata::MetadataMap);
+    impl opentelemetry::propagation::Injector for Injector<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(key), Ok(value)) = (
+                tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+                tonic::metadata::MetadataValue::try_from(value),
+            ) {
+                self.0.insert(key, value);
+            }
+        }
+    }
+    let cx = opentelemetry::Context::current();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut Injector(metadata))
+    });
 }
 
 #[cfg(test)]

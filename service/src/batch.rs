@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ekyc_proto::v1 as pb;
+use ekyc_telemetry::FutureExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_stream::{Stream, StreamExt};
@@ -159,7 +160,13 @@ impl VerifyService {
             item_timeout: batches.item_timeout,
             tx,
         };
-        tokio::spawn(stream.run(items).instrument(tracing::Span::current()));
+        // The stream's items are steps of this call, in its trace too.
+        tokio::spawn(
+            stream
+                .run(items)
+                .instrument(tracing::Span::current())
+                .with_current_context(),
+        );
         Ok(Results::new(rx))
     }
 }
@@ -267,7 +274,8 @@ impl Batch {
                     let _ = tx.send(Ok(result)).await;
                     drop(slots);
                 }
-                .in_current_span(),
+                .in_current_span()
+                .with_current_context(),
             );
             // Finished items are reaped as the stream goes, so the set
             // holds only those in flight.

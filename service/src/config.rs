@@ -63,6 +63,48 @@ pub struct Config {
     pub transport: TransportConfig,
     /// Bulk verification streams (`VerifyBatch`).
     pub batch: BatchConfig,
+    /// Address of a plaintext gRPC listener serving only
+    /// `grpc.health.v1`, for probes that cannot present a client
+    /// certificate when the main listener requires one; unset serves none.
+    pub health_listen: Option<SocketAddr>,
+    /// Traces and metrics over OTLP.
+    pub telemetry: TelemetryConfig,
+}
+
+/// OpenTelemetry export (`[telemetry]`): off unless `otlp_endpoint` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP gRPC endpoint, e.g. `http://collector:4317`.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of everything exported.
+    pub service_name: String,
+    /// `service.instance.id`; empty takes the `HOSTNAME` variable (the pod
+    /// name on Kubernetes).
+    pub instance_id: String,
+    /// Fraction of new traces kept, 0 to 1 (a caller's sampling decision,
+    /// sent in `traceparent`, wins).
+    pub sample_ratio: f64,
+    /// Ended spans that may wait for export; more are dropped and counted.
+    pub max_queued_spans: usize,
+    /// Longest one export may take, in milliseconds.
+    pub export_timeout_ms: u64,
+    /// How often metrics are pushed, in seconds.
+    pub metrics_interval_secs: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: "ekycd".into(),
+            instance_id: String::new(),
+            sample_ratio: 1.0,
+            max_queued_spans: 4096,
+            export_timeout_ms: 5000,
+            metrics_interval_secs: 60,
+        }
+    }
 }
 
 /// Bulk verification streams (`[batch]`). A stream's items in flight are
@@ -431,7 +473,53 @@ impl Default for Config {
             billing: BillingConfig::default(),
             transport: TransportConfig::default(),
             batch: BatchConfig::default(),
+            health_listen: None,
+            telemetry: TelemetryConfig::default(),
         }
+    }
+}
+
+impl Config {
+    /// The `[telemetry]` rules.
+    fn validate_telemetry(&self) -> Result<(), ConfigError> {
+        let t = &self.telemetry;
+        let semantic = |key, message: &str| ConfigError::Semantic {
+            key,
+            message: message.into(),
+        };
+        if let Some(endpoint) = &t.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(semantic(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL of an OTLP gRPC collector, e.g. http://collector:4317",
+            ));
+        }
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            return Err(semantic("telemetry.sample_ratio", "must be from 0 to 1"));
+        }
+        if t.service_name.is_empty() {
+            return Err(semantic("telemetry.service_name", "must not be empty"));
+        }
+        if !(1..=1_000_000).contains(&t.max_queued_spans) {
+            return Err(semantic(
+                "telemetry.max_queued_spans",
+                "must be from 1 to 1000000",
+            ));
+        }
+        if !(100..=60_000).contains(&t.export_timeout_ms) {
+            return Err(semantic(
+                "telemetry.export_timeout_ms",
+                "must be from 100 to 60000",
+            ));
+        }
+        if !(1..=3600).contains(&t.metrics_interval_secs) {
+            return Err(semantic(
+                "telemetry.metrics_interval_secs",
+                "must be from 1 to 3600",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -582,6 +670,7 @@ impl Config {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_telemetry()?;
         self.kdf_params()
             .validate()
             .map_err(|e| ConfigError::Semantic {
@@ -884,8 +973,9 @@ fn check(layer: &toml::Table, origin: &str) -> Result<(), ConfigError> {
         })
 }
 
-/// An environment value read as an integer or boolean when it looks like
-/// one; `Config::load` falls back to the string when the key is a string.
+/// An environment value read as an integer, a decimal number or a boolean
+/// when it looks like one; `Config::load` falls back to the string when the
+/// key is a string.
 fn parse_scalar(raw: &str) -> toml::Value {
     // A list (`pepper.also_held`) is written as a TOML inline array.
     if raw.trim_start().starts_with('[')
@@ -896,6 +986,12 @@ fn parse_scalar(raw: &str) -> toml::Value {
     }
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
+    }
+    if raw.contains('.')
+        && let Ok(f) = raw.parse::<f64>()
+        && f.is_finite()
+    {
+        return toml::Value::Float(f);
     }
     match raw {
         "true" => toml::Value::Boolean(true),
@@ -981,6 +1077,61 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/from-file"));
         assert_eq!(c.argon2.memory_kib, 1024);
         assert_eq!(c.argon2.iterations, 4);
+    }
+
+    #[test]
+    fn telemetry_settings_are_checked_and_named() {
+        let on = Config::load(
+            None,
+            &env(&[
+                ("EKYCD_TELEMETRY__OTLP_ENDPOINT", "http://collector:4317"),
+                ("EKYCD_TELEMETRY__SAMPLE_RATIO", "0.25"),
+                ("EKYCD_HEALTH_LISTEN", "0.0.0.0:8081"),
+            ]),
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(
+            on.telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(on.telemetry.sample_ratio, 0.25);
+        assert_eq!(on.health_listen.map(|a| a.port()), Some(8081));
+        for (key, value, named) in [
+            (
+                "EKYCD_TELEMETRY__OTLP_ENDPOINT",
+                "collector:4317",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "EKYCD_TELEMETRY__SAMPLE_RATIO",
+                "1.5",
+                "telemetry.sample_ratio",
+            ),
+            (
+                "EKYCD_TELEMETRY__MAX_QUEUED_SPANS",
+                "0",
+                "telemetry.max_queued_spans",
+            ),
+            (
+                "EKYCD_TELEMETRY__EXPORT_TIMEOUT_MS",
+                "10",
+                "telemetry.export_timeout_ms",
+            ),
+            (
+                "EKYCD_TELEMETRY__METRICS_INTERVAL_SECS",
+                "0",
+                "telemetry.metrics_interval_secs",
+            ),
+            (
+                "EKYCD_TELEMETRY__SERVICE_NAME",
+                "",
+                "telemetry.service_name",
+            ),
+        ] {
+            let err = Config::load(None, &env(&[(key, value)]), &[]).expect_err(key);
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ekyc_domain::normalize::Violation;
@@ -398,10 +399,25 @@ impl std::fmt::Display for Chain<'_> {
     }
 }
 
+/// Errors answered since the process started, by reason (indexed by the
+/// enum's declaration order): `ekyc_errors_total`. Counted here, where
+/// every error becomes a status, so no path can answer one uncounted.
+/// Process-wide, like the process it describes.
+static ANSWERED: std::sync::LazyLock<Box<[AtomicU64]>> =
+    std::sync::LazyLock::new(|| Reason::ALL.iter().map(|_| AtomicU64::new(0)).collect());
+
+/// How many errors with each reason this process has answered.
+pub fn answered_errors() -> impl Iterator<Item = (Reason, u64)> {
+    Reason::ALL
+        .iter()
+        .map(|r| (*r, ANSWERED[*r as usize].load(Ordering::Relaxed)))
+}
+
 impl From<ServiceError> for Status {
     fn from(err: ServiceError) -> Status {
         let reason = err.reason();
         let code = reason.code();
+        ANSWERED[reason as usize].fetch_add(1, Ordering::Relaxed);
         if let ServiceError::Internal(source) = &err {
             // What failed may name a file or a database error; it goes to
             // the log, never to the client.
@@ -561,7 +577,9 @@ mod tests {
     fn reasons_have_unique_wire_names_and_an_error_code() {
         let names: std::collections::HashSet<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), Reason::ALL.len());
-        for r in Reason::ALL {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            // ANSWERED is indexed by the discriminant.
+            assert_eq!(*r as usize, i, "{r:?}");
             assert_ne!(r.code(), Code::Ok, "{r:?}");
             assert!(
                 r.as_str()
@@ -574,8 +592,16 @@ mod tests {
 
     #[test]
     fn internal_errors_hide_their_detail() {
+        let count = || {
+            answered_errors()
+                .find(|(r, _)| *r == Reason::Internal)
+                .map(|(_, n)| n)
+        };
+        let before = count();
         let status = Status::from(ServiceError::internal("disk /secret/path failed"));
         assert_eq!(status.code(), Code::Internal);
+        // Counted (other tests in this process may count more at once).
+        assert!(count() > before);
         assert!(!status.message().contains("secret"));
     }
 

@@ -488,10 +488,17 @@ pub enum ServeError {
 /// also runs and stops what serves beside it.
 pub async fn run(
     listener: TcpListener,
+    probes: Option<TcpListener>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
+    // For liveness probes: SERVING for as long as the process runs, so a
+    // replica that is draining (NOT_SERVING overall, so taken out of
+    // rotation) is not also killed for it.
+    health
+        .set_service_status(LIVENESS, tonic_health::ServingStatus::Serving)
+        .await;
     health
         .set_serving::<VerificationServiceServer<VerificationApi>>()
         .await;
@@ -584,6 +591,7 @@ pub async fn run(
     let server = builder
         .layer(stack::layers(
             Arc::clone(&app.counters),
+            app.telemetry.clone(),
             MessageLimitLayer::new(limits, budget),
             // No call, stalled or not, outlives these (a caller's shorter
             // grpc-timeout wins).
@@ -592,7 +600,11 @@ pub async fn run(
                 import: secs(t.import_timeout_secs),
             },
         ))
-        .add_service(health_service.max_decoding_message_size(limits.other))
+        .add_service(
+            health_service
+                .clone()
+                .max_decoding_message_size(limits.other),
+        )
         .add_service(reflection.max_decoding_message_size(limits.other))
         .add_service(
             VerificationServiceServer::new(api).max_decoding_message_size(limits.verification),
@@ -613,6 +625,21 @@ pub async fn run(
             signal,
         );
 
+    // The probe listener: health only, plaintext, no limits but the
+    // message size (it serves two tiny calls). It outlives the drain, so a
+    // probe sees NOT_SERVING rather than a refused connection.
+    let (stop_probes, probes_stopped) = tokio::sync::oneshot::channel::<()>();
+    let probes = probes.map(|listener| {
+        let health = health_service.max_decoding_message_size(limits.other);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming_shutdown(incoming(listener), async {
+                    let _ = probes_stopped.await;
+                }),
+        )
+    });
+
     // Bound the drain: once shutdown starts, in-flight calls get `grace`.
     let drain_limit = async move {
         if stopping_rx.await.is_ok() {
@@ -621,16 +648,27 @@ pub async fn run(
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
-        result = server => result?,
+    let served = tokio::select! {
+        result = server => result,
         () = drain_limit => {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight calls did not drain in time; stopping anyway");
+            Ok(())
         }
+    };
+    let _ = stop_probes.send(());
+    if let Some(task) = probes
+        && let Ok(Err(e)) = task.await
+    {
+        tracing::warn!(error = %e, "the health listener failed");
     }
+    served?;
     // What App::open started is closed by its owner (lifecycle::serve),
     // not here.
     Ok(())
 }
+
+/// The health service name that stays SERVING until the process exits.
+pub const LIVENESS: &str = "liveness";
 
 /// Accepted connections with Nagle's algorithm off. gRPC sends small
 /// frames (headers, then data, then trailers); with Nagle on, the second

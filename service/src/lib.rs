@@ -88,6 +88,13 @@ pub struct App {
     pub transport_stats: Arc<transport::TransportStats>,
     /// The bounds of VerifyBatch streams and the per-tenant slots they share.
     pub batches: Arc<batch::Batches>,
+    /// Spans and metrics over OTLP (off unless `telemetry.otlp_endpoint`).
+    pub telemetry: ekyc_telemetry::Telemetry,
+    /// When the current signing key started signing (unix ms), for the
+    /// rotation alert.
+    pub signing_key_since_ms: i64,
+    /// When the server's TLS certificate expires (unix seconds), if TLS is on.
+    pub tls_not_after_secs: Option<i64>,
 }
 
 /// The server could not start.
@@ -108,6 +115,12 @@ pub enum StartError {
     /// The Argon2id implementation failed its self-test on this CPU.
     #[error("argon2: {0}")]
     Kdf(#[from] ekyc_domain::keys::KdfError),
+    /// The OTLP exporter could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] ekyc_telemetry::StartError),
+    /// The TLS certificate cannot be parsed.
+    #[error("tls.cert_file: {0}")]
+    TlsCertificate(String),
     /// A TLS file cannot be read.
     #[error("{key}: cannot read {path}: {source}")]
     Tls {
@@ -120,10 +133,11 @@ pub enum StartError {
     },
 }
 
-/// The server's TLS settings from the configured files.
+/// The server's TLS settings from the configured files, and when the
+/// certificate expires (unix seconds).
 fn tls_config(
     tls: &config::TlsConfig,
-) -> Result<Option<tonic::transport::ServerTlsConfig>, StartError> {
+) -> Result<Option<(tonic::transport::ServerTlsConfig, i64)>, StartError> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     let read = |key: &'static str, path: &std::path::Path| {
         std::fs::read(path).map_err(|source| StartError::Tls {
@@ -135,16 +149,52 @@ fn tls_config(
     let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
         return Ok(None);
     };
-    let mut server = ServerTlsConfig::new().identity(Identity::from_pem(
-        read("tls.cert_file", cert)?,
-        read("tls.key_file", key)?,
-    ));
+    let cert_pem = read("tls.cert_file", cert)?;
+    let not_after = leaf_not_after(&cert_pem)?;
+    let mut server =
+        ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, read("tls.key_file", key)?));
     if let Some(ca) = &tls.client_ca_file {
         server = server
             .client_ca_root(Certificate::from_pem(read("tls.client_ca_file", ca)?))
             .client_auth_optional(!tls.require_client_cert);
     }
-    Ok(Some(server))
+    Ok(Some((server, not_after)))
+}
+
+/// The expiry (unix seconds) of the first certificate in a PEM chain: the
+/// server's own, which is the one that stops connections when it lapses.
+fn leaf_not_after(pem: &[u8]) -> Result<i64, StartError> {
+    let bad = |what: String| StartError::TlsCertificate(what);
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem)
+        .map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+/// Telemetry as configured: off without an endpoint.
+fn telemetry(config: &config::TelemetryConfig) -> Result<ekyc_telemetry::Telemetry, StartError> {
+    let Some(endpoint) = &config.otlp_endpoint else {
+        return Ok(ekyc_telemetry::Telemetry::off());
+    };
+    let instance_id = if config.instance_id.is_empty() {
+        // The pod's name on Kubernetes; read here, beside the config.
+        std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())
+    } else {
+        Some(config.instance_id.clone())
+    };
+    let telemetry = ekyc_telemetry::Telemetry::start(&ekyc_telemetry::Settings {
+        otlp_endpoint: endpoint.clone(),
+        service_name: config.service_name.clone(),
+        instance_id,
+        sample_ratio: config.sample_ratio,
+        max_queued_spans: config.max_queued_spans,
+        export_timeout: Duration::from_millis(config.export_timeout_ms),
+        metrics_interval: Duration::from_secs(config.metrics_interval_secs),
+    })?;
+    tracing::info!(endpoint = %endpoint, "exporting traces and metrics over OTLP");
+    Ok(telemetry)
 }
 
 impl App {
@@ -152,6 +202,7 @@ impl App {
     /// and signing key, publishes the signing key and starts the pool.
     pub async fn open(config: &Config) -> Result<App, StartError> {
         let tls = tls_config(&config.tls)?;
+        let telemetry = telemetry(&config.telemetry)?;
         let limiter = Arc::new(ekyc_limits::Limiter::new(config.limits.clone())?);
         let store = Store::open(&config.database_url(), &config.database).await?;
         let params = config.kdf_params();
@@ -172,6 +223,12 @@ impl App {
         store
             .publish_signing_key(signer.key_id(), &signer.public_key(), clock::now_ms())
             .await?;
+        let signing_key_since_ms = store
+            .list_signing_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.key_id == signer.key_id())
+            .map_or_else(clock::now_ms, |k| k.not_before_ms);
         let ledger =
             ekyc_billing::Ledger::open_with(&config.billing_database_url(), config.ledger_pool())
                 .await?;
@@ -209,7 +266,8 @@ impl App {
             signer: Arc::new(signer),
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             attestation_validity_ms: ATTESTATION_VALIDITY.as_millis() as i64,
-            tls,
+            tls_not_after_secs: tls.as_ref().map(|(_, not_after)| *not_after),
+            tls: tls.map(|(config, _)| config),
             limiter,
             counters: Arc::default(),
             ledger: Arc::new(ledger),
@@ -224,6 +282,8 @@ impl App {
                 Duration::from_secs(config.batch.max_stream_secs),
                 Duration::from_secs(config.batch.item_timeout_secs),
             )),
+            telemetry,
+            signing_key_since_ms,
         })
     }
 
@@ -235,5 +295,10 @@ impl App {
         self.pool.close();
         self.ledger.close().await;
         self.store.close().await;
+        // Last, so the spans of the calls that drained go out too. The SDK
+        // blocks while it exports; a lost collector costs at most the bound.
+        let telemetry = self.telemetry.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || telemetry.shutdown(Duration::from_secs(3))).await;
     }
 }

@@ -22,14 +22,36 @@ use crate::grpc::{self, ServeError};
 /// How long the parts may take to close once the server has drained.
 pub const CLOSE_BOUND: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener`, and its metrics on `metrics`, until
-/// `shutdown` completes; returns once everything has stopped.
+/// What `ekycd serve` listens on, bound beforehand (tests bind port 0).
+pub struct Listeners {
+    /// The gRPC API.
+    pub grpc: TcpListener,
+    /// `GET /metrics`, if configured.
+    pub metrics: Option<TcpListener>,
+    /// Plaintext `grpc.health.v1` only, for probes, if configured.
+    pub health: Option<TcpListener>,
+}
+
+/// Serves `app` on the listeners until `shutdown` completes; returns once
+/// everything has stopped.
 pub async fn serve(
     app: Arc<App>,
-    listener: TcpListener,
-    metrics: Option<TcpListener>,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let Listeners {
+        grpc: listener,
+        metrics,
+        health,
+    } = listeners;
+    // The same readings the metrics endpoint serves, pushed over OTLP. A
+    // weak handle: the exporters live in the App and must not keep it.
+    let weak = Arc::downgrade(&app);
+    app.telemetry.observe(Arc::new(move || {
+        weak.upgrade()
+            .map(|app| crate::metrics::readings(&app))
+            .unwrap_or_default()
+    }));
     let housekeeping = tokio::spawn(housekeep(Arc::clone(&app)));
     // The metrics endpoint stays up while the server drains, so the drain
     // itself can be watched.
@@ -40,7 +62,7 @@ pub async fn serve(
         }))
     });
 
-    let served = grpc::run(listener, Arc::clone(&app), shutdown).await;
+    let served = grpc::run(listener, health, Arc::clone(&app), shutdown).await;
 
     let _ = stop_metrics.send(());
     if let Some(task) = metrics {

@@ -109,6 +109,19 @@ enum Command {
         #[command(subcommand)]
         command: BillingCommand,
     },
+    /// Apply the database migrations of the store and the ledger, then exit
+    /// (a deployment's init step; replicas starting together are safe too,
+    /// each migration is applied once under the database's lock). Needs
+    /// no secrets.
+    Migrate,
+    /// Sleep SECS seconds and exit 0, touching nothing: a Kubernetes preStop
+    /// hook in an image without a shell, so endpoints stop sending new
+    /// calls before SIGTERM starts the drain.
+    Pause {
+        /// Seconds to sleep (at most 300).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=300))]
+        secs: u64,
+    },
     /// Create a tenant if needed and issue it a verifier API key (printed once).
     IssueKey {
         /// Tenant name.
@@ -171,6 +184,11 @@ enum AdminCommand {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Pause { secs }) = cli.command {
+        // Before the configuration: a preStop hook must not fail on it.
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+        return Ok(());
+    }
     let config = load_config(&cli.global)?;
     init_logging(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -320,6 +338,19 @@ async fn run(command: Command, config: Config) -> Result<()> {
             Ok(())
         }
         Command::Billing { command } => billing_command(&config, command).await,
+        Command::Migrate => {
+            let store = Store::open(&config.database_url(), &config.database).await?;
+            store.close().await;
+            let ledger = ekyc_billing::Ledger::open_with(
+                &config.billing_database_url(),
+                config.ledger_pool(),
+            )
+            .await?;
+            ledger.close().await;
+            println!("migrated: the store and the ledger are at this build's schema");
+            Ok(())
+        }
+        Command::Pause { .. } => unreachable!("handled before the configuration is read"),
         Command::IssueKey { tenant, live } => {
             with_app(&config, async |app| {
                 let actor = tenants::Actor::local("issue-key");
@@ -404,7 +435,7 @@ async fn serve(config: Config, prepared: Option<(App, String)>) -> Result<()> {
         Some((app, banner)) => (app, Some(banner)),
         None => (App::open(&config).await?, None),
     };
-    let (listener, metrics) = match bind(&config).await {
+    let listeners = match bind(&config).await {
         Ok(bound) => bound,
         Err(e) => {
             app.close().await;
@@ -414,14 +445,14 @@ async fn serve(config: Config, prepared: Option<(App, String)>) -> Result<()> {
     if let Some(b) = banner {
         println!("{b}");
     }
-    ekyc_service::lifecycle::serve(Arc::new(app), listener, metrics, shutdown_signal()).await?;
+    ekyc_service::lifecycle::serve(Arc::new(app), listeners, shutdown_signal()).await?;
     Ok(())
 }
 
-/// The gRPC listener and, if configured, the metrics one. Their addresses
-/// go to stdout as machine-readable lines, so scripts and tests can find
-/// the ports when listening on port 0.
-async fn bind(config: &Config) -> Result<(TcpListener, Option<TcpListener>)> {
+/// The gRPC listener and, if configured, the metrics and health ones.
+/// Their addresses go to stdout as machine-readable lines, so scripts and
+/// tests can find the ports when listening on port 0.
+async fn bind(config: &Config) -> Result<ekyc_service::lifecycle::Listeners> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -438,7 +469,21 @@ async fn bind(config: &Config) -> Result<(TcpListener, Option<TcpListener>)> {
         }
         None => None,
     };
-    Ok((listener, metrics))
+    let health = match config.health_listen {
+        Some(health_addr) => {
+            let health = TcpListener::bind(health_addr)
+                .await
+                .with_context(|| format!("cannot listen on {health_addr} (health_listen)"))?;
+            println!("ekycd health on {}", health.local_addr()?);
+            Some(health)
+        }
+        None => None,
+    };
+    Ok(ekyc_service::lifecycle::Listeners {
+        grpc: listener,
+        metrics,
+        health,
+    })
 }
 
 async fn import_command(

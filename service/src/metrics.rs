@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ekyc_limits::LimitStats;
+use ekyc_telemetry::{Kind, Reading, Samples};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use prometheus_client::collector::Collector;
@@ -193,152 +194,175 @@ pub fn render(app: &App) -> String {
         "Calls refused because their subject was locked out, by tenant",
         c.guard_refusals.clone(),
     );
-    registry.register_collector(Box::new(Snapshot::of(app)));
+    registry.register_collector(Box::new(Snapshot(readings(app))));
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
 }
 
-/// One metric read off another part's atomics at scrape time.
-#[derive(Debug)]
-struct Read {
-    name: &'static str,
-    help: &'static str,
-    kind: MetricType,
-    samples: Samples,
-}
-
-/// A metric's samples.
-#[derive(Debug)]
-enum Samples {
-    /// One value, no labels.
-    One(u64),
-    /// One value per value of a single label.
-    Labeled(Vec<((&'static str, &'static str), u64)>),
-}
-
-/// The hashing pool's, the limiter's and the transport's counts, as they
-/// stood when the scrape began.
-#[derive(Debug)]
-struct Snapshot(Vec<Read>);
-
-impl Snapshot {
-    fn of(app: &App) -> Snapshot {
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let size = |c: &std::sync::atomic::AtomicUsize| c.load(Ordering::Relaxed) as u64;
-        let one = Samples::One;
-        let counter = |name, help, samples| Read {
-            name,
-            help,
-            kind: MetricType::Counter,
-            samples,
-        };
-        let gauge = |name, help, samples| Read {
-            name,
-            help,
-            kind: MetricType::Gauge,
-            samples,
-        };
-        let pool = app.pool.stats();
-        let limits = app.limiter.stats();
-        let get = LimitStats::get;
-        let t = &app.transport_stats;
-        Snapshot(vec![
-            counter(
-                "ekyc_argon2_evaluations",
-                "Argon2id evaluations completed.",
-                one(load(&pool.evaluations)),
+/// The readings of the hashing pool, the limiter, the transport, the
+/// errors answered, the keys and the telemetry export, as they stand now:
+/// what the scrape endpoint serves beside the families above, and what
+/// OTLP pushes (`ekyc_telemetry::Telemetry::observe`).
+pub fn readings(app: &App) -> Vec<Reading> {
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let size = |c: &std::sync::atomic::AtomicUsize| c.load(Ordering::Relaxed) as u64;
+    let one = Samples::One;
+    let counter = |name, help, samples| Reading {
+        name,
+        help,
+        kind: Kind::Counter,
+        samples,
+    };
+    let gauge = |name, help, samples| Reading {
+        name,
+        help,
+        kind: Kind::Gauge,
+        samples,
+    };
+    let pool = app.pool.stats();
+    let limits = app.limiter.stats();
+    let get = LimitStats::get;
+    let t = &app.transport_stats;
+    let (spans_dropped, metric_exports_dropped) = app.telemetry.dropped();
+    let mut readings = vec![
+        counter(
+            "ekyc_argon2_evaluations",
+            "Argon2id evaluations completed.",
+            one(load(&pool.evaluations)),
+        ),
+        gauge(
+            "ekyc_argon2_in_flight",
+            "Argon2id evaluations running now.",
+            one(size(&pool.in_flight)),
+        ),
+        gauge(
+            "ekyc_argon2_threads",
+            "Hashing threads: the evaluations that can run at once (utilisation is ekyc_argon2_in_flight over this).",
+            one(app.pool.threads() as u64),
+        ),
+        counter(
+            "ekyc_argon2_shed",
+            "Calls shed because every hashing thread was busy and the queue full.",
+            one(load(&pool.shed)),
+        ),
+        gauge(
+            "ekyc_argon2_queued",
+            "Jobs waiting for a hashing thread now, by lane (unary calls first).",
+            Samples::Labeled(vec![
+                (("lane", "interactive"), size(&pool.queued)),
+                (("lane", "batch"), size(&pool.batch_queued)),
+            ]),
+        ),
+        counter(
+            "ekyc_argon2_batch_evaluations",
+            "Argon2id evaluations of VerifyBatch items (included in ekyc_argon2_evaluations).",
+            one(load(&pool.batch_evaluations)),
+        ),
+        counter(
+            "ekyc_argon2_expired",
+            "Queued calls dropped because their deadline passed.",
+            one(load(&pool.expired)),
+        ),
+        counter(
+            "ekyc_limit_rejections",
+            "Calls refused by a limit.",
+            Samples::Labeled(vec![
+                (("limit", "rate"), get(&limits.rate_limited)),
+                (("limit", "quota"), get(&limits.quota_exceeded)),
+                (("limit", "subject_guard"), get(&limits.guard_tripped)),
+            ]),
+        ),
+        counter(
+            "ekyc_subject_guard_trips",
+            "Calls refused because their subject had too many unsuccessful answers.",
+            one(get(&limits.guard_tripped)),
+        ),
+        counter(
+            "ekyc_transport_refusals",
+            "Requests or connections refused by a transport limit.",
+            Samples::Labeled(vec![
+                (("reason", "message_too_large"), load(&t.too_large)),
+                (("reason", "request_buffers_full"), load(&t.buffers_full)),
+                (("reason", "connection_limit"), load(&t.connections_refused)),
+            ]),
+        ),
+        gauge(
+            "ekyc_transport_connections",
+            "Open client connections.",
+            one(size(&t.connections)),
+        ),
+        gauge(
+            "ekyc_transport_buffered_request_bytes",
+            "Bytes reserved for partly received request messages, server-wide.",
+            one(size(&t.buffered_bytes)),
+        ),
+        counter(
+            "ekyc_redis_errors",
+            "Redis calls of the limits layer that failed or timed out.",
+            one(get(&limits.redis_errors)),
+        ),
+        counter(
+            "ekyc_limit_fallbacks",
+            "Limit checks decided by the failure policy because Redis was unreachable.",
+            Samples::Labeled(vec![
+                (("limit", "rate"), get(&limits.rate_fallbacks)),
+                (("limit", "quota"), get(&limits.quota_fallbacks)),
+                (("limit", "subject_guard"), get(&limits.guard_fallbacks)),
+            ]),
+        ),
+        counter(
+            "ekyc_errors",
+            "Errors answered on any RPC since the process started, by ErrorInfo reason (STORE_UNAVAILABLE: the database; LEDGER_UNAVAILABLE: the usage ledger; LIMITS_UNAVAILABLE: Redis under a closed policy).",
+            Samples::Labeled(
+                crate::error::answered_errors()
+                    .map(|(reason, n)| (("reason", reason.as_str()), n))
+                    .collect(),
             ),
-            gauge(
-                "ekyc_argon2_in_flight",
-                "Argon2id evaluations running now.",
-                one(size(&pool.in_flight)),
-            ),
-            counter(
-                "ekyc_argon2_shed",
-                "Calls shed because every hashing thread was busy and the queue full.",
-                one(load(&pool.shed)),
-            ),
-            gauge(
-                "ekyc_argon2_queued",
-                "Jobs waiting for a hashing thread now, by lane (unary calls first).",
-                Samples::Labeled(vec![
-                    (("lane", "interactive"), size(&pool.queued)),
-                    (("lane", "batch"), size(&pool.batch_queued)),
-                ]),
-            ),
-            counter(
-                "ekyc_argon2_batch_evaluations",
-                "Argon2id evaluations of VerifyBatch items (included in ekyc_argon2_evaluations).",
-                one(load(&pool.batch_evaluations)),
-            ),
-            counter(
-                "ekyc_argon2_expired",
-                "Queued calls dropped because their deadline passed.",
-                one(load(&pool.expired)),
-            ),
-            counter(
-                "ekyc_limit_rejections",
-                "Calls refused by a limit.",
-                Samples::Labeled(vec![
-                    (("limit", "rate"), get(&limits.rate_limited)),
-                    (("limit", "quota"), get(&limits.quota_exceeded)),
-                    (("limit", "subject_guard"), get(&limits.guard_tripped)),
-                ]),
-            ),
-            counter(
-                "ekyc_subject_guard_trips",
-                "Calls refused because their subject had too many unsuccessful answers.",
-                one(get(&limits.guard_tripped)),
-            ),
-            counter(
-                "ekyc_transport_refusals",
-                "Requests or connections refused by a transport limit.",
-                Samples::Labeled(vec![
-                    (("reason", "message_too_large"), load(&t.too_large)),
-                    (("reason", "request_buffers_full"), load(&t.buffers_full)),
-                    (("reason", "connection_limit"), load(&t.connections_refused)),
-                ]),
-            ),
-            gauge(
-                "ekyc_transport_connections",
-                "Open client connections.",
-                one(size(&t.connections)),
-            ),
-            gauge(
-                "ekyc_transport_buffered_request_bytes",
-                "Bytes reserved for partly received request messages, server-wide.",
-                one(size(&t.buffered_bytes)),
-            ),
-            counter(
-                "ekyc_redis_errors",
-                "Redis calls of the limits layer that failed or timed out.",
-                one(get(&limits.redis_errors)),
-            ),
-            counter(
-                "ekyc_limit_fallbacks",
-                "Limit checks decided by the failure policy because Redis was unreachable.",
-                Samples::Labeled(vec![
-                    (("limit", "rate"), get(&limits.rate_fallbacks)),
-                    (("limit", "quota"), get(&limits.quota_fallbacks)),
-                    (("limit", "subject_guard"), get(&limits.guard_fallbacks)),
-                ]),
-            ),
-        ])
+        ),
+        gauge(
+            "ekyc_signing_key_created_timestamp_seconds",
+            "When the attestation signing key in use started signing (unix seconds).",
+            one((app.signing_key_since_ms / 1000).max(0) as u64),
+        ),
+        counter(
+            "ekyc_telemetry_dropped",
+            "OpenTelemetry data not delivered to the collector: spans dropped (queue full, export failed or slow), metric exports failed.",
+            Samples::Labeled(vec![
+                (("signal", "spans"), spans_dropped),
+                (("signal", "metrics"), metric_exports_dropped),
+            ]),
+        ),
+    ];
+    if let Some(not_after) = app.tls_not_after_secs {
+        readings.push(gauge(
+            "ekyc_tls_certificate_expiry_timestamp_seconds",
+            "When the server's TLS certificate expires (unix seconds).",
+            one(not_after.max(0) as u64),
+        ));
     }
+    readings
 }
+
+/// [`readings`] as a `prometheus-client` collector.
+#[derive(Debug)]
+struct Snapshot(Vec<Reading>);
 
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for read in &self.0 {
-            let mut metric = encoder.encode_descriptor(read.name, read.help, None, read.kind)?;
+            let kind = match read.kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+            };
+            let mut metric = encoder.encode_descriptor(read.name, read.help, None, kind)?;
             match &read.samples {
-                Samples::One(value) => sample(read.kind, metric, *value)?,
+                Samples::One(value) => sample(kind, metric, *value)?,
                 Samples::Labeled(samples) => {
                     for (label, value) in samples {
                         let label = [*label];
-                        sample(read.kind, metric.encode_family(&label)?, *value)?;
+                        sample(kind, metric.encode_family(&label)?, *value)?;
                     }
                 }
             }

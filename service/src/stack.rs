@@ -19,6 +19,8 @@ use tonic::body::Body;
 use tower_layer::{Layer, Stack};
 use tracing::Instrument;
 
+use ekyc_telemetry::{FutureExt as _, Telemetry};
+
 use crate::metrics::Counters;
 use crate::transport::MessageLimitLayer;
 
@@ -26,8 +28,10 @@ use crate::transport::MessageLimitLayer;
 ///
 /// 1. [`RpcLayer`]: a tracing span per call (service, method, then the
 ///    tenant once authenticated and the status code at the end; never a
-///    request value) and the per-method call counts and latency
-///    histograms. Outermost, so it also counts the calls the layers below
+///    request value), the OpenTelemetry server span when telemetry is on
+///    (continuing the caller's `traceparent`; the handler runs in its
+///    context, so its steps are children), and the per-method call counts
+///    and latency histograms. Outermost, so it also counts the calls the layers below
 ///    refuse, and times the whole call. It also bounds each call's time:
 ///    `transport.request_timeout_secs`, or for a registry import stream
 ///    (which lasts as long as its hashing) `transport.import_timeout_secs`;
@@ -40,10 +44,18 @@ use crate::transport::MessageLimitLayer;
 /// the connection limit act below the stack, in `grpc::run`.
 pub fn layers(
     counters: Arc<Counters>,
+    telemetry: Telemetry,
     limits: MessageLimitLayer,
     timeouts: CallTimeouts,
 ) -> Stack<MessageLimitLayer, RpcLayer> {
-    Stack::new(limits, RpcLayer { counters, timeouts })
+    Stack::new(
+        limits,
+        RpcLayer {
+            counters,
+            telemetry,
+            timeouts,
+        },
+    )
 }
 
 /// How long a call may take on the server.
@@ -63,6 +75,7 @@ const REGISTRY_PATH: &str = "/ekyc.v1.RegistryService/";
 #[derive(Clone)]
 pub struct RpcLayer {
     counters: Arc<Counters>,
+    telemetry: Telemetry,
     timeouts: CallTimeouts,
 }
 
@@ -73,6 +86,7 @@ impl<S> Layer<S> for RpcLayer {
         Rpc {
             inner,
             counters: Arc::clone(&self.counters),
+            telemetry: self.telemetry.clone(),
             timeouts: self.timeouts,
         }
     }
@@ -83,6 +97,7 @@ impl<S> Layer<S> for RpcLayer {
 pub struct Rpc<S> {
     inner: S,
     counters: Arc<Counters>,
+    telemetry: Telemetry,
     timeouts: CallTimeouts,
 }
 
@@ -145,18 +160,36 @@ where
             tenant = tracing::field::Empty,
             code = tracing::field::Empty,
         );
+        // The OpenTelemetry span: named by the method's full name, or
+        // `_OTHER` (the conventions' name for an unknown method).
+        let otel = if self.telemetry.is_on() {
+            let name = match (service, method) {
+                ("other", _) | (_, "other") => "_OTHER".to_string(),
+                _ => format!("{service}/{method}"),
+            };
+            self.telemetry.rpc_span(name, request.headers())
+        } else {
+            ekyc_telemetry::RpcSpan::none()
+        };
+        let context = otel.context();
         let finish = Finish {
             counters: Arc::clone(&self.counters),
             service,
             method,
             started: Instant::now(),
             span: span.clone(),
+            otel,
         };
         // The handler runs inside the span, so `auth` can record the
-        // tenant on it.
+        // tenant on it, and inside the OpenTelemetry context, so its steps
+        // are children of the call.
         let response = self.inner.call(request).instrument(span);
         Box::pin(async move {
-            let Ok(response) = tokio::time::timeout(limit, response).await else {
+            let timed = match context {
+                Some(cx) => tokio::time::timeout(limit, response.with_context(cx)).await,
+                None => tokio::time::timeout(limit, response).await,
+            };
+            let Ok(response) = timed else {
                 // What tonic's own server timeout answers.
                 finish.record("CANCELLED");
                 return Ok(Status::cancelled("Timeout expired").into_http());
@@ -185,6 +218,7 @@ struct Finish {
     method: &'static str,
     started: Instant,
     span: tracing::Span,
+    otel: ekyc_telemetry::RpcSpan,
 }
 
 impl Finish {
@@ -198,6 +232,7 @@ impl Finish {
         );
         self.counters
             .rpc_finished(self.service, self.method, code, elapsed);
+        self.otel.finish(code);
     }
 }
 

@@ -156,9 +156,17 @@ impl TestServer {
         let (tx, rx) = oneshot::channel::<()>();
         let server_app = Arc::clone(&app);
         let handle = tokio::spawn(async move {
-            crate::lifecycle::serve(server_app, listener, None, async {
-                let _ = rx.await;
-            })
+            crate::lifecycle::serve(
+                server_app,
+                crate::lifecycle::Listeners {
+                    grpc: listener,
+                    metrics: None,
+                    health: None,
+                },
+                async {
+                    let _ = rx.await;
+                },
+            )
             .await
             .expect("server");
         });
@@ -266,6 +274,9 @@ pub struct EkycdProcess {
     pub endpoint: String,
     /// `addr` of its metrics endpoint.
     pub metrics: String,
+    /// `addr` of its health-only listener, when `EKYCD_HEALTH_LISTEN` was
+    /// given.
+    pub health: Option<String>,
 }
 
 impl EkycdProcess {
@@ -299,9 +310,13 @@ impl EkycdProcess {
             .expect("start ekycd");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = std::io::BufReader::new(stdout).lines();
-        let (mut endpoint, mut metrics) = (None, None);
-        while endpoint.is_none() || metrics.is_none() {
+        let (mut endpoint, mut metrics, mut health) = (None, None, None);
+        let wants_health = env.iter().any(|(k, _)| *k == "EKYCD_HEALTH_LISTEN");
+        while endpoint.is_none() || metrics.is_none() || (wants_health && health.is_none()) {
             let line = lines.next().expect("ekycd exited early").expect("line");
+            if let Some(addr) = line.strip_prefix("ekycd health on ") {
+                health = Some(addr.to_string());
+            }
             if let Some(addr) = line.strip_prefix("ekycd listening on ") {
                 endpoint = Some(format!("http://{addr}"));
             }
@@ -313,6 +328,7 @@ impl EkycdProcess {
             child,
             endpoint: endpoint.unwrap_or_default(),
             metrics: metrics.unwrap_or_default(),
+            health,
         }
     }
 
@@ -714,6 +730,42 @@ pub fn test_config(dir: &std::path::Path, opts: &TestOptions) -> Config {
         .collect();
     config.validate().expect("valid test config");
     config
+}
+
+/// One HTTP/1.1 `GET` on a metrics port (`addr` as `host:port`); the
+/// whole response. Blocking: the server closes the connection after one
+/// answer.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: metrics\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
+/// Every value of `citizens` that identifies a person, as tests search
+/// files, logs and telemetry for them. Year-only birth dates are skipped:
+/// four digits occur by chance in ports and timings.
+pub fn personal_values(citizens: &[ekyc_synth::Citizen]) -> Vec<String> {
+    let mut needles = Vec::new();
+    for c in citizens {
+        needles.push(c.id_number.clone());
+        needles.push(c.full_name.clone());
+        needles.push(c.full_name.to_lowercase());
+        needles.push(demo::strip_diacritics(&c.full_name));
+        needles.push(c.place_of_residence.clone());
+        if c.date_of_birth.len() >= 7 {
+            needles.push(c.date_of_birth.clone());
+        }
+        if !c.phone_number.is_empty() {
+            needles.push(c.phone_number.clone());
+        }
+    }
+    needles
 }
 
 /// Writes a random pepper to `path` unless one is there (held peppers are

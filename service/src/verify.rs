@@ -285,6 +285,8 @@ pub struct VerifyService {
     attestation_validity_ms: i64,
     /// The bounds of VerifyBatch streams.
     batches: Arc<Batches>,
+    /// Child spans of the steps that cost time.
+    telemetry: ekyc_telemetry::Telemetry,
 }
 
 impl VerifyService {
@@ -303,6 +305,7 @@ impl VerifyService {
             replay_window_ms: (app.billing.idempotency_window_secs as i64).saturating_mul(1000),
             attestation_validity_ms: app.attestation_validity_ms,
             batches: Arc::clone(&app.batches),
+            telemetry: app.telemetry.clone(),
         }
     }
 
@@ -585,6 +588,7 @@ impl VerifyService {
             replay: Some(outcome.to_replay()),
             invoice_number: None,
         };
+        let mut step = self.telemetry.step("ledger.write");
         let recorded = commit(
             reserved,
             attempt,
@@ -598,6 +602,10 @@ impl VerifyService {
             },
         )
         .await;
+        if recorded.is_err() {
+            step.fail(Reason::LedgerUnavailable.as_str());
+        }
+        drop(step);
         // 11. Sign and respond.
         match recorded {
             Ok(Recorded::Inserted) => {
@@ -705,9 +713,21 @@ impl VerifyService {
         let mut pepper = self.keyring.serving();
         let mut derived = 0;
         let (key, lookup) = loop {
-            let key = self.derive(valid, pepper, deadline, derived, lane).await?;
+            let mut step = self.telemetry.step("hash");
+            let key = self
+                .derive(valid, pepper, deadline, derived, lane)
+                .await
+                .inspect_err(|(e, _)| step.fail(e.reason().as_str()))?;
+            drop(step);
             derived += 1;
-            let lookup = self.store.lookup(&key.locator()).await.map_err(failed)?;
+            let mut step = self.telemetry.step("store.lookup");
+            let lookup = self
+                .store
+                .lookup(&key.locator())
+                .await
+                .map_err(failed)
+                .inspect_err(|(e, _)| step.fail(e.reason().as_str()))?;
+            drop(step);
             let current = lookup.pepper_version;
             if current == 0 || current == pepper {
                 break (key, lookup);

@@ -423,22 +423,7 @@ fn no_personal_data_in_the_database_its_wal_or_any_log() {
         }
     }
 
-    // Every loaded value that identifies a person. Year-only birth dates
-    // are skipped: four digits occur by chance in ports and timings.
-    let mut needles: Vec<String> = Vec::new();
-    for c in &citizens {
-        needles.push(c.id_number.clone());
-        needles.push(c.full_name.clone());
-        needles.push(c.full_name.to_lowercase());
-        needles.push(strip_diacritics(&c.full_name));
-        needles.push(c.place_of_residence.clone());
-        if c.date_of_birth.len() >= 7 {
-            needles.push(c.date_of_birth.clone());
-        }
-        if !c.phone_number.is_empty() {
-            needles.push(c.phone_number.clone());
-        }
-    }
+    let needles = ekyc_service::test_support::personal_values(&citizens);
     // The search itself works: the export holds every needle.
     let haystack_check = String::from_utf8_lossy(&csv_bytes).to_string();
     let in_export = needles
@@ -705,4 +690,78 @@ fn a_retired_pepper_s_records_are_purged_and_counted() {
     });
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// What a Kubernetes pod runs besides `serve`: the health-only listener
+/// its probes call, the `migrate` init step, and the `pause` preStop hook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_migrations_and_the_prestop_pause() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let prepared = ekyc_service::test_support::prepare_data_dir(
+        dir.path(),
+        10,
+        &[("probe-bank", ekyc_service::store::TenantPolicy::default())],
+    )
+    .await;
+    let mut server = prepared.start_ekycd(
+        env!("CARGO_BIN_EXE_ekycd"),
+        dir.path(),
+        &[("EKYCD_HEALTH_LISTEN", "127.0.0.1:0")],
+    );
+    let probe = server.health.clone().expect("health listener address");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{probe}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to the health port");
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "liveness", "ekyc.v1.VerificationService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("check")
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+    // Health only: the API is not on the probe port.
+    let mut api = pb::verification_service_client::VerificationServiceClient::new(channel);
+    let refused = api
+        .list_signing_keys(pb::ListSigningKeysRequest {})
+        .await
+        .expect_err("no API on the probe port");
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    let status = server.terminate(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+
+    // `migrate` needs no secrets: a fresh directory gets its databases and
+    // no key files.
+    let fresh = tempfile::tempdir().expect("dir");
+    let out = run_ok(ekycd(fresh.path()).arg("migrate"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("migrated"));
+    assert!(
+        !fresh.path().join("data").join("keys").exists(),
+        "no secret generated"
+    );
+    // Run again: nothing to do, still fine.
+    run_ok(ekycd(fresh.path()).arg("migrate"));
+
+    // `pause` reads nothing, not even a broken configuration.
+    let started = Instant::now();
+    run_ok(
+        ekycd(fresh.path())
+            .env("EKYCD_LISTN", "oops")
+            .args(["pause", "--secs", "1"]),
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let too_long = ekycd(fresh.path())
+        .args(["pause", "--secs", "301"])
+        .output()
+        .expect("run");
+    assert!(!too_long.status.success(), "pause is bounded");
 }

@@ -2,24 +2,10 @@
 //! status code and latency histograms for every service, in OpenMetrics
 //! text, with no personal data.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use ekyc_client::{Client, v1 as pb};
-use ekyc_service::test_support::{TestOptions, TestServer, unique_request_id};
-
-/// One HTTP/1.1 request on the metrics port; the whole response.
-fn get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: metrics\r\n\r\n").expect("request");
-    let mut response = String::new();
-    // The server closes the connection after one answer.
-    stream.read_to_string(&mut response).expect("response");
-    response
-}
+use ekyc_service::test_support::{TestOptions, TestServer, http_get, unique_request_id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_is_counted_and_timed_by_method_and_code() {
@@ -73,7 +59,7 @@ async fn every_service_is_counted_and_timed_by_method_and_code() {
         .await
         .expect_err("not for a verifier");
 
-    let response = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
+    let response = tokio::task::spawn_blocking(move || http_get(&addr.to_string(), "/metrics"))
         .await
         .expect("scrape");
     let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
@@ -117,7 +103,7 @@ async fn every_service_is_counted_and_timed_by_method_and_code() {
         assert!(!body.contains(private.as_str()), "personal data in metrics");
     }
 
-    let missing = tokio::task::spawn_blocking(move || get(addr, "/other"))
+    let missing = tokio::task::spawn_blocking(move || http_get(&addr.to_string(), "/other"))
         .await
         .expect("scrape");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
