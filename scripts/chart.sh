@@ -663,6 +663,9 @@ if [ -f scripts/check_observability.py ]; then
     echo "==> observability: $PY scripts/check_observability.py"
     EKYCD_BIN="$EKYCD_BIN" "$PY" scripts/check_observability.py \
         || die "scripts/check_observability.py failed"
+    # And the checker itself: broken dashboards and rules must fail it.
+    EKYCD_BIN="$EKYCD_BIN" "$PY" scripts/check_observability.py --self-test \
+        || die "scripts/check_observability.py --self-test: a deliberate break was not caught"
 fi
 
 echo "==> chart checks passed in $((SECONDS - started)) s"
