@@ -79,8 +79,8 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of everything exported.
     pub service_name: String,
-    /// `service.instance.id`; empty takes the `HOSTNAME` variable (the pod
-    /// name on Kubernetes).
+    /// `service.instance.id`; unset takes the `HOSTNAME` variable (the pod
+    /// name on Kubernetes), and none is sent if that is unset too.
     pub instance_id: String,
     /// Fraction of new traces kept, 0 to 1 (a caller's sampling decision,
     /// sent in `traceparent`, wins).
@@ -488,7 +488,9 @@ impl Config {
             message: message.into(),
         };
         if let Some(endpoint) = &t.otlp_endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            && !http::Uri::try_from(endpoint.as_str()).is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+            })
         {
             return Err(semantic(
                 "telemetry.otlp_endpoint",
@@ -657,13 +659,19 @@ impl Config {
             check(&layer, &format!("flag for {path}"))?;
             merge(&mut merged, layer);
         }
-        let config: Config =
+        let mut config: Config =
             toml::Value::Table(merged)
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Invalid {
                     origin: "merged".into(),
                     message: e.message().to_string(),
                 })?;
+        if config.telemetry.instance_id.is_empty()
+            && let Some(host) = env.get("HOSTNAME")
+        {
+            // The pod's name on Kubernetes.
+            config.telemetry.instance_id = host.clone();
+        }
         config.validate()?;
         Ok(config)
     }

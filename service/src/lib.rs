@@ -178,16 +178,10 @@ fn telemetry(config: &config::TelemetryConfig) -> Result<ekyc_telemetry::Telemet
     let Some(endpoint) = &config.otlp_endpoint else {
         return Ok(ekyc_telemetry::Telemetry::off());
     };
-    let instance_id = if config.instance_id.is_empty() {
-        // The pod's name on Kubernetes; read here, beside the config.
-        std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())
-    } else {
-        Some(config.instance_id.clone())
-    };
     let telemetry = ekyc_telemetry::Telemetry::start(&ekyc_telemetry::Settings {
         otlp_endpoint: endpoint.clone(),
         service_name: config.service_name.clone(),
-        instance_id,
+        instance_id: Some(config.instance_id.clone()).filter(|id| !id.is_empty()),
         sample_ratio: config.sample_ratio,
         max_queued_spans: config.max_queued_spans,
         export_timeout: Duration::from_millis(config.export_timeout_ms),
