@@ -2,9 +2,10 @@
 # Verify throughput with telemetry off, and with OTLP export switched on
 # towards a collector that is not there (a closed loopback port): the
 # configuration where a slow or failing export could steal time from
-# calls. Runs interleaved (off, unreachable, off, unreachable, ...) so
-# drift in the machine's speed falls on both alike, and prints each run and
-# the ratio of the medians.
+# calls. Runs in adjacent pairs, the order alternating between rounds (off
+# then unreachable, then unreachable then off, ...), so the drift of the
+# machine's speed falls on both alike; prints each pair's ratio and their
+# median (the figure to quote: pairs are minutes apart, rounds are not).
 #
 # Usage: bash loadtest/telemetry.sh [ROUNDS]   (default 3; PROFILE=dev for a debug build)
 set -euo pipefail
@@ -60,15 +61,23 @@ run() {
 
 echo "==> $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(git rev-parse --short HEAD), $profile build"
 off=() lost=()
+unreachable=(EKYCD_TELEMETRY__OTLP_ENDPOINT="http://127.0.0.1:$closed" EKYCD_TELEMETRY__EXPORT_TIMEOUT_MS=1000)
 for n in $(seq "$rounds"); do
-    off+=("$(run off "$n")")
-    lost+=("$(run unreachable "$n" EKYCD_TELEMETRY__OTLP_ENDPOINT="http://127.0.0.1:$closed" EKYCD_TELEMETRY__EXPORT_TIMEOUT_MS=1000)")
+    if [ $((n % 2)) -eq 1 ]; then
+        off+=("$(run off "$n")")
+        lost+=("$(run unreachable "$n" "${unreachable[@]}")")
+    else
+        lost+=("$(run unreachable "$n" "${unreachable[@]}")")
+        off+=("$(run off "$n")")
+    fi
     echo "round $n: telemetry off ${off[-1]}/s, collector unreachable ${lost[-1]}/s"
 done
 python3 - "${off[*]}" "${lost[*]}" <<'EOF'
 import statistics, sys
 off = [float(x) for x in sys.argv[1].split()]
 lost = [float(x) for x in sys.argv[2].split()]
-mo, ml = statistics.median(off), statistics.median(lost)
-print(f"median: off {mo:.1f}/s, collector unreachable {ml:.1f}/s, ratio {ml / mo:.3f}")
+pairs = [l / o for o, l in zip(off, lost)]
+print("pair ratios (unreachable / off): " + ", ".join(f"{r:.3f}" for r in pairs))
+print(f"median pair ratio {statistics.median(pairs):.3f} over {len(pairs)} pairs; "
+      f"medians off {statistics.median(off):.1f}/s, unreachable {statistics.median(lost):.1f}/s")
 EOF
