@@ -482,7 +482,7 @@ async fn a_unary_caller_is_served_next_while_a_batch_fills_the_pool() {
     .await;
     let stats = &server.app.pool.stats();
     let prefix = unique_request_id("fair");
-    let items: Vec<pb::VerifyRequest> = (0..80)
+    let items: Vec<pb::VerifyRequest> = (0..120)
         .map(|n| ask(&prefix, n, n as u64 % 50, None))
         .collect();
     let batch = tokio::spawn(async move { run_batch(&bulk, items).await });
@@ -498,6 +498,7 @@ async fn a_unary_caller_is_served_next_while_a_batch_fills_the_pool() {
         .expect("the batch fills the pool's batch lane");
     for n in 0..5 {
         let before = stats.batch_evaluations.load(Ordering::SeqCst);
+        let queued = stats.batch_queued.load(Ordering::SeqCst) as u64;
         let answered = bank
             .verify(ask(&prefix, 1000 + n, n as u64, None))
             .await
@@ -505,12 +506,15 @@ async fn a_unary_caller_is_served_next_while_a_batch_fills_the_pool() {
         assert_eq!(answered.response.decision, pb::Decision::Yes as i32);
         let during = stats.batch_evaluations.load(Ordering::SeqCst) - before;
         // With one thread, the unary job waits for the batch evaluation
-        // running when it arrives, not for the batch's queue: at most the
-        // one running plus those that start while the call is on its way
-        // to the pool (authentication, replay lookup, quota, guard).
+        // running when it arrives, not for the batch's queue. What the
+        // counter also sees are the evaluations that run while the call is
+        // on its way to the pool and back (authentication, replay lookup,
+        // quota, guard, ledger write), a handful on a loaded machine; a
+        // first-come pool would make it wait for every queued one.
         assert!(
-            during <= 3,
-            "unary call {n} waited for {during} batch evaluations"
+            queued >= 16 && during * 2 <= queued,
+            "unary call {n} waited for {during} batch evaluations \
+             with {queued} queued when it was sent"
         );
         assert!(
             stats.batch_queued.load(Ordering::SeqCst) > 0,
@@ -523,7 +527,7 @@ async fn a_unary_caller_is_served_next_while_a_batch_fills_the_pool() {
     );
     let (results, end) = batch.await.expect("join");
     end.expect("the batch ends cleanly");
-    assert_eq!(results.len(), 80);
+    assert_eq!(results.len(), 120);
     assert_eq!(stats.shed.load(Ordering::SeqCst), 0, "nothing was shed");
     server.stop().await;
 }
