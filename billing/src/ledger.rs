@@ -18,6 +18,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::decision_log::{self, Decision, TreeCache};
+
 /// The ledger's connection pool.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
@@ -122,10 +124,16 @@ pub enum LedgerError {
     /// Invoice-level refusals and failures.
     #[error(transparent)]
     Invoice(#[from] crate::invoices::InvoiceError),
+    /// A proof asked for a tree the log does not hold.
+    #[error("{0}")]
+    Proof(String),
 }
 
+/// One write: a usage event, its decision-log entry, or both (committed
+/// together or not at all).
 struct WriteJob {
-    event: UsageEvent,
+    event: Option<UsageEvent>,
+    decision: Option<Decision>,
     reply: oneshot::Sender<Result<Recorded, LedgerError>>,
 }
 
@@ -243,9 +251,33 @@ impl Ledger {
 
     /// Records an event durably. Returns once its batch has committed.
     pub async fn record(&self, event: UsageEvent) -> Result<Recorded, LedgerError> {
+        self.submit(Some(event), None).await
+    }
+
+    /// Records an event and, in the same transaction, appends its decision
+    /// to the decision log, but only if the event is new: a duplicate
+    /// (`Recorded::Existing`) appends nothing, since the first has its
+    /// entry already.
+    pub async fn record_decided(
+        &self,
+        event: UsageEvent,
+        decision: Decision,
+    ) -> Result<Recorded, LedgerError> {
+        self.submit(Some(event), Some(decision)).await
+    }
+
+    pub(crate) async fn submit(
+        &self,
+        event: Option<UsageEvent>,
+        decision: Option<Decision>,
+    ) -> Result<Recorded, LedgerError> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(WriteJob { event, reply })
+            .send(WriteJob {
+                event,
+                decision,
+                reply,
+            })
             .await
             .map_err(|_| LedgerError::Closed)?;
         rx.await.map_err(|_| LedgerError::Closed)?
@@ -372,6 +404,7 @@ pub(crate) fn event_from_row(r: &AnyRow) -> Result<UsageEvent, LedgerError> {
 /// The writer: takes whatever is waiting (up to `MAX_BATCH`), writes it
 /// in one transaction, acknowledges each event after the commit.
 async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<WriteJob>) {
+    let mut tree = TreeCache::default();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -380,7 +413,7 @@ async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
-        match write_batch(&pool, &batch).await {
+        match write_batch(&pool, &batch, &mut tree).await {
             Ok(outcomes) => {
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
@@ -401,11 +434,20 @@ async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<WriteJob>) {
     }
 }
 
-async fn write_batch(pool: &AnyPool, batch: &[WriteJob]) -> Result<Vec<Recorded>, LedgerError> {
+/// Writes a batch in one transaction: the events, then the log entries of
+/// those that were new. `tree` is replaced only once the commit succeeded.
+async fn write_batch(
+    pool: &AnyPool,
+    batch: &[WriteJob],
+    tree: &mut TreeCache,
+) -> Result<Vec<Recorded>, LedgerError> {
     let mut tx = pool.begin().await?;
     let mut inserted = Vec::with_capacity(batch.len());
     for job in batch {
-        let e = &job.event;
+        let Some(e) = &job.event else {
+            inserted.push(true);
+            continue;
+        };
         let done = sqlx::query(
             "INSERT INTO usage_events (tenant_id, request_id, event_time_ms, method, fields,
                  units, outcome, fingerprint, replay, invoice_number)
@@ -425,14 +467,30 @@ async fn write_batch(pool: &AnyPool, batch: &[WriteJob]) -> Result<Vec<Recorded>
         .await?;
         inserted.push(done.rows_affected() == 1);
     }
+    let decisions: Vec<&Decision> = batch
+        .iter()
+        .zip(&inserted)
+        .filter(|(_, new)| **new)
+        .filter_map(|(job, _)| job.decision.as_ref())
+        .collect();
+    let appended = if decisions.is_empty() {
+        None
+    } else {
+        Some(decision_log::append(&mut tx, tree, &decisions).await?)
+    };
     tx.commit().await?;
+    if let Some(appended) = appended {
+        *tree = appended;
+    }
     let mut outcomes = Vec::with_capacity(batch.len());
     for (job, was_inserted) in batch.iter().zip(inserted) {
         if was_inserted {
             outcomes.push(Recorded::Inserted);
             continue;
         }
-        let e = &job.event;
+        let Some(e) = &job.event else {
+            continue;
+        };
         let row = dynamic(format!(
             "SELECT {EVENT_COLUMNS} FROM usage_events WHERE tenant_id = $1 AND request_id = $2"
         ))
