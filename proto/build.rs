@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ekyc/v1/tenant_admin.proto",
         "ekyc/v1/billing.proto",
         "ekyc/v1/registry.proto",
+        "ekyc/v1/audit_log.proto",
     ];
     for f in files.iter().chain(&["google/rpc/status.proto"]) {
         println!("cargo:rerun-if-changed={f}");

@@ -470,6 +470,16 @@ impl SubjectKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// `HMAC-SHA256(K, "decision-log")`: the subject's pseudonym in the
+    /// decision log (docs/decision-log.md). Like the audit name, it costs
+    /// one Argon2id evaluation per guessed ID to find, and it is a name of
+    /// its own so entries of the two logs cannot be joined without `K`.
+    pub fn decision_log_subject(&self) -> [u8; 32] {
+        let mut mac = hmac_with(&self.0);
+        mac.update(b"decision-log");
+        mac.finalize().into_bytes().into()
+    }
+
     /// `HMAC-SHA256(K, label || 0x00 || value)[..16]`.
     pub fn tag(&self, field: Field, form: Form, value: &str) -> Tag {
         let mut mac = hmac_with(&self.0);

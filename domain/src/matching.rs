@@ -51,6 +51,17 @@ impl MatchResult {
         }
     }
 
+    /// Stable name, as in the proto enum without its prefix (the
+    /// decision log's `fields`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            MatchResult::Match => "MATCH",
+            MatchResult::MatchFolded => "MATCH_FOLDED",
+            MatchResult::NoMatch => "NO_MATCH",
+            MatchResult::NotAvailable => "NOT_AVAILABLE",
+        }
+    }
+
     /// The result for a code, if any.
     pub fn from_code(code: u8) -> Option<MatchResult> {
         [

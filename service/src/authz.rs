@@ -22,7 +22,7 @@ use crate::error::{Reason, ServiceError};
 use crate::store::{Role, Store, Tenant};
 use crate::tenants;
 
-use Role::{AgencyAdmin, Finance, RegistryOperator, Verifier};
+use Role::{AgencyAdmin, Auditor, Finance, PrivacyOfficer, RegistryOperator, Verifier};
 
 /// Who may call one RPC.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +43,7 @@ const VERIFICATION: &str = "ekyc.v1.VerificationService";
 const ADMIN: &str = "ekyc.v1.TenantAdminService";
 const BILLING: &str = "ekyc.v1.BillingService";
 const REGISTRY: &str = "ekyc.v1.RegistryService";
+const AUDIT_LOG: &str = "ekyc.v1.AuditLogService";
 
 /// Changes to tenants, keys and the guard, and the audit trail: the
 /// agency's admins only.
@@ -59,6 +60,26 @@ const BILLING_AGENCY: (&[Role], &[Role]) = (&[], &[AgencyAdmin, Finance]);
 const PLANS: (&[Role], &[Role]) = (&[Finance, AgencyAdmin], &[]);
 /// The registry is the agency's: only its registry operators load it.
 const REGISTRY_OPERATOR: (&[Role], &[Role]) = (&[], &[RegistryOperator]);
+/// Signed checkpoints and consistency proofs are for anyone with a key:
+/// the more parties keep checkpoints, the harder history is to rewrite.
+const LOG_PUBLIC: (&[Role], &[Role]) = (
+    &[
+        Verifier,
+        Finance,
+        AgencyAdmin,
+        RegistryOperator,
+        Auditor,
+        PrivacyOfficer,
+    ],
+    &[],
+);
+/// An entry's proof: a tenant's own keys for its own transactions, the
+/// agency's auditors and admins for any.
+const LOG_PROOF: (&[Role], &[Role]) = (&[Verifier, Finance], &[Auditor, AgencyAdmin]);
+/// Reading the log's entries: the agency's auditors and admins.
+const LOG_AUDIT: (&[Role], &[Role]) = (&[], &[Auditor, AgencyAdmin]);
+/// A citizen's history: the agency's privacy officers only.
+const PRIVACY: (&[Role], &[Role]) = (&[], &[PrivacyOfficer]);
 
 const fn rule(
     service: &'static str,
@@ -103,6 +124,12 @@ pub const RULES: &[Rule] = &[
     rule(REGISTRY, "PublishVersion", REGISTRY_OPERATOR),
     rule(REGISTRY, "DiscardVersion", REGISTRY_OPERATOR),
     rule(REGISTRY, "PurgePepper", REGISTRY_OPERATOR),
+    rule(AUDIT_LOG, "GetCheckpoint", LOG_PUBLIC),
+    rule(AUDIT_LOG, "GetCheckpointAt", LOG_PUBLIC),
+    rule(AUDIT_LOG, "GetConsistencyProof", LOG_PUBLIC),
+    rule(AUDIT_LOG, "GetInclusionProof", LOG_PROOF),
+    rule(AUDIT_LOG, "ListLogEntries", LOG_AUDIT),
+    rule(AUDIT_LOG, "ListSubjectAccesses", PRIVACY),
 ];
 
 /// The rule of `method`. Every method the services serve has one, which

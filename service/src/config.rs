@@ -69,6 +69,45 @@ pub struct Config {
     pub health_listen: Option<SocketAddr>,
     /// Traces and metrics over OTLP.
     pub telemetry: TelemetryConfig,
+    /// The decision log: checkpoints, their publication and retention.
+    pub decision_log: DecisionLogConfig,
+}
+
+/// The decision log (`[decision_log]`, docs/decision-log.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionLogConfig {
+    /// The log's name in its checkpoints, and the signing key's name:
+    /// a schema-less URL-like name unique to this deployment, e.g.
+    /// `registry.example.gov.vn/ekyc/decisions`.
+    pub origin: String,
+    /// File holding the checkpoint signing key (Ed25519, 64 hex
+    /// characters); default `<data_dir>/keys/checkpoint.key`. Generated
+    /// when missing under the same rule as the attestation key
+    /// (`signing.generate_if_missing`).
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// How often a checkpoint is signed when the log grew, in seconds.
+    pub checkpoint_interval_secs: u64,
+    /// A directory each checkpoint is also written to (`<size>.checkpoint`
+    /// and `latest.checkpoint`): mount storage the operator does not
+    /// control (a witness's, an object store's sync) so that rewriting
+    /// history needs rewriting copies elsewhere. Unset writes none.
+    pub publish_dir: Option<PathBuf>,
+    /// Days an entry's details are kept; older entries keep only their
+    /// leaf hash. Default 1825 (five years).
+    pub retention_days: u32,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        DecisionLogConfig {
+            origin: "ekyc.local/decision-log".into(),
+            checkpoint_key_file: None,
+            checkpoint_interval_secs: 60,
+            publish_dir: None,
+            retention_days: 1825,
+        }
+    }
 }
 
 /// OpenTelemetry export (`[telemetry]`): off unless `otlp_endpoint` is set.
@@ -475,12 +514,43 @@ impl Default for Config {
             batch: BatchConfig::default(),
             health_listen: None,
             telemetry: TelemetryConfig::default(),
+            decision_log: DecisionLogConfig::default(),
         }
     }
 }
 
 impl Config {
     /// The `[telemetry]` rules.
+    fn validate_decision_log(&self) -> Result<(), ConfigError> {
+        let d = &self.decision_log;
+        let semantic = |key, message: &str| ConfigError::Semantic {
+            key,
+            message: message.into(),
+        };
+        let origin_ok = !d.origin.is_empty()
+            && d.origin.len() <= 200
+            && d.origin.chars().all(|c| c.is_ascii_graphic() && c != '+');
+        if !origin_ok {
+            return Err(semantic(
+                "decision_log.origin",
+                "must be 1 to 200 printable ASCII characters without spaces or '+'",
+            ));
+        }
+        if !(1..=86_400).contains(&d.checkpoint_interval_secs) {
+            return Err(semantic(
+                "decision_log.checkpoint_interval_secs",
+                "must be from 1 to 86400",
+            ));
+        }
+        if !(1..=36_500).contains(&d.retention_days) {
+            return Err(semantic(
+                "decision_log.retention_days",
+                "must be from 1 to 36500",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_telemetry(&self) -> Result<(), ConfigError> {
         let t = &self.telemetry;
         let semantic = |key, message: &str| ConfigError::Semantic {
@@ -679,6 +749,7 @@ impl Config {
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_telemetry()?;
+        self.validate_decision_log()?;
         self.kdf_params()
             .validate()
             .map_err(|e| ConfigError::Semantic {
@@ -956,6 +1027,14 @@ impl Config {
                 .join("keys")
                 .join(format!("pepper-v{}.key", self.pepper.version))
         })
+    }
+
+    /// The checkpoint signing key file after resolving the default.
+    pub fn checkpoint_key_file(&self) -> PathBuf {
+        self.decision_log
+            .checkpoint_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("checkpoint.key"))
     }
 
     /// The signing key file after resolving the default.

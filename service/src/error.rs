@@ -93,6 +93,10 @@ reasons! {
     PricePlanMissing = "PRICE_PLAN_MISSING" => FailedPrecondition,
     /// No such invoice.
     InvoiceNotFound = "INVOICE_NOT_FOUND" => NotFound,
+    /// No decision with this transaction id is in the decision log.
+    TransactionNotLogged = "TRANSACTION_NOT_LOGGED" => NotFound,
+    /// No checkpoint was signed for the tree size asked for.
+    CheckpointNotFound = "CHECKPOINT_NOT_FOUND" => NotFound,
     /// Another import is building the next registry version.
     ImportInProgress = "IMPORT_IN_PROGRESS" => FailedPrecondition,
     /// The pepper version to purge is one the service derives with (the
@@ -347,6 +351,22 @@ internal_from!(
     jiff::Error,
     ekyc_domain::attestation::AttestationError,
 );
+
+/// A ledger that cannot be reached (or is closing) fails closed with
+/// `LEDGER_UNAVAILABLE`, so a client retries; anything else is internal.
+/// Billing maps its invoice refusals itself (`billing.rs`).
+impl From<ekyc_billing::LedgerError> for ServiceError {
+    fn from(e: ekyc_billing::LedgerError) -> Self {
+        use ekyc_billing::LedgerError;
+        match e {
+            LedgerError::Database(_) | LedgerError::Closed => {
+                tracing::warn!(error = %Chain(&e), "ledger unavailable");
+                ServiceError::LedgerUnavailable
+            }
+            other => ServiceError::Internal(Box::new(other)),
+        }
+    }
+}
 
 /// A store that cannot be reached fails closed with `UNAVAILABLE`, so a
 /// client retries (with the same request id) once the database is back;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ekyc_proto::v1 as pb;
+use ekyc_proto::v1::audit_log_service_server::{AuditLogService, AuditLogServiceServer};
 use ekyc_proto::v1::billing_service_server::{BillingService, BillingServiceServer};
 use ekyc_proto::v1::registry_service_server::{RegistryService, RegistryServiceServer};
 use ekyc_proto::v1::tenant_admin_service_server::{TenantAdminService, TenantAdminServiceServer};
@@ -19,6 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::App;
 use crate::admin::AdminService;
+use crate::audit_log::AuditLogService as AuditLogHandle;
 use crate::auth::Credential;
 use crate::billing::BillingService as BillingHandle;
 use crate::error::allowance;
@@ -101,6 +103,86 @@ macro_rules! admin_call {
         let out = $body.await?;
         Ok(Response::new($wrap(out)))
     }};
+}
+
+/// The `AuditLogService` adapter.
+pub struct AuditLogApi {
+    service: AuditLogHandle,
+}
+
+#[tonic::async_trait]
+impl AuditLogService for AuditLogApi {
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.get_checkpoint(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn get_checkpoint_at(
+        &self,
+        request: Request<pb::GetCheckpointAtRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.get_checkpoint_at(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.get_inclusion_proof(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.get_consistency_proof(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn list_log_entries(
+        &self,
+        request: Request<pb::ListLogEntriesRequest>,
+    ) -> Result<Response<pb::ListLogEntriesResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.list_entries(cred, msg),
+            |r| r
+        )
+    }
+
+    async fn list_subject_accesses(
+        &self,
+        request: Request<pb::ListSubjectAccessesRequest>,
+    ) -> Result<Response<pb::ListSubjectAccessesResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.list_subject_accesses(cred, msg),
+            |r| r
+        )
+    }
 }
 
 /// The `BillingService` adapter.
@@ -521,6 +603,9 @@ pub async fn run(
     let registry = RegistryApi {
         service: RegistryHandle::new(&app),
     };
+    let audit_log = AuditLogApi {
+        service: AuditLogHandle::new(&app),
+    };
     health
         .set_serving::<TenantAdminServiceServer<TenantAdminApi>>()
         .await;
@@ -529,6 +614,9 @@ pub async fn run(
         .await;
     health
         .set_serving::<RegistryServiceServer<RegistryApi>>()
+        .await;
+    health
+        .set_serving::<AuditLogServiceServer<AuditLogApi>>()
         .await;
     let grace = app.shutdown_grace;
 
@@ -548,6 +636,9 @@ pub async fn run(
             .await;
         health
             .set_not_serving::<RegistryServiceServer<RegistryApi>>()
+            .await;
+        health
+            .set_not_serving::<AuditLogServiceServer<AuditLogApi>>()
             .await;
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -616,6 +707,7 @@ pub async fn run(
         .add_service(
             RegistryServiceServer::new(registry).max_decoding_message_size(limits.registry),
         )
+        .add_service(AuditLogServiceServer::new(audit_log).max_decoding_message_size(limits.other))
         .serve_with_incoming_shutdown(
             limit_connections(
                 incoming(listener),

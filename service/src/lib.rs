@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit_log;
 pub mod auth;
 pub mod authz;
 pub mod batch;
@@ -95,6 +96,10 @@ pub struct App {
     pub signing_key_since_ms: i64,
     /// When the server's TLS certificate expires (unix seconds), if TLS is on.
     pub tls_not_after_secs: Option<i64>,
+    /// The key that signs the decision log's checkpoints.
+    pub checkpoint_key: Arc<audit_log::CheckpointKey>,
+    /// The decision log's settings.
+    pub decision_log: config::DecisionLogConfig,
 }
 
 /// The server could not start.
@@ -121,6 +126,9 @@ pub enum StartError {
     /// The TLS certificate cannot be parsed.
     #[error("tls.cert_file: {0}")]
     TlsCertificate(String),
+    /// The checkpoint key cannot sign under the configured origin.
+    #[error("decision_log.origin: {0}")]
+    Origin(String),
     /// A TLS file cannot be read.
     #[error("{key}: cannot read {path}: {source}")]
     Tls {
@@ -215,7 +223,28 @@ impl App {
             config.signing.generate_if_missing,
         )?;
         store
-            .publish_signing_key(signer.key_id(), &signer.public_key(), clock::now_ms())
+            .publish_signing_key(
+                store::PURPOSE_ATTESTATION,
+                signer.key_id(),
+                &signer.public_key(),
+                clock::now_ms(),
+            )
+            .await?;
+        let checkpoint_key = audit_log::CheckpointKey::new(
+            &config.decision_log.origin,
+            secrets::load_checkpoint_key(
+                &config.checkpoint_key_file(),
+                config.signing.generate_if_missing,
+            )?,
+        )
+        .map_err(StartError::Origin)?;
+        store
+            .publish_signing_key(
+                store::PURPOSE_CHECKPOINT,
+                checkpoint_key.key_id(),
+                &checkpoint_key.public_key(),
+                clock::now_ms(),
+            )
             .await?;
         let signing_key_since_ms = store
             .list_signing_keys()
@@ -278,6 +307,8 @@ impl App {
             )),
             telemetry,
             signing_key_since_ms,
+            checkpoint_key: Arc::new(checkpoint_key),
+            decision_log: config.decision_log.clone(),
         })
     }
 

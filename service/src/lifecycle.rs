@@ -53,6 +53,7 @@ pub async fn serve(
             .unwrap_or_default()
     }));
     let housekeeping = tokio::spawn(housekeep(Arc::clone(&app)));
+    let checkpoints = tokio::spawn(keep_decision_log(Arc::clone(&app)));
     // The metrics endpoint stays up while the server drains, so the drain
     // itself can be watched.
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -70,6 +71,16 @@ pub async fn serve(
     }
     housekeeping.abort();
     let _ = housekeeping.await;
+    checkpoints.abort();
+    let _ = checkpoints.await;
+    // The calls that drained are in the log: one last checkpoint holds
+    // them, so a reader need not wait for the next replica's tick.
+    let log = crate::audit_log::AuditLogService::new(&app);
+    match tokio::time::timeout(Duration::from_secs(2), log.checkpoint_if_grown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "no checkpoint at shutdown"),
+        Err(_) => tracing::warn!("no checkpoint at shutdown: the ledger did not answer in time"),
+    }
     if tokio::time::timeout(CLOSE_BOUND, app.close())
         .await
         .is_err()
@@ -81,6 +92,27 @@ pub async fn serve(
     }
     tracing::info!("server stopped");
     served
+}
+
+/// Every `decision_log.checkpoint_interval_secs`: a checkpoint is signed
+/// when the log grew, and entries past their retention lose their
+/// details. Replicas each do it; the log keeps the first checkpoint of a
+/// size, and erasing twice erases nothing more.
+async fn keep_decision_log(app: Arc<App>) {
+    let log = crate::audit_log::AuditLogService::new(&app);
+    let every = Duration::from_secs(app.decision_log.checkpoint_interval_secs);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = log.checkpoint_if_grown().await {
+            tracing::warn!(error = %e, "could not sign a decision-log checkpoint");
+        }
+        match log.apply_retention(app.decision_log.retention_days).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(erased = n, "decision-log details past retention erased"),
+            Err(e) => tracing::warn!(error = %e, "could not apply the decision log's retention"),
+        }
+    }
 }
 
 /// Every minute: in-process limit state is pruned, so it follows the

@@ -148,6 +148,10 @@ pub enum Role {
     Finance,
     /// Imports and deletes registry records.
     RegistryOperator,
+    /// Reads the decision log: entries, proofs, checkpoints (the agency).
+    Auditor,
+    /// Lists the decisions about a citizen, for the citizen (the agency).
+    PrivacyOfficer,
 }
 
 impl Role {
@@ -158,6 +162,8 @@ impl Role {
             Role::AgencyAdmin => "agency_admin",
             Role::Finance => "finance",
             Role::RegistryOperator => "registry_operator",
+            Role::Auditor => "auditor",
+            Role::PrivacyOfficer => "privacy_officer",
         }
     }
 
@@ -168,6 +174,8 @@ impl Role {
             Role::AgencyAdmin,
             Role::Finance,
             Role::RegistryOperator,
+            Role::Auditor,
+            Role::PrivacyOfficer,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -268,4 +276,11 @@ pub struct SigningKeyRecord {
     pub not_before_ms: i64,
     /// When it stopped signing, if retired.
     pub retired_at_ms: Option<i64>,
+    /// What it signs: [`PURPOSE_ATTESTATION`] or [`PURPOSE_CHECKPOINT`].
+    pub purpose: String,
 }
+
+/// A key that signs answers (and invoices).
+pub const PURPOSE_ATTESTATION: &str = "attestation";
+/// A key that signs the decision log's checkpoints.
+pub const PURPOSE_CHECKPOINT: &str = "checkpoint";

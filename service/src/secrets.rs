@@ -107,6 +107,18 @@ pub fn load_signer(path: &Path, generate: bool) -> Result<Signer, SecretError> {
     Ok(Signer::new(SigningKey::from_bytes(&bytes)))
 }
 
+/// Loads the decision log's checkpoint signing key, generating a
+/// development one if allowed.
+pub fn load_checkpoint_key(path: &Path, generate: bool) -> Result<SigningKey, SecretError> {
+    let bytes = load_or_generate(
+        path,
+        generate,
+        "checkpoint signing key",
+        "decision_log.checkpoint_key_file",
+    )?;
+    Ok(SigningKey::from_bytes(&bytes))
+}
+
 /// 32 random bytes from the operating system.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
     let mut out = [0u8; N];

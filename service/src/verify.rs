@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ekyc_billing::{Ledger, LedgerError, Recorded, UsageEvent};
+use ekyc_billing::{Decision, Ledger, LedgerError, Recorded, UsageEvent};
 use ekyc_domain::Field;
 use ekyc_domain::attestation::{AttestationBody, claims_digest, consent_digest};
 use ekyc_domain::keys::SubjectKey;
@@ -30,6 +30,7 @@ use ekyc_limits::{
     SubjectTicket, Unavailable,
 };
 use ekyc_proto::v1 as pb;
+use ekyc_transparency::DecisionEntry;
 use jiff::Timestamp;
 
 use crate::App;
@@ -45,8 +46,8 @@ use crate::keyring::Keyring;
 use crate::metrics::Counters;
 use crate::secrets::Signer;
 use crate::secrets::random_bytes;
-use crate::store::Store;
 use crate::store::TenantPolicy;
+use crate::store::{PURPOSE_CHECKPOINT, Store};
 
 /// What is left of the tenant's allowance after an answered call; sent
 /// back as response metadata (see `error::allowance`).
@@ -178,11 +179,11 @@ struct Commit {
 async fn commit(
     units: Units,
     attempt: Attempt,
-    event: UsageEvent,
+    (event, decision): (UsageEvent, Decision),
     c: Commit,
 ) -> Result<Recorded, LedgerError> {
     let task = tokio::spawn(async move {
-        let recorded = c.ledger.record(event).await;
+        let recorded = c.ledger.record_decided(event, decision).await;
         let settlement = match &recorded {
             // This answer is the one that leaves, now or on a retry.
             Ok(Recorded::Inserted) if c.matched => Settlement::Matched,
@@ -287,6 +288,8 @@ pub struct VerifyService {
     batches: Arc<Batches>,
     /// Child spans of the steps that cost time.
     telemetry: ekyc_telemetry::Telemetry,
+    /// The decision log's origin, the name of its checkpoint keys.
+    checkpoint_origin: String,
 }
 
 impl VerifyService {
@@ -306,6 +309,7 @@ impl VerifyService {
             attestation_validity_ms: app.attestation_validity_ms,
             batches: Arc::clone(&app.batches),
             telemetry: app.telemetry.clone(),
+            checkpoint_origin: app.decision_log.origin.clone(),
         }
     }
 
@@ -325,11 +329,17 @@ impl VerifyService {
                 .into_iter()
                 .filter(|k| k.retired_at_ms.is_none_or(|t| t + validity > now))
                 .map(|k| pb::SigningKey {
+                    verifier_key: if k.purpose == PURPOSE_CHECKPOINT {
+                        crate::audit_log::verifier_key(&self.checkpoint_origin, &k.public_key)
+                    } else {
+                        String::new()
+                    },
                     key_id: k.key_id,
                     algorithm: "Ed25519".into(),
                     public_key: k.public_key.to_vec(),
                     not_before: Some(clock::timestamp(k.not_before_ms)),
                     not_after: k.retired_at_ms.map(|t| clock::timestamp(t + validity)),
+                    purpose: k.purpose,
                 })
                 .collect(),
         })
@@ -561,17 +571,19 @@ impl VerifyService {
         };
 
         // 9. Hash, look up, match: the work the call pays for.
-        let outcome = match self.answer(caller, &valid, deadline, now_ms, lane).await {
-            Ok(outcome) => outcome,
+        let (outcome, subject) = match self.answer(caller, &valid, deadline, now_ms, lane).await {
+            Ok(answered) => answered,
             Err((e, settlement)) => {
                 attempt.settle(settlement).await;
                 reserved.release().await;
                 return Err(e);
             }
         };
-        // 10. Record the usage event; the answer is returned only once it
-        // is durable. This and the settlement of the limits run to their
-        // end even if this call is dropped now.
+        // 10. Record the usage event and its decision-log entry, in one
+        // transaction; the answer is returned only once they are durable.
+        // This and the settlement of the limits run to their end even if
+        // this call is dropped now.
+        let decision = decision_entry(caller, req, &outcome, &subject, lane);
         let event = UsageEvent {
             tenant_id: tenant.to_string(),
             request_id: req.request_id.clone(),
@@ -592,7 +604,7 @@ impl VerifyService {
         let recorded = commit(
             reserved,
             attempt,
-            event,
+            (event, decision),
             Commit {
                 ledger: Arc::clone(&self.ledger),
                 counters: Arc::clone(&self.counters),
@@ -700,7 +712,7 @@ impl VerifyService {
         deadline: Option<Instant>,
         now_ms: i64,
         lane: Lane,
-    ) -> Result<Outcome, (ServiceError, Settlement)> {
+    ) -> Result<(Outcome, [u8; 32]), (ServiceError, Settlement)> {
         fn failed(e: impl Into<ServiceError>) -> (ServiceError, Settlement) {
             (e.into(), Settlement::Failed)
         }
@@ -752,14 +764,15 @@ impl VerifyService {
             record.as_ref().map(|r| &r.tags),
             &policy,
         );
-        Ok(Outcome {
+        let answered = Outcome {
             transaction_id: format!("tx_{}", hex::encode(random_bytes::<16>().map_err(failed)?)),
             issued_at_ms: now_ms,
             registry_version,
             subject_found: outcome.subject_found,
             fields: outcome.fields,
             decision: outcome.decision,
-        })
+        };
+        Ok((answered, key.decision_log_subject()))
     }
 
     /// Derives the subject key under pepper `pepper` on the pool. A
@@ -855,6 +868,49 @@ impl VerifyService {
                 signature: signature.to_vec(),
             }),
         })
+    }
+}
+
+/// The decision-log entry of an answered call (docs/decision-log.md): who
+/// asked, for what, and what was answered, about the subject named only
+/// by its Argon2-keyed pseudonym.
+fn decision_entry(
+    caller: &Caller,
+    req: &pb::VerifyRequest,
+    outcome: &Outcome,
+    subject: &[u8; 32],
+    lane: Lane,
+) -> Decision {
+    let subject = hex::encode(subject);
+    let entry = DecisionEntry {
+        v: 1,
+        time_ms: outcome.issued_at_ms,
+        tenant: caller.tenant.id.clone(),
+        api_key: caller.key_id.clone(),
+        purpose: req.purpose_code.clone(),
+        consent: hex::encode(consent_digest(&req.consent_reference)),
+        transaction: outcome.transaction_id.clone(),
+        request: req.request_id.clone(),
+        registry_version: outcome.registry_version,
+        method: match lane {
+            Lane::Interactive => "Verify",
+            Lane::Batch => "VerifyBatch",
+        }
+        .to_string(),
+        fields: outcome
+            .fields
+            .iter()
+            .map(|f| (f.field.name().to_string(), f.result.name().to_string()))
+            .collect(),
+        decision: if outcome.decision { "YES" } else { "NO" }.to_string(),
+        subject: subject.clone(),
+    };
+    Decision {
+        tenant_id: caller.tenant.id.clone(),
+        time_ms: outcome.issued_at_ms,
+        transaction_id: outcome.transaction_id.clone(),
+        subject,
+        entry: entry.encode(),
     }
 }
 

@@ -25,37 +25,48 @@ enum May {
 use May::{Any, No, Own};
 
 /// The callers, in the order of each expectation row.
-const CALLERS: [&str; 5] = [
+const CALLERS: [&str; 7] = [
     "agency admin",
     "agency finance",
     "agency registry operator",
     "bank finance",
     "bank verifier",
+    "agency auditor",
+    "agency privacy officer",
 ];
 
 /// What the service promises (README, docs/billing.md), written out
 /// independently of `ekyc_service::authz`.
-fn expected(method: &str) -> [May; 5] {
+fn expected(method: &str) -> [May; 7] {
     match method {
         // Changes to tenants, keys and the guard, and the audit trail.
         "CreateTenant" | "ListTenants" | "UpdateTenant" | "SuspendTenant" | "ResumeTenant"
         | "IssueApiKey" | "RotateApiKey" | "RevokeApiKey" | "ListAuditEvents"
-        | "ClearSubjectGuard" => [Any, No, No, No, No],
+        | "ClearSubjectGuard" => [Any, No, No, No, No, No, No],
         // A tenant's own record, keys and usage.
-        "GetTenant" | "ListApiKeys" | "GetTenantUsage" => [Any, Own, No, Own, No],
+        "GetTenant" | "ListApiKeys" | "GetTenantUsage" => [Any, Own, No, Own, No, No, No],
         // Usage, drafts, invoices and exports.
         "GetUsageSummary" | "CreateInvoice" | "ListInvoices" | "ExportInvoice" => {
-            [Any, Any, No, Own, No]
+            [Any, Any, No, Own, No, No, No]
         }
-        "FinalizeInvoice" => [Any, Any, No, No, No],
-        "ListPricePlans" | "GetPricePlan" => [Any, Any, No, Any, No],
-        "Verify" | "VerifyBatch" => [No, No, No, No, Any],
+        "FinalizeInvoice" => [Any, Any, No, No, No, No, No],
+        "ListPricePlans" | "GetPricePlan" => [Any, Any, No, Any, No, No, No],
+        "Verify" | "VerifyBatch" => [No, No, No, No, Any, No, No],
         // The agency's registry, loaded by its registry operators only.
         "ImportRecords" | "PublishVersion" | "DiscardVersion" | "PurgePepper" => {
-            [No, No, Any, No, No]
+            [No, No, Any, No, No, No, No]
         }
         // Public: needs no credential at all.
-        "ListSigningKeys" => [Any; 5],
+        "ListSigningKeys" => [Any; 7],
+        // The decision log: checkpoints and consistency for every key; an
+        // entry's proof for its tenant's keys (the transaction names the
+        // tenant, so an unknown one is NOT_FOUND to them) and the agency's
+        // auditors and admins; entries for those; a citizen's history for
+        // the privacy officers only.
+        "GetCheckpoint" | "GetCheckpointAt" | "GetConsistencyProof" => [Any; 7],
+        "GetInclusionProof" => [Any, Any, No, Any, Any, Any, No],
+        "ListLogEntries" => [Any, No, No, No, No, Any, No],
+        "ListSubjectAccesses" => [No, No, No, No, No, No, Any],
         other => panic!("no expectation for {other}"),
     }
 }
@@ -223,6 +234,40 @@ async fn call(c: &Client, method: &str, tenant: &str) -> Result<(), Status> {
             r.purge_pepper(c.request(pb::PurgePepperRequest { pepper_version: 77 }))
                 .await?;
         }
+        "GetCheckpoint" => {
+            c.audit_log()
+                .get_checkpoint(c.request(pb::GetCheckpointRequest::default()))
+                .await?;
+        }
+        "GetCheckpointAt" => {
+            c.audit_log()
+                .get_checkpoint_at(c.request(pb::GetCheckpointAtRequest { tree_size: 77 }))
+                .await?;
+        }
+        "GetConsistencyProof" => {
+            c.audit_log()
+                .get_consistency_proof(c.request(pb::GetConsistencyProofRequest::default()))
+                .await?;
+        }
+        "GetInclusionProof" => {
+            c.audit_log()
+                .get_inclusion_proof(c.request(pb::GetInclusionProofRequest {
+                    transaction_id: "tx_00000000000000000000000000000000".into(),
+                    tree_size: 0,
+                }))
+                .await?;
+        }
+        "ListLogEntries" => {
+            c.audit_log()
+                .list_log_entries(c.request(pb::ListLogEntriesRequest::default()))
+                .await?;
+        }
+        "ListSubjectAccesses" => {
+            // No ID number: refused after authorisation, before hashing.
+            c.audit_log()
+                .list_subject_accesses(c.request(pb::ListSubjectAccessesRequest::default()))
+                .await?;
+        }
         other => panic!("no call for {other}"),
     }
     Ok(())
@@ -308,6 +353,14 @@ async fn every_role_is_let_through_exactly_where_the_table_says() {
         (
             connect(issue(bank.clone(), pb::Role::Verifier).await).await,
             bank.clone(),
+        ),
+        (
+            connect(issue(agency_id.clone(), pb::Role::Auditor).await).await,
+            agency_id.clone(),
+        ),
+        (
+            connect(issue(agency_id.clone(), pb::Role::PrivacyOfficer).await).await,
+            agency_id.clone(),
         ),
     ];
     // Another tenant that exists for nobody: authorisation runs before

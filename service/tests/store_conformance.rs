@@ -9,9 +9,9 @@ use ekyc_domain::field::Field;
 use ekyc_domain::keys::KdfParams;
 use ekyc_domain::record::{FieldTags, RecordTags};
 use ekyc_service::store::{
-    ApiKeyRecord, AuditEntry, DatabaseConfig, KeyWrite, Role, STAGED_KEEP_MS, STAGING_STALE_MS,
-    Store, StoreError, StoredRecord, Tenant, TenantPolicy, TenantStatus, Upserted,
-    audit_chain_hash,
+    ApiKeyRecord, AuditEntry, DatabaseConfig, KeyWrite, PURPOSE_ATTESTATION, PURPOSE_CHECKPOINT,
+    Role, STAGED_KEEP_MS, STAGING_STALE_MS, Store, StoreError, StoredRecord, Tenant, TenantPolicy,
+    TenantStatus, Upserted, audit_chain_hash,
 };
 use ekyc_service::test_support::TestDatabase;
 
@@ -767,15 +767,15 @@ async fn signing_key_operations_agree_on_both_backends() {
         let n = b.name;
         let store = b.open().await;
         store
-            .publish_signing_key("a", &[1; 32], 100)
+            .publish_signing_key(PURPOSE_ATTESTATION, "a", &[1; 32], 100)
             .await
             .expect("a");
         store
-            .publish_signing_key("a", &[1; 32], 150)
+            .publish_signing_key(PURPOSE_ATTESTATION, "a", &[1; 32], 150)
             .await
             .expect("a again");
         store
-            .publish_signing_key("b", &[2; 32], 200)
+            .publish_signing_key(PURPOSE_ATTESTATION, "b", &[2; 32], 200)
             .await
             .expect("b");
         let keys = store.list_signing_keys().await.expect("list");
@@ -789,7 +789,7 @@ async fn signing_key_operations_agree_on_both_backends() {
             "{n}: publishing again keeps the first not-before"
         );
         store
-            .publish_signing_key("a", &[1; 32], 300)
+            .publish_signing_key(PURPOSE_ATTESTATION, "a", &[1; 32], 300)
             .await
             .expect("rollback");
         let keys = store.list_signing_keys().await.expect("list");
@@ -799,6 +799,26 @@ async fn signing_key_operations_agree_on_both_backends() {
             .collect();
         assert_eq!(view, [("a", None), ("b", Some(300))], "{n}");
         assert_eq!(keys[0].public_key, [1; 32], "{n}");
+        // A key of another purpose retires none of these, and is listed
+        // with its purpose.
+        store
+            .publish_signing_key(PURPOSE_CHECKPOINT, "c", &[3; 32], 400)
+            .await
+            .expect("checkpoint key");
+        let keys = store.list_signing_keys().await.expect("list");
+        let view: Vec<(&str, &str, Option<i64>)> = keys
+            .iter()
+            .map(|k| (k.key_id.as_str(), k.purpose.as_str(), k.retired_at_ms))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("c", PURPOSE_CHECKPOINT, None),
+                ("a", PURPOSE_ATTESTATION, None),
+                ("b", PURPOSE_ATTESTATION, Some(300))
+            ],
+            "{n}"
+        );
         store.close().await;
     }
 }

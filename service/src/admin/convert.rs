@@ -12,6 +12,8 @@ pub fn role_from_proto(r: i32) -> Option<Role> {
         pb::Role::AgencyAdmin => Some(Role::AgencyAdmin),
         pb::Role::Finance => Some(Role::Finance),
         pb::Role::RegistryOperator => Some(Role::RegistryOperator),
+        pb::Role::Auditor => Some(Role::Auditor),
+        pb::Role::PrivacyOfficer => Some(Role::PrivacyOfficer),
         pb::Role::Unspecified => None,
     }
 }
@@ -22,6 +24,8 @@ pub(super) fn role_to_proto(r: Role) -> pb::Role {
         Role::AgencyAdmin => pb::Role::AgencyAdmin,
         Role::Finance => pb::Role::Finance,
         Role::RegistryOperator => pb::Role::RegistryOperator,
+        Role::Auditor => pb::Role::Auditor,
+        Role::PrivacyOfficer => pb::Role::PrivacyOfficer,
     }
 }
 

@@ -67,12 +67,16 @@ impl AdminService {
 
     /// Roles that act for the agency are only issued to the agency tenant.
     async fn check_role_for_tenant(&self, role: Role, tenant_id: &str) -> Result<(), ServiceError> {
-        let agency_only = matches!(role, Role::AgencyAdmin | Role::RegistryOperator);
+        let agency_only = matches!(
+            role,
+            Role::AgencyAdmin | Role::RegistryOperator | Role::Auditor | Role::PrivacyOfficer
+        );
         if agency_only && self.gate.agency_tenant_id().await?.as_deref() != Some(tenant_id) {
             return Err(ServiceError::invalid(
                 "role",
                 "agency_only",
-                "agency_admin and registry_operator keys can only be issued to the agency tenant",
+                "agency_admin, registry_operator, auditor and privacy_officer keys can only be \
+                 issued to the agency tenant",
             ));
         }
         Ok(())

@@ -441,9 +441,11 @@ pub(crate) trait AuditStore {
 
 /// Published signing keys.
 pub(crate) trait SigningKeyStore {
-    /// Publishes a key if new, and retires every other current key.
+    /// Publishes a key of `purpose` if new, and retires every other
+    /// current key of that purpose.
     async fn publish_signing_key(
         &self,
+        purpose: &str,
         key_id: &str,
         public_key: &[u8; 32],
         now_ms: i64,
@@ -729,15 +731,17 @@ impl Store {
         self.credentials.hits()
     }
 
-    /// Publishes a signing key if it is not yet known, and retires every
-    /// other current key as of `now_ms`.
+    /// Publishes a signing key of `purpose` (`PURPOSE_ATTESTATION`,
+    /// `PURPOSE_CHECKPOINT`) if it is not yet known, and retires every
+    /// other current key of that purpose as of `now_ms`.
     pub async fn publish_signing_key(
         &self,
+        purpose: &str,
         key_id: &str,
         public_key: &[u8; 32],
         now_ms: i64,
     ) -> Result<()> {
-        dispatch!(self, s => s.publish_signing_key(key_id, public_key, now_ms).await)
+        dispatch!(self, s => s.publish_signing_key(purpose, key_id, public_key, now_ms).await)
     }
 
     /// All published signing keys, current first.

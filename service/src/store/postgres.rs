@@ -724,6 +724,7 @@ impl AuditStore for PgStore {
 impl SigningKeyStore for PgStore {
     async fn publish_signing_key(
         &self,
+        purpose: &str,
         key_id: &str,
         public_key: &[u8; 32],
         now_ms: i64,
@@ -735,22 +736,24 @@ impl SigningKeyStore for PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO signing_keys (key_id, public_key, not_before_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (key_id) DO NOTHING",
+            "INSERT INTO signing_keys (key_id, public_key, not_before_ms, purpose) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING",
         )
         .bind(key_id)
         .bind(public_key.as_slice())
         .bind(now_ms)
+        .bind(purpose)
         .execute(&mut *tx)
         .await?;
         // A key that signs again after a rollback is current again; every
-        // other current key retires.
+        // other current key of its purpose retires.
         sqlx::query(
             "UPDATE signing_keys SET retired_at_ms = CASE WHEN key_id = $1 THEN NULL ELSE $2 END \
-             WHERE key_id = $1 OR retired_at_ms IS NULL",
+             WHERE key_id = $1 OR (retired_at_ms IS NULL AND purpose = $3)",
         )
         .bind(key_id)
         .bind(now_ms)
+        .bind(purpose)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -33,7 +33,8 @@ pub(super) const AUDIT_COLUMNS: &str = "sequence, at_ms, actor_key_id, actor_ten
      tenant_id, field, old_value, new_value, chain_hash";
 
 /// Columns of a signing key, in `signing_key_from_row` order.
-pub(super) const SIGNING_KEY_COLUMNS: &str = "key_id, public_key, not_before_ms, retired_at_ms";
+pub(super) const SIGNING_KEY_COLUMNS: &str =
+    "key_id, public_key, not_before_ms, retired_at_ms, purpose";
 
 /// A record from the columns locator, pepper_version, kdf_params_id,
 /// normalization_version, registry_version, tags, starting at column `at`.
@@ -145,6 +146,7 @@ where
         public_key: fixed(&r.try_get::<Vec<u8>, _>(1)?, "public key")?,
         not_before_ms: r.try_get(2)?,
         retired_at_ms: r.try_get(3)?,
+        purpose: r.try_get(4)?,
     })
 }
 

@@ -750,17 +750,20 @@ impl AuditStore for SqliteStore {
 impl SigningKeyStore for SqliteStore {
     async fn publish_signing_key(
         &self,
+        purpose: &str,
         key_id: &str,
         public_key: &[u8; 32],
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "INSERT OR IGNORE INTO signing_keys (key_id, public_key, not_before_ms) VALUES (?, ?, ?)",
+            "INSERT OR IGNORE INTO signing_keys (key_id, public_key, not_before_ms, purpose) \
+             VALUES (?, ?, ?, ?)",
         )
         .bind(key_id)
         .bind(public_key.as_slice())
         .bind(now_ms)
+        .bind(purpose)
         .execute(&mut *tx)
         .await?;
         // A key that signs again after a rollback is current again.
@@ -769,10 +772,12 @@ impl SigningKeyStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE signing_keys SET retired_at_ms = ? WHERE key_id <> ? AND retired_at_ms IS NULL",
+            "UPDATE signing_keys SET retired_at_ms = ? \
+             WHERE key_id <> ? AND retired_at_ms IS NULL AND purpose = ?",
         )
         .bind(now_ms)
         .bind(key_id)
+        .bind(purpose)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -1,0 +1,508 @@
+//! `AuditLogService`: checkpoints, proofs and entries of the decision log,
+//! and the citizen's access history (docs/decision-log.md).
+//!
+//! The entries themselves are written by the ledger's writer with each
+//! answered call's usage event (`verify.rs`); this module signs the tree
+//! heads, serves what a tenant, an auditor or a privacy officer may check,
+//! and erases details past their retention.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ekyc_billing::{Decision, Ledger, StoredCheckpoint, StoredDecision};
+use ekyc_domain::normalize::{Violation, normalize_id};
+use ekyc_proto::v1 as pb;
+use ekyc_transparency::{Checkpoint, DecisionEntry, NoteSigner, NoteVerifier};
+
+use crate::App;
+use crate::auth::{Caller, Credential};
+use crate::authz::{Gate, Target};
+use crate::clock;
+use crate::error::{Reason, ServiceError};
+use crate::hashing::{HashError, HashPool};
+use crate::keyring::Keyring;
+use crate::secrets::random_bytes;
+use crate::store::Store;
+use crate::tenants;
+
+/// The key that signs checkpoints, with its published id.
+pub struct CheckpointKey {
+    signer: NoteSigner,
+    key_id: String,
+    public_key: [u8; 32],
+}
+
+impl CheckpointKey {
+    /// Wraps the checkpoint signing key under the log's origin (the
+    /// signed note's key name).
+    pub fn new(origin: &str, key: ed25519_dalek::SigningKey) -> Result<CheckpointKey, String> {
+        let public_key = key.verifying_key().to_bytes();
+        let key_id = crate::secrets::key_id_of(&public_key);
+        let signer = NoteSigner::new(origin, key).map_err(|e| e.to_string())?;
+        Ok(CheckpointKey {
+            signer,
+            key_id,
+            public_key,
+        })
+    }
+
+    /// The 32-byte public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+
+    /// The key id published with the public key.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The note verifier a reader checks checkpoints with.
+    pub fn verifier(&self) -> NoteVerifier {
+        self.signer.verifier()
+    }
+}
+
+impl std::fmt::Debug for CheckpointKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckpointKey({}, <redacted>)", self.key_id)
+    }
+}
+
+/// What the decision log's handle needs.
+#[derive(Clone)]
+pub struct AuditLogService {
+    gate: Gate,
+    store: Store,
+    ledger: Arc<Ledger>,
+    pool: Arc<HashPool>,
+    keyring: Arc<Keyring>,
+    key: Arc<CheckpointKey>,
+    publish_dir: Option<PathBuf>,
+}
+
+/// Most entries one listing returns.
+const MAX_LIST: u32 = 1000;
+
+impl AuditLogService {
+    /// The handle over `app`'s parts.
+    pub fn new(app: &App) -> AuditLogService {
+        AuditLogService {
+            gate: Gate::new(app),
+            store: app.store.clone(),
+            ledger: Arc::clone(&app.ledger),
+            pool: Arc::clone(&app.pool),
+            keyring: Arc::clone(&app.keyring),
+            key: Arc::clone(&app.checkpoint_key),
+            publish_dir: app.decision_log.publish_dir.clone(),
+        }
+    }
+
+    async fn caller(&self, credential: &Credential, method: &str) -> Result<Caller, ServiceError> {
+        let caller = self.gate.authenticate(credential).await?;
+        self.gate.authorize(&caller, method, Target::Caller).await?;
+        Ok(caller)
+    }
+
+    /// Signs a checkpoint over the log as it is now and keeps it (and
+    /// writes it to `publish_dir`, when configured). The housekeeping
+    /// calls it periodically; `GetCheckpoint` with `refresh` on demand.
+    pub async fn sign_checkpoint(&self) -> Result<StoredCheckpoint, ServiceError> {
+        let size = self.ledger.log_size().await?;
+        let root = self.ledger.log_root(size).await?;
+        let note = self.key.signer.sign(&Checkpoint {
+            origin: self.key.signer.verifier().name().to_string(),
+            size,
+            root,
+        });
+        let checkpoint = StoredCheckpoint {
+            size,
+            root,
+            note,
+            signed_at_ms: clock::now_ms(),
+        };
+        self.ledger.save_checkpoint(&checkpoint).await?;
+        // The kept one of this size (another replica may have signed it
+        // first): what every reader gets for it.
+        let kept = self.ledger.checkpoint_at(size).await?.unwrap_or(checkpoint);
+        if kept.root != root {
+            // The tree no longer has the root signed for its size: entries
+            // or nodes were changed under the service. Say so loudly; the
+            // signed checkpoints are the evidence.
+            tracing::error!(
+                tree_size = size,
+                "the decision log no longer matches the checkpoint signed for its size: \
+                 the log was rewritten"
+            );
+            return Err(ServiceError::internal(
+                "the decision log does not match its signed checkpoint",
+            ));
+        }
+        if let Some(dir) = &self.publish_dir {
+            publish(dir, &kept).await;
+        }
+        Ok(kept)
+    }
+
+    /// Signs a checkpoint only if the log grew since the newest one.
+    pub async fn checkpoint_if_grown(&self) -> Result<(), ServiceError> {
+        let size = self.ledger.log_size().await?;
+        let latest = self.ledger.latest_checkpoint().await?;
+        if latest.is_none_or(|c| c.size < size) {
+            self.sign_checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    fn to_proto(&self, c: StoredCheckpoint) -> pb::Checkpoint {
+        pb::Checkpoint {
+            note: c.note,
+            tree_size: c.size,
+            root_hash: c.root.to_vec(),
+            verifier_key: self.key.verifier().to_vkey(),
+            signed_at: Some(clock::timestamp(c.signed_at_ms)),
+        }
+    }
+
+    /// GetCheckpoint.
+    pub async fn get_checkpoint(
+        &self,
+        credential: &Credential,
+        req: &pb::GetCheckpointRequest,
+    ) -> Result<pb::GetCheckpointResponse, ServiceError> {
+        let caller = self.caller(credential, "GetCheckpoint").await?;
+        let checkpoint = if req.refresh {
+            // Signing on demand is the agency's: a bank's key in a loop
+            // would otherwise fill the table with checkpoints.
+            self.gate
+                .authorize(&caller, "ListLogEntries", Target::Caller)
+                .await
+                .map_err(|e| match e {
+                    ServiceError::Refused { reason, .. } => ServiceError::refused(
+                        reason,
+                        "only the agency's auditors and admins may call GetCheckpoint with refresh",
+                    ),
+                    other => other,
+                })?;
+            self.sign_checkpoint().await?
+        } else {
+            match self.ledger.latest_checkpoint().await? {
+                Some(c) => c,
+                None => self.sign_checkpoint().await?,
+            }
+        };
+        Ok(pb::GetCheckpointResponse {
+            checkpoint: Some(self.to_proto(checkpoint)),
+        })
+    }
+
+    /// GetCheckpointAt.
+    pub async fn get_checkpoint_at(
+        &self,
+        credential: &Credential,
+        req: &pb::GetCheckpointAtRequest,
+    ) -> Result<pb::GetCheckpointResponse, ServiceError> {
+        self.caller(credential, "GetCheckpointAt").await?;
+        let checkpoint = self.checkpoint_of(req.tree_size).await?;
+        Ok(pb::GetCheckpointResponse {
+            checkpoint: Some(self.to_proto(checkpoint)),
+        })
+    }
+
+    async fn checkpoint_of(&self, size: u64) -> Result<StoredCheckpoint, ServiceError> {
+        self.ledger
+            .checkpoint_at(size)
+            .await?
+            .ok_or(ServiceError::refused(
+                Reason::CheckpointNotFound,
+                "no checkpoint was signed for this tree_size",
+            ))
+    }
+
+    /// GetInclusionProof: a tenant's keys for its own transactions, the
+    /// agency's auditors for any.
+    pub async fn get_inclusion_proof(
+        &self,
+        credential: &Credential,
+        req: &pb::GetInclusionProofRequest,
+    ) -> Result<pb::GetInclusionProofResponse, ServiceError> {
+        let caller = self.caller(credential, "GetInclusionProof").await?;
+        if !req.transaction_id.starts_with("tx_") || req.transaction_id.len() > 64 {
+            return Err(ServiceError::invalid(
+                "transaction_id",
+                "format",
+                "transaction_id must be the tx_... id of an answer",
+            ));
+        }
+        let not_logged = || {
+            ServiceError::refused(
+                Reason::TransactionNotLogged,
+                "no decision with this transaction_id is in the log",
+            )
+        };
+        let entry = self
+            .ledger
+            .decision_by_transaction(&req.transaction_id)
+            .await?
+            .ok_or_else(not_logged)?;
+        self.gate
+            .authorize(
+                &caller,
+                "GetInclusionProof",
+                Target::Tenant(&entry.tenant_id),
+            )
+            .await?;
+        let checkpoint = if req.tree_size == 0 {
+            match self.ledger.latest_checkpoint().await? {
+                Some(c) if c.size > entry.index => c,
+                // Answered after the newest checkpoint: sign one that
+                // holds it, so the proof has a head to verify against.
+                _ => self.sign_checkpoint().await?,
+            }
+        } else {
+            self.checkpoint_of(req.tree_size).await?
+        };
+        if checkpoint.size <= entry.index {
+            return Err(ServiceError::invalid(
+                "tree_size",
+                "before_entry",
+                "tree_size must be larger than the entry's index",
+            ));
+        }
+        let proof = self
+            .ledger
+            .inclusion_proof(entry.index, checkpoint.size)
+            .await?;
+        Ok(pb::GetInclusionProofResponse {
+            entry: Some(entry_to_proto(entry)),
+            tree_size: checkpoint.size,
+            proof: proof.iter().map(|h| h.to_vec()).collect(),
+            checkpoint: Some(self.to_proto(checkpoint)),
+        })
+    }
+
+    /// GetConsistencyProof.
+    pub async fn get_consistency_proof(
+        &self,
+        credential: &Credential,
+        req: &pb::GetConsistencyProofRequest,
+    ) -> Result<pb::GetConsistencyProofResponse, ServiceError> {
+        self.caller(credential, "GetConsistencyProof").await?;
+        let size = self.ledger.log_size().await?;
+        let mut violations = Vec::new();
+        if req.first == 0 || req.first > req.second {
+            violations.push(Violation {
+                field: "first",
+                rule: "range",
+                description: "first must be at least 1 and at most second".into(),
+            });
+        }
+        if req.second > size {
+            violations.push(Violation {
+                field: "second",
+                rule: "beyond_log",
+                description: "second must be at most the log's size".into(),
+            });
+        }
+        if !violations.is_empty() {
+            return Err(ServiceError::InvalidArgument(violations));
+        }
+        let proof = self.ledger.consistency_proof(req.first, req.second).await?;
+        Ok(pb::GetConsistencyProofResponse {
+            proof: proof.iter().map(|h| h.to_vec()).collect(),
+        })
+    }
+
+    /// ListLogEntries: the agency's auditors.
+    pub async fn list_entries(
+        &self,
+        credential: &Credential,
+        req: &pb::ListLogEntriesRequest,
+    ) -> Result<pb::ListLogEntriesResponse, ServiceError> {
+        self.caller(credential, "ListLogEntries").await?;
+        let limit = match req.limit {
+            0 => 100,
+            n if n <= MAX_LIST => n,
+            _ => {
+                return Err(ServiceError::invalid(
+                    "limit",
+                    "range",
+                    "limit must be 1 to 1000 (0 means 100)",
+                ));
+            }
+        };
+        let tree_size = self.ledger.log_size().await?;
+        let entries = self.ledger.decisions(req.start, limit).await?;
+        Ok(pb::ListLogEntriesResponse {
+            entries: entries
+                .into_iter()
+                .filter(|e| e.index < tree_size)
+                .map(entry_to_proto)
+                .collect(),
+            tree_size,
+        })
+    }
+
+    /// ListSubjectAccesses: the agency's privacy officers, for a citizen.
+    /// The subject's key is derived on the pool like any Verify's (one
+    /// evaluation, shed when the pool is full), and the lookup is logged
+    /// as an entry of its own before the history is returned.
+    pub async fn list_subject_accesses(
+        &self,
+        credential: &Credential,
+        req: &pb::ListSubjectAccessesRequest,
+    ) -> Result<pb::ListSubjectAccessesResponse, ServiceError> {
+        let caller = self.caller(credential, "ListSubjectAccesses").await?;
+        let mut violations = Vec::new();
+        let id = normalize_id(&req.id_number)
+            .map_err(|v| violations.push(v))
+            .ok();
+        if let Err(rule) = tenants::check_display_text(&req.reason, 500) {
+            violations.push(Violation {
+                field: "reason",
+                rule,
+                description: "reason must be 1 to 500 characters in Unicode NFC without control \
+                              or invisible characters (and must not hold personal data)"
+                    .into(),
+            });
+        }
+        let (Some(id), true) = (id, violations.is_empty()) else {
+            return Err(ServiceError::InvalidArgument(violations));
+        };
+        let key = self
+            .pool
+            .derive(id, self.keyring.serving(), None)
+            .await
+            .map_err(|e| match e {
+                HashError::Saturated => ServiceError::Overloaded {
+                    retry_after: self.pool.retry_hint(),
+                },
+                HashError::Closed => ServiceError::ShuttingDown,
+                HashError::DeadlinePassed => ServiceError::DeadlineExceeded,
+                e => ServiceError::internal(e),
+            })?;
+        let subject = hex::encode(key.decision_log_subject());
+        let found = self.ledger.decisions_about(&subject).await?;
+        // The lookup is a processing of the person's data too.
+        let now_ms = clock::now_ms();
+        let transaction_id = format!("tx_{}", hex::encode(random_bytes::<16>()?));
+        let entry = DecisionEntry {
+            v: 1,
+            time_ms: now_ms,
+            tenant: caller.tenant.id.clone(),
+            api_key: caller.key_id.clone(),
+            purpose: "SUBJECT_ACCESS".into(),
+            consent: hex::encode(ekyc_domain::attestation::consent_digest(&req.reason)),
+            transaction: transaction_id.clone(),
+            request: String::new(),
+            registry_version: self.store.registry_version().await?,
+            method: "ListSubjectAccesses".into(),
+            fields: Vec::new(),
+            decision: "LOOKUP".into(),
+            subject: subject.clone(),
+        };
+        self.ledger
+            .log_decision(Decision {
+                tenant_id: caller.tenant.id.clone(),
+                time_ms: now_ms,
+                transaction_id: transaction_id.clone(),
+                subject,
+                entry: entry.encode(),
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "subject access lookup not logged; refused");
+                ServiceError::LedgerUnavailable
+            })?;
+        let lookup = self
+            .ledger
+            .decision_by_transaction(&transaction_id)
+            .await?
+            .ok_or(ServiceError::internal("a logged lookup is not in the log"))?;
+        let mut names = std::collections::HashMap::new();
+        let mut accesses = Vec::with_capacity(found.len());
+        for stored in found {
+            let Some(bytes) = &stored.entry else { continue };
+            let e = DecisionEntry::decode(bytes).map_err(|e| {
+                ServiceError::internal(format!("a stored decision entry does not decode: {e}"))
+            })?;
+            if !names.contains_key(&e.tenant) {
+                let name = self
+                    .store
+                    .get_tenant(&e.tenant)
+                    .await?
+                    .map(|t| t.name)
+                    .unwrap_or_default();
+                names.insert(e.tenant.clone(), name);
+            }
+            accesses.push(pb::SubjectAccess {
+                time: Some(clock::timestamp(e.time_ms)),
+                tenant_name: names.get(&e.tenant).cloned().unwrap_or_default(),
+                tenant_id: e.tenant,
+                purpose_code: e.purpose,
+                method: e.method,
+                decision: e.decision,
+                fields: e.fields.into_iter().map(|(field, _)| field).collect(),
+                transaction_id: e.transaction,
+                log_index: stored.index,
+            });
+        }
+        tracing::info!(
+            actor = %caller.key_id,
+            accesses = accesses.len(),
+            lookup_index = lookup.index,
+            "subject accesses listed"
+        );
+        Ok(pb::ListSubjectAccessesResponse {
+            accesses,
+            lookup_log_index: lookup.index,
+        })
+    }
+
+    /// Erases the details of entries answered more than `retention_days`
+    /// ago (their leaf hashes stay).
+    pub async fn apply_retention(&self, retention_days: u32) -> Result<u64, ServiceError> {
+        let before = clock::now_ms() - i64::from(retention_days) * 86_400_000;
+        Ok(self.ledger.erase_decisions_before(before).await?)
+    }
+}
+
+/// The signed-note verifier key of a published checkpoint key (empty if
+/// the stored bytes are not an Ed25519 key, which publishing refuses).
+pub fn verifier_key(origin: &str, public_key: &[u8; 32]) -> String {
+    ed25519_dalek::VerifyingKey::from_bytes(public_key)
+        .ok()
+        .and_then(|key| NoteVerifier::new(origin, key).ok())
+        .map(|v| v.to_vkey())
+        .unwrap_or_default()
+}
+
+fn entry_to_proto(e: StoredDecision) -> pb::LogEntry {
+    pb::LogEntry {
+        index: e.index,
+        erased: e.entry.is_none(),
+        entry: e.entry.unwrap_or_default(),
+        leaf_hash: e.leaf_hash.to_vec(),
+    }
+}
+
+/// Writes a checkpoint to the operator's publication directory as
+/// `<size>.checkpoint` (and `latest.checkpoint`), each by a rename so a
+/// reader never sees half a note. A failure is logged, never fatal: the
+/// checkpoint is kept in the ledger either way.
+async fn publish(dir: &std::path::Path, checkpoint: &StoredCheckpoint) {
+    let write = async {
+        tokio::fs::create_dir_all(dir).await?;
+        for name in [
+            format!("{}.checkpoint", checkpoint.size),
+            "latest.checkpoint".into(),
+        ] {
+            let tmp = dir.join(format!(".{name}.tmp"));
+            tokio::fs::write(&tmp, checkpoint.note.as_bytes()).await?;
+            tokio::fs::rename(&tmp, dir.join(name)).await?;
+        }
+        std::io::Result::Ok(())
+    };
+    if let Err(e) = write.await {
+        tracing::warn!(error = %e, dir = %dir.display(), "could not publish a checkpoint");
+    }
+}
