@@ -377,6 +377,10 @@ pub(crate) enum RoleArg {
     Finance,
     /// Imports and deletes registry records.
     RegistryOperator,
+    /// Reads the decision log (agency only).
+    Auditor,
+    /// Lists the decisions about a citizen (agency only).
+    PrivacyOfficer,
 }
 
 impl From<RoleArg> for pb::Role {
@@ -386,6 +390,8 @@ impl From<RoleArg> for pb::Role {
             RoleArg::AgencyAdmin => pb::Role::AgencyAdmin,
             RoleArg::Finance => pb::Role::Finance,
             RoleArg::RegistryOperator => pb::Role::RegistryOperator,
+            RoleArg::Auditor => pb::Role::Auditor,
+            RoleArg::PrivacyOfficer => pb::Role::PrivacyOfficer,
         }
     }
 }
@@ -414,6 +420,9 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         page_token: Option<String>,
     },
+    /// The decision log: checkpoints, proofs, entries.
+    #[command(flatten)]
+    Log(crate::log_cli::LogCommand),
 }
 
 #[derive(Args)]
@@ -656,11 +665,16 @@ pub(crate) async fn keys(client: &Client, command: KeysCommand, json: bool) -> R
 }
 
 pub(crate) async fn audit(client: &Client, command: AuditCommand, json: bool) -> Result<()> {
-    let AuditCommand::List {
-        tenant,
-        page_size,
-        page_token,
-    } = command;
+    let (tenant, page_size, page_token) = match command {
+        AuditCommand::List {
+            tenant,
+            page_size,
+            page_token,
+        } => (tenant, page_size, page_token),
+        AuditCommand::Log(command) => {
+            return crate::log_cli::audit_log(client, command, json).await;
+        }
+    };
     let page = client
         .admin()
         .list_audit_events(client.request(pb::ListAuditEventsRequest {

@@ -4,8 +4,12 @@
 //! deadline on every call (but the `VerifyBatch` stream, which lasts as
 //! long as its input), and checks every answer's attestation against
 //! the service's published signing keys and the caller's own copy of the
-//! request before handing it back. It never logs claims.
+//! request before handing it back. It never logs claims. [`audit_log`]
+//! checks the decision log's checkpoints and proofs, and that an answer's
+//! log entry records what its attestation says.
 #![forbid(unsafe_code)]
+
+pub mod audit_log;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,6 +19,7 @@ use ekyc_domain::Field;
 use ekyc_domain::attestation::{self, AttestationBody, claims_digest, consent_digest};
 use ekyc_domain::matching::MatchResult;
 use ekyc_proto::v1 as pb;
+use ekyc_proto::v1::audit_log_service_client::AuditLogServiceClient;
 use ekyc_proto::v1::billing_service_client::BillingServiceClient;
 use ekyc_proto::v1::registry_service_client::RegistryServiceClient;
 use ekyc_proto::v1::tenant_admin_service_client::TenantAdminServiceClient;
@@ -44,6 +49,18 @@ pub enum ClientError {
     /// The answer's attestation does not check out.
     #[error("attestation check failed: {0}")]
     Attestation(String),
+    /// A checkpoint, a proof or a log entry does not check out.
+    #[error("decision log check failed: {0}")]
+    Log(audit_log::LogError),
+}
+
+// By hand rather than `#[from]`, which would also make the log error the
+// source: its message is already in this one's, and `{:#}` would print it
+// twice.
+impl From<audit_log::LogError> for ClientError {
+    fn from(e: audit_log::LogError) -> ClientError {
+        ClientError::Log(e)
+    }
 }
 
 /// A verified answer: the response and its checked attestation.
@@ -82,7 +99,8 @@ pub struct Client {
     channel: Channel,
     api_key: Option<MetadataValue<tonic::metadata::Ascii>>,
     timeout: Duration,
-    /// Public keys by key id, fetched from ListSigningKeys on demand.
+    /// Attestation public keys by key id, fetched from ListSigningKeys on
+    /// demand (never a checkpoint key: see [`Client::attestation_key`]).
     keys: Mutex<HashMap<String, [u8; 32]>>,
 }
 
@@ -149,6 +167,13 @@ impl Client {
     /// built with [`Client::request`]).
     pub fn billing(&self) -> BillingServiceClient<Channel> {
         BillingServiceClient::new(self.channel.clone())
+    }
+
+    /// A stub for `AuditLogService` (the decision log) on the same
+    /// connection (send requests built with [`Client::request`]). The
+    /// checks of what it returns are in [`audit_log`].
+    pub fn audit_log(&self) -> AuditLogServiceClient<Channel> {
+        AuditLogServiceClient::new(self.channel.clone())
     }
 
     /// A stub for the agency's `RegistryService` on the same connection
@@ -252,7 +277,7 @@ impl Client {
             .as_ref()
             .map(|a| a.key_id.clone())
             .ok_or_else(|| ClientError::Attestation("response has no attestation".into()))?;
-        let public_key = self.public_key(&key_id).await?;
+        let public_key = self.attestation_key(&key_id).await?;
         let attestation = check_attestation(request, &response, &public_key)?;
         Ok(VerifiedAnswer {
             response,
@@ -269,14 +294,19 @@ impl Client {
         Ok(inner.list_signing_keys(req).await?.into_inner().keys)
     }
 
-    async fn public_key(&self, key_id: &str) -> Result<[u8; 32], ClientError> {
+    /// The published attestation key `key_id` (fetched once, then cached).
+    /// Only keys published for attestations count (purpose `attestation`,
+    /// or none from servers older than the decision log): a checkpoint key
+    /// signs other bytes, and accepting it here would let a checkpoint
+    /// signature pass for an answer's.
+    pub async fn attestation_key(&self, key_id: &str) -> Result<[u8; 32], ClientError> {
         if let Some(k) = self.cached_key(key_id) {
             return Ok(k);
         }
         let keys = self.signing_keys().await?;
         {
             let mut cache = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-            for k in keys {
+            for k in keys.into_iter().filter(signs_attestations) {
                 if let Ok(bytes) = <[u8; 32]>::try_from(k.public_key.as_slice()) {
                     cache.insert(k.key_id, bytes);
                 }
@@ -294,6 +324,11 @@ impl Client {
             .get(key_id)
             .copied()
     }
+}
+
+/// Whether a published key signs attestations.
+fn signs_attestations(key: &pb::SigningKey) -> bool {
+    key.purpose.is_empty() || key.purpose == audit_log::PURPOSE_ATTESTATION
 }
 
 /// The `tonic::Status` a `VerifyBatch` item's error stands for: the same
@@ -453,6 +488,19 @@ mod tests {
         assert_eq!(status.message(), "daily quota used up");
         let info = status.get_error_details().error_info().cloned();
         assert_eq!(info.map(|i| i.reason).as_deref(), Some("QUOTA_EXCEEDED"));
+    }
+
+    #[test]
+    fn only_attestation_keys_verify_attestations() {
+        let key = |purpose: &str| pb::SigningKey {
+            key_id: "k".into(),
+            purpose: purpose.into(),
+            ..Default::default()
+        };
+        assert!(signs_attestations(&key("attestation")));
+        assert!(signs_attestations(&key("")), "older servers send none");
+        assert!(!signs_attestations(&key("checkpoint")));
+        assert!(!signs_attestations(&key("invoice-v9")));
     }
 
     #[test]

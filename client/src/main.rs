@@ -5,7 +5,9 @@
 //! `ekyc verify-batch` verifies every row of a file through one stream,
 //! resumably; `ekyc signing-keys` lists the signing keys. With an agency-admin key,
 //! `ekyc tenants`, `ekyc keys` and `ekyc audit` manage tenants, their API
-//! keys and read the audit trail through `TenantAdminService`.
+//! keys and read the audit trail through `TenantAdminService`. `ekyc audit
+//! checkpoint|proof|verify|entries` check the decision log, and `ekyc
+//! subjects history` lists a citizen's decisions (privacy officers).
 //!
 //! The API key comes from `--api-key`, `--api-key-file` or `EKYC_API_KEY`;
 //! it is never printed. The only secret this tool ever prints is the one a
@@ -15,6 +17,7 @@
 mod admin_cli;
 mod batch_cli;
 mod billing_cli;
+mod log_cli;
 mod output;
 mod registry_cli;
 mod verify_cli;
@@ -87,8 +90,12 @@ enum Command {
     Tenants(TenantsArgs),
     /// Manage tenants' API keys (agency admins).
     Keys(KeysArgs),
-    /// Read the audit trail of administrative changes (agency admins).
+    /// Read the audit trail of administrative changes (agency admins), and
+    /// check the decision log's checkpoints, proofs and entries.
     Audit(AuditArgs),
+    /// A citizen's access history from the decision log (agency privacy
+    /// officers).
+    Subjects(log_cli::SubjectsArgs),
     /// The per-subject guard (agency admins).
     Guard(GuardArgs),
     /// Usage, price plans and invoices (finance and agency keys).
@@ -172,18 +179,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             "public_key_hex": hex::encode(&k.public_key),
                             "not_before": k.not_before.map(|t| t.seconds),
                             "not_after": k.not_after.map(|t| t.seconds),
+                            "purpose": k.purpose,
+                            "verifier_key": k.verifier_key,
                         })
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 for k in keys {
+                    // Servers before key purposes sent none: attestation.
+                    let purpose = Some(k.purpose.as_str())
+                        .filter(|p| !p.is_empty())
+                        .unwrap_or("attestation");
                     println!(
-                        "{}  {}  {}",
+                        "{}  {}  {:<11}  {}",
                         k.key_id,
                         k.algorithm,
+                        purpose,
                         hex::encode(&k.public_key)
                     );
+                    if !k.verifier_key.is_empty() {
+                        println!("    verifier key: {}", k.verifier_key);
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -194,7 +211,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             finish(tenants(&client, args.command, args.json).await, args.json)
         }
         Command::Keys(args) => finish(keys(&client, args.command, args.json).await, args.json),
-        Command::Audit(args) => finish(audit(&client, args.command, args.json).await, args.json),
+        // `log_cli::finish`: a failed log check exits 1 too.
+        Command::Audit(args) => {
+            log_cli::finish(audit(&client, args.command, args.json).await, args.json)
+        }
+        Command::Subjects(args) => log_cli::finish(
+            log_cli::subjects(&client, args.command, args.json).await,
+            args.json,
+        ),
         Command::Guard(args) => finish(guard(&client, args.command, args.json).await, args.json),
         Command::Billing(args) => finish(
             billing_cli::billing(&client, args.command, args.json).await,

@@ -165,6 +165,8 @@ impl From<&pb::ApiKey> for KeyOut {
                 Ok(pb::Role::AgencyAdmin) => "agency-admin",
                 Ok(pb::Role::Finance) => "finance",
                 Ok(pb::Role::RegistryOperator) => "registry-operator",
+                Ok(pb::Role::Auditor) => "auditor",
+                Ok(pb::Role::PrivacyOfficer) => "privacy-officer",
                 _ => "unspecified",
             },
             usable: k.usable,
