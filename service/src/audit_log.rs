@@ -25,11 +25,20 @@ use crate::secrets::random_bytes;
 use crate::store::Store;
 use crate::tenants;
 
-/// The key that signs checkpoints, with its published id.
+/// The key that signs checkpoints, with its published id. One key signs
+/// both logs, each under a name of its own (the decision log's origin, and
+/// that origin followed by `/admin-audit`), so a note of one can never
+/// pass for the other.
 pub struct CheckpointKey {
     signer: NoteSigner,
+    admin: NoteSigner,
     key_id: String,
     public_key: [u8; 32],
+}
+
+/// The admin audit trail's checkpoint name for a decision-log origin.
+pub fn admin_origin(origin: &str) -> String {
+    format!("{origin}/admin-audit")
 }
 
 impl CheckpointKey {
@@ -38,9 +47,12 @@ impl CheckpointKey {
     pub fn new(origin: &str, key: ed25519_dalek::SigningKey) -> Result<CheckpointKey, String> {
         let public_key = key.verifying_key().to_bytes();
         let key_id = crate::secrets::key_id_of(&public_key);
+        let admin =
+            NoteSigner::new(&admin_origin(origin), key.clone()).map_err(|e| e.to_string())?;
         let signer = NoteSigner::new(origin, key).map_err(|e| e.to_string())?;
         Ok(CheckpointKey {
             signer,
+            admin,
             key_id,
             public_key,
         })
@@ -103,14 +115,61 @@ impl AuditLogService {
         Ok(caller)
     }
 
-    /// Signs a checkpoint over the log as it is now and keeps it (and
-    /// writes it to `publish_dir`, when configured). The housekeeping
-    /// calls it periodically; `GetCheckpoint` with `refresh` on demand.
+    /// Signs a checkpoint over the decision log as it is now and keeps it
+    /// (and writes it to `publish_dir`, when configured). The
+    /// housekeeping calls it periodically; `GetCheckpoint` with `refresh`
+    /// on demand.
     pub async fn sign_checkpoint(&self) -> Result<StoredCheckpoint, ServiceError> {
         let size = self.ledger.log_size().await?;
         let root = self.ledger.log_root(size).await?;
-        let note = self.key.signer.sign(&Checkpoint {
-            origin: self.key.signer.verifier().name().to_string(),
+        self.sign(Log::Decisions, size, root).await
+    }
+
+    /// Signs a checkpoint over the admin audit trail: its last sequence
+    /// number and that entry's chain hash (zeros while it is empty), which
+    /// covers every earlier entry; with the sequence numbers gapless from
+    /// 1, cutting entries off or rewriting any is seen against it.
+    pub async fn sign_admin_checkpoint(&self) -> Result<StoredCheckpoint, ServiceError> {
+        let (size, root) = self.admin_head().await?;
+        self.sign(Log::AdminAudit, size, root).await
+    }
+
+    async fn admin_head(&self) -> Result<(u64, [u8; 32]), ServiceError> {
+        Ok(match self.store.list_audit(None, None, 1).await?.first() {
+            Some(e) => (
+                u64::try_from(e.sequence).map_err(|_| ServiceError::internal("audit sequence"))?,
+                e.chain_hash,
+            ),
+            None => (0, [0; 32]),
+        })
+    }
+
+    async fn sign(
+        &self,
+        log: Log,
+        size: u64,
+        root: [u8; 32],
+    ) -> Result<StoredCheckpoint, ServiceError> {
+        // Never sign a head behind one already signed: the log was cut.
+        if let Some(latest) = self.ledger.latest_checkpoint(log.name()).await?
+            && latest.size > size
+        {
+            tracing::error!(
+                log = log.name(),
+                size,
+                signed = latest.size,
+                "the log is shorter than its newest checkpoint: entries were cut off"
+            );
+            return Err(ServiceError::internal(
+                "the log is shorter than its newest signed checkpoint",
+            ));
+        }
+        let signer = match log {
+            Log::Decisions => &self.key.signer,
+            Log::AdminAudit => &self.key.admin,
+        };
+        let note = signer.sign(&Checkpoint {
+            origin: signer.name().to_string(),
             size,
             root,
         });
@@ -120,45 +179,61 @@ impl AuditLogService {
             note,
             signed_at_ms: clock::now_ms(),
         };
-        self.ledger.save_checkpoint(&checkpoint).await?;
+        self.ledger.save_checkpoint(log.name(), &checkpoint).await?;
         // The kept one of this size (another replica may have signed it
         // first): what every reader gets for it.
-        let kept = self.ledger.checkpoint_at(size).await?.unwrap_or(checkpoint);
+        let kept = self
+            .ledger
+            .checkpoint_at(log.name(), size)
+            .await?
+            .unwrap_or(checkpoint);
         if kept.root != root {
-            // The tree no longer has the root signed for its size: entries
-            // or nodes were changed under the service. Say so loudly; the
-            // signed checkpoints are the evidence.
+            // The log no longer has the root signed for its size: entries
+            // were changed under the service. Say so loudly; the signed
+            // checkpoints are the evidence.
             tracing::error!(
-                tree_size = size,
-                "the decision log no longer matches the checkpoint signed for its size: \
-                 the log was rewritten"
+                log = log.name(),
+                size,
+                "the log no longer matches the checkpoint signed for its size: it was rewritten"
             );
             return Err(ServiceError::internal(
-                "the decision log does not match its signed checkpoint",
+                "the log does not match its signed checkpoint",
             ));
         }
         if let Some(dir) = &self.publish_dir {
-            publish(dir, &kept).await;
+            publish(dir, log, &kept).await;
         }
         Ok(kept)
     }
 
-    /// Signs a checkpoint only if the log grew since the newest one.
+    /// Signs a checkpoint of each log that grew since its newest one.
     pub async fn checkpoint_if_grown(&self) -> Result<(), ServiceError> {
         let size = self.ledger.log_size().await?;
-        let latest = self.ledger.latest_checkpoint().await?;
+        let latest = self.ledger.latest_checkpoint(Log::Decisions.name()).await?;
         if latest.is_none_or(|c| c.size < size) {
             self.sign_checkpoint().await?;
+        }
+        let (size, _) = self.admin_head().await?;
+        let latest = self
+            .ledger
+            .latest_checkpoint(Log::AdminAudit.name())
+            .await?;
+        if latest.is_none_or(|c| c.size < size) {
+            self.sign_admin_checkpoint().await?;
         }
         Ok(())
     }
 
-    fn to_proto(&self, c: StoredCheckpoint) -> pb::Checkpoint {
+    fn to_proto(&self, log: Log, c: StoredCheckpoint) -> pb::Checkpoint {
+        let signer = match log {
+            Log::Decisions => &self.key.signer,
+            Log::AdminAudit => &self.key.admin,
+        };
         pb::Checkpoint {
             note: c.note,
             tree_size: c.size,
             root_hash: c.root.to_vec(),
-            verifier_key: self.key.verifier().to_vkey(),
+            verifier_key: signer.verifier().to_vkey(),
             signed_at: Some(clock::timestamp(c.signed_at_ms)),
         }
     }
@@ -185,13 +260,34 @@ impl AuditLogService {
                 })?;
             self.sign_checkpoint().await?
         } else {
-            match self.ledger.latest_checkpoint().await? {
+            match self.ledger.latest_checkpoint(Log::Decisions.name()).await? {
                 Some(c) => c,
                 None => self.sign_checkpoint().await?,
             }
         };
         Ok(pb::GetCheckpointResponse {
-            checkpoint: Some(self.to_proto(checkpoint)),
+            checkpoint: Some(self.to_proto(Log::Decisions, checkpoint)),
+        })
+    }
+
+    /// GetAdminAuditCheckpoint: the agency's auditors and admins, who
+    /// also read the trail (`ListAuditEvents`) to check against it.
+    pub async fn get_admin_checkpoint(
+        &self,
+        credential: &Credential,
+        req: &pb::GetCheckpointRequest,
+    ) -> Result<pb::GetCheckpointResponse, ServiceError> {
+        self.caller(credential, "GetAdminAuditCheckpoint").await?;
+        let checkpoint = match self
+            .ledger
+            .latest_checkpoint(Log::AdminAudit.name())
+            .await?
+        {
+            Some(c) if !req.refresh => c,
+            _ => self.sign_admin_checkpoint().await?,
+        };
+        Ok(pb::GetCheckpointResponse {
+            checkpoint: Some(self.to_proto(Log::AdminAudit, checkpoint)),
         })
     }
 
@@ -204,13 +300,13 @@ impl AuditLogService {
         self.caller(credential, "GetCheckpointAt").await?;
         let checkpoint = self.checkpoint_of(req.tree_size).await?;
         Ok(pb::GetCheckpointResponse {
-            checkpoint: Some(self.to_proto(checkpoint)),
+            checkpoint: Some(self.to_proto(Log::Decisions, checkpoint)),
         })
     }
 
     async fn checkpoint_of(&self, size: u64) -> Result<StoredCheckpoint, ServiceError> {
         self.ledger
-            .checkpoint_at(size)
+            .checkpoint_at(Log::Decisions.name(), size)
             .await?
             .ok_or(ServiceError::refused(
                 Reason::CheckpointNotFound,
@@ -252,7 +348,7 @@ impl AuditLogService {
             )
             .await?;
         let checkpoint = if req.tree_size == 0 {
-            match self.ledger.latest_checkpoint().await? {
+            match self.ledger.latest_checkpoint(Log::Decisions.name()).await? {
                 Some(c) if c.size > entry.index => c,
                 // Answered after the newest checkpoint: sign one that
                 // holds it, so the proof has a head to verify against.
@@ -276,7 +372,7 @@ impl AuditLogService {
             entry: Some(entry_to_proto(entry)),
             tree_size: checkpoint.size,
             proof: proof.iter().map(|h| h.to_vec()).collect(),
-            checkpoint: Some(self.to_proto(checkpoint)),
+            checkpoint: Some(self.to_proto(Log::Decisions, checkpoint)),
         })
     }
 
@@ -485,16 +581,35 @@ fn entry_to_proto(e: StoredDecision) -> pb::LogEntry {
     }
 }
 
+/// The two logs that get checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Log {
+    /// The decision log (a Merkle tree in the ledger).
+    Decisions,
+    /// The admin audit trail (a hash chain in the store).
+    AdminAudit,
+}
+
+impl Log {
+    fn name(self) -> &'static str {
+        match self {
+            Log::Decisions => ekyc_billing::decision_log::DECISIONS,
+            Log::AdminAudit => ekyc_billing::decision_log::ADMIN_AUDIT,
+        }
+    }
+}
+
 /// Writes a checkpoint to the operator's publication directory as
-/// `<size>.checkpoint` (and `latest.checkpoint`), each by a rename so a
-/// reader never sees half a note. A failure is logged, never fatal: the
-/// checkpoint is kept in the ledger either way.
-async fn publish(dir: &std::path::Path, checkpoint: &StoredCheckpoint) {
+/// `<log>-<size>.checkpoint` (and `<log>-latest.checkpoint`), each by a
+/// rename so a reader never sees half a note. A failure is logged, never
+/// fatal: the checkpoint is kept in the ledger either way.
+async fn publish(dir: &std::path::Path, log: Log, checkpoint: &StoredCheckpoint) {
     let write = async {
         tokio::fs::create_dir_all(dir).await?;
+        let log = log.name();
         for name in [
-            format!("{}.checkpoint", checkpoint.size),
-            "latest.checkpoint".into(),
+            format!("{log}-{}.checkpoint", checkpoint.size),
+            format!("{log}-latest.checkpoint"),
         ] {
             let tmp = dir.join(format!(".{name}.tmp"));
             tokio::fs::write(&tmp, checkpoint.note.as_bytes()).await?;

@@ -76,7 +76,8 @@ const LOG_PUBLIC: (&[Role], &[Role]) = (
 /// An entry's proof: a tenant's own keys for its own transactions, the
 /// agency's auditors and admins for any.
 const LOG_PROOF: (&[Role], &[Role]) = (&[Verifier, Finance], &[Auditor, AgencyAdmin]);
-/// Reading the log's entries: the agency's auditors and admins.
+/// Reading the logs' entries (the decision log's, the admin audit
+/// trail's) and the trail's checkpoints: the agency's auditors and admins.
 const LOG_AUDIT: (&[Role], &[Role]) = (&[], &[Auditor, AgencyAdmin]);
 /// A citizen's history: the agency's privacy officers only.
 const PRIVACY: (&[Role], &[Role]) = (&[], &[PrivacyOfficer]);
@@ -110,7 +111,7 @@ pub const RULES: &[Rule] = &[
     rule(ADMIN, "ListApiKeys", TENANT_READ),
     rule(ADMIN, "RotateApiKey", AGENCY_ADMIN),
     rule(ADMIN, "RevokeApiKey", AGENCY_ADMIN),
-    rule(ADMIN, "ListAuditEvents", AGENCY_ADMIN),
+    rule(ADMIN, "ListAuditEvents", LOG_AUDIT),
     rule(ADMIN, "GetTenantUsage", TENANT_READ),
     rule(ADMIN, "ClearSubjectGuard", AGENCY_ADMIN),
     rule(BILLING, "GetUsageSummary", BILLING_READ),
@@ -130,6 +131,7 @@ pub const RULES: &[Rule] = &[
     rule(AUDIT_LOG, "GetInclusionProof", LOG_PROOF),
     rule(AUDIT_LOG, "ListLogEntries", LOG_AUDIT),
     rule(AUDIT_LOG, "ListSubjectAccesses", PRIVACY),
+    rule(AUDIT_LOG, "GetAdminAuditCheckpoint", LOG_AUDIT),
 ];
 
 /// The rule of `method`. Every method the services serve has one, which

@@ -172,6 +172,18 @@ impl AuditLogService for AuditLogApi {
         )
     }
 
+    async fn get_admin_audit_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        admin_call!(
+            self,
+            request,
+            |app, cred, msg| app.get_admin_checkpoint(cred, msg),
+            |r| r
+        )
+    }
+
     async fn list_subject_accesses(
         &self,
         request: Request<pb::ListSubjectAccessesRequest>,

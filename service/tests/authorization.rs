@@ -41,8 +41,11 @@ fn expected(method: &str) -> [May; 7] {
     match method {
         // Changes to tenants, keys and the guard, and the audit trail.
         "CreateTenant" | "ListTenants" | "UpdateTenant" | "SuspendTenant" | "ResumeTenant"
-        | "IssueApiKey" | "RotateApiKey" | "RevokeApiKey" | "ListAuditEvents"
-        | "ClearSubjectGuard" => [Any, No, No, No, No, No, No],
+        | "IssueApiKey" | "RotateApiKey" | "RevokeApiKey" | "ClearSubjectGuard" => {
+            [Any, No, No, No, No, No, No]
+        }
+        // The admin audit trail and its checkpoints: admins and auditors.
+        "ListAuditEvents" | "GetAdminAuditCheckpoint" => [Any, No, No, No, No, Any, No],
         // A tenant's own record, keys and usage.
         "GetTenant" | "ListApiKeys" | "GetTenantUsage" => [Any, Own, No, Own, No, No, No],
         // Usage, drafts, invoices and exports.
@@ -260,6 +263,11 @@ async fn call(c: &Client, method: &str, tenant: &str) -> Result<(), Status> {
         "ListLogEntries" => {
             c.audit_log()
                 .list_log_entries(c.request(pb::ListLogEntriesRequest::default()))
+                .await?;
+        }
+        "GetAdminAuditCheckpoint" => {
+            c.audit_log()
+                .get_admin_audit_checkpoint(c.request(pb::GetCheckpointRequest::default()))
                 .await?;
         }
         "ListSubjectAccesses" => {

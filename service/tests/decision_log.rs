@@ -767,3 +767,130 @@ async fn retention_erases_details_and_every_proof_still_verifies() {
     assert_eq!(got.accesses.len(), 1, "only the retained decision");
     w.server.stop().await;
 }
+
+/// Every admin audit event, oldest first, as the agency's auditor reads them.
+async fn admin_trail(c: &Client) -> Vec<pb::AuditEvent> {
+    let mut events = c
+        .admin()
+        .list_audit_events(c.request(pb::ListAuditEventsRequest {
+            tenant_id: String::new(),
+            page_size: 1000,
+            page_token: String::new(),
+        }))
+        .await
+        .expect("the auditor reads the trail")
+        .into_inner()
+        .events;
+    events.reverse();
+    events
+}
+
+/// The chain hash at each sequence number, recomputed from the events
+/// (`None` where the trail is not gapless from 1).
+fn chain(events: &[pb::AuditEvent]) -> Option<Vec<[u8; 32]>> {
+    let mut previous = [0u8; 32];
+    let mut out = Vec::new();
+    for (n, e) in events.iter().enumerate() {
+        if e.sequence != n as i64 + 1 {
+            return None;
+        }
+        let t = e.time.expect("time");
+        let entry = ekyc_service::store::AuditEntry {
+            at_ms: t.seconds * 1000 + i64::from(t.nanos) / 1_000_000,
+            actor_key_id: e.actor_key_id.clone(),
+            actor_tenant_id: e.actor_tenant_id.clone(),
+            action: e.action.clone(),
+            tenant_id: e.tenant_id.clone(),
+            field: e.field.clone(),
+            old_value: e.old_value.clone(),
+            new_value: e.new_value.clone(),
+        };
+        previous = ekyc_service::store::audit_chain_hash(&previous, &entry);
+        out.push(previous);
+    }
+    Some(out)
+}
+
+/// Whether the trail as read is the one the checkpoint signed: gapless,
+/// as long, and with the signed chain hash at the signed size.
+fn trail_matches(events: &[pb::AuditEvent], head: &ekyc_transparency::Checkpoint) -> bool {
+    let Some(hashes) = chain(events) else {
+        return false;
+    };
+    let stored_agree = events
+        .iter()
+        .zip(&hashes)
+        .all(|(e, h)| e.chain_hash == hex::encode(h));
+    let signed = match head.size {
+        0 => Some([0u8; 32]),
+        n => hashes.get(n as usize - 1).copied(),
+    };
+    stored_agree && signed == Some(head.root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_trail_is_checkpointed_and_cutting_or_rewriting_it_shows() {
+    let w = world().await;
+    let verifier = published_verifier(&w.bank).await;
+    let admin_verifier = verifier
+        .renamed(&format!("{}/admin-audit", verifier.name()))
+        .expect("admin verifier");
+    let signed = w
+        .auditor
+        .audit_log()
+        .get_admin_audit_checkpoint(
+            w.auditor
+                .request(pb::GetCheckpointRequest { refresh: true }),
+        )
+        .await
+        .expect("admin checkpoint")
+        .into_inner()
+        .checkpoint
+        .expect("checkpoint");
+    assert_eq!(signed.verifier_key, admin_verifier.to_vkey());
+    // The decision log's key name does not open the trail's notes.
+    assert!(verifier.open(&signed.note).is_err());
+    let head = admin_verifier.open(&signed.note).expect("signed");
+    let events = admin_trail(&w.auditor).await;
+    assert!(
+        head.size >= 4,
+        "bootstrap, the keys and the tenants are in it"
+    );
+    assert_eq!(head.size, events.len() as u64);
+    assert!(trail_matches(&events, &head), "the honest trail verifies");
+
+    let db = {
+        sqlx::any::install_default_drivers();
+        AnyPool::connect(&w.server.config.database_url())
+            .await
+            .expect("store database")
+    };
+    // An entry altered in place: its chain hash no longer follows.
+    sqlx::query("UPDATE admin_audit SET new_value = '\"x\"' WHERE sequence = 2")
+        .execute(&db)
+        .await
+        .expect("tamper");
+    assert!(!trail_matches(&admin_trail(&w.auditor).await, &head));
+    // The newest entry cut off: shorter than the checkpoint signs.
+    sqlx::query("DELETE FROM admin_audit WHERE sequence = $1")
+        .bind(head.size as i64)
+        .execute(&db)
+        .await
+        .expect("cut");
+    let cut = admin_trail(&w.auditor).await;
+    assert_eq!(cut.len(), events.len() - 1);
+    assert!(!trail_matches(&cut, &head), "the cut is seen");
+    // The service itself will not sign a head behind the one it signed.
+    let refused = w
+        .auditor
+        .audit_log()
+        .get_admin_audit_checkpoint(
+            w.auditor
+                .request(pb::GetCheckpointRequest { refresh: true }),
+        )
+        .await
+        .expect_err("no checkpoint over a cut trail");
+    assert_eq!(refused.code(), Code::Internal);
+    db.close().await;
+    w.server.stop().await;
+}

@@ -331,6 +331,18 @@ impl NoteVerifier {
         self.key_hash
     }
 
+    /// The Ed25519 public key.
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
+    /// The same key under another name: the admin audit trail's
+    /// checkpoints are signed by the decision log's key under
+    /// `<origin>/admin-audit`, so a reader who trusts one derives the other.
+    pub fn renamed(&self, name: &str) -> Result<NoteVerifier, NoteError> {
+        NoteVerifier::new(name, self.key)
+    }
+
     /// Verifies the note's signature by this key (ignores signature lines of other names; errors if none valid) and parses the checkpoint body; origin must equal the key name.
     ///
     /// Lines by this name under another key hash (another key of the same
