@@ -894,3 +894,106 @@ async fn the_admin_trail_is_checkpointed_and_cutting_or_rewriting_it_shows() {
     db.close().await;
     w.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_appending_at_once_build_one_gapless_tree() {
+    use ekyc_billing::{Decision, Ledger, UsageEvent};
+    // Two ledgers on one database, as two replicas have: PostgreSQL in
+    // the suite's second run, one SQLite file otherwise.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = ekyc_service::test_support::postgres_run()
+        .then(ekyc_service::test_support::TestDatabase::create);
+    let database = match database {
+        Some(created) => Some(created.await),
+        None => None,
+    };
+    let url = database.as_ref().map_or_else(
+        || format!("sqlite://{}", dir.path().join("billing.db").display()),
+        |db| db.url.clone(),
+    );
+    let replicas = [
+        std::sync::Arc::new(Ledger::open(&url).await.expect("ledger a")),
+        std::sync::Arc::new(Ledger::open(&url).await.expect("ledger b")),
+    ];
+    let event = |n: usize| {
+        let event = UsageEvent {
+            tenant_id: "tn_replicas".into(),
+            request_id: format!("r-{n}"),
+            event_time_ms: 1_000 + n as i64,
+            method: "Verify".into(),
+            fields: vec!["full_name".into()],
+            units: 2,
+            outcome: "yes".into(),
+            fingerprint: format!("{n:064x}"),
+            replay: None,
+            invoice_number: None,
+        };
+        let decision = Decision {
+            tenant_id: event.tenant_id.clone(),
+            time_ms: event.event_time_ms,
+            transaction_id: format!("tx_{n:032x}"),
+            subject: format!("{:064x}", n % 7),
+            entry: format!("{{\"v\":1,\"n\":{n}}}").into_bytes(),
+        };
+        (event, decision)
+    };
+    // 8 writers per replica; every request id is sent by both replicas,
+    // as a client retrying on another one would: each is logged once.
+    let mut tasks = Vec::new();
+    for (r, ledger) in replicas.iter().enumerate() {
+        for w in 0..8 {
+            let ledger = std::sync::Arc::clone(ledger);
+            tasks.push(tokio::spawn(async move {
+                for n in (w..200).step_by(8) {
+                    let (e, d) = event(n);
+                    ledger.record_decided(e, d).await.expect("recorded");
+                }
+                r
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let ledger = &replicas[0];
+    let size = ledger.log_size().await.expect("size");
+    assert_eq!(size, 200, "one entry per request id");
+    let stored = ledger.decisions(0, 1000).await.expect("entries");
+    assert_eq!(
+        stored.iter().map(|d| d.index).collect::<Vec<_>>(),
+        (0..200).collect::<Vec<_>>(),
+        "gapless"
+    );
+    let leaves: Vec<Hash> = stored
+        .iter()
+        .map(|d| {
+            let leaf = ekyc_transparency::leaf_hash(d.entry.as_deref().expect("entry"));
+            assert_eq!(leaf, d.leaf_hash);
+            leaf
+        })
+        .collect();
+    let distinct: BTreeSet<_> = stored.iter().map(|d| d.transaction_id.clone()).collect();
+    assert_eq!(distinct.len(), 200);
+    assert_eq!(
+        ledger.log_root(size).await.expect("root"),
+        naive_root(&leaves),
+        "the stored nodes are the tree of the stored leaves"
+    );
+    for first in [1, 7, 64, 199] {
+        let proof = replicas[1]
+            .consistency_proof(first, size)
+            .await
+            .expect("proof");
+        ekyc_transparency::verify_consistency(
+            first,
+            size,
+            &naive_root(&leaves[..first as usize]),
+            &naive_root(&leaves),
+            &proof,
+        )
+        .expect("consistent");
+    }
+    for ledger in &replicas {
+        ledger.close().await;
+    }
+}
