@@ -25,6 +25,11 @@ use crate::ledger::{Ledger, LedgerError, dynamic};
 /// `log_checkpoints`.
 pub const DECISIONS: &str = "decisions";
 
+/// The name of the admin audit trail's checkpoints in `log_checkpoints`
+/// (the trail itself is a hash chain in the store; a checkpoint signs its
+/// last sequence number and chain hash).
+pub const ADMIN_AUDIT: &str = "admin-audit";
+
 /// What the log records of one answered call, handed to the ledger with
 /// its usage event (or alone, for a lookup that bills nothing).
 #[derive(Clone, PartialEq, Eq)]
@@ -378,14 +383,19 @@ impl Ledger {
         .rows_affected())
     }
 
-    /// Keeps a signed checkpoint (a second one of the same size is not
-    /// kept: the first stays the one of that size).
-    pub async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), LedgerError> {
+    /// Keeps a signed checkpoint of `log` ([`DECISIONS`] or
+    /// [`ADMIN_AUDIT`]); a second one of the same size is not kept: the
+    /// first stays the one of that size.
+    pub async fn save_checkpoint(
+        &self,
+        log: &str,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), LedgerError> {
         sqlx::query(
             "INSERT INTO log_checkpoints (log, size, root, note, signed_at_ms)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (log, size) DO NOTHING",
         )
-        .bind(DECISIONS)
+        .bind(log)
         .bind(checkpoint.size as i64)
         .bind(hex::encode(checkpoint.root))
         .bind(checkpoint.note.clone())
@@ -395,25 +405,32 @@ impl Ledger {
         Ok(())
     }
 
-    /// The checkpoint of the largest tree signed.
-    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, LedgerError> {
+    /// The checkpoint of `log`'s largest tree signed.
+    pub async fn latest_checkpoint(
+        &self,
+        log: &str,
+    ) -> Result<Option<StoredCheckpoint>, LedgerError> {
         let row = sqlx::query(
             "SELECT size, root, note, signed_at_ms FROM log_checkpoints
              WHERE log = $1 ORDER BY size DESC LIMIT 1",
         )
-        .bind(DECISIONS)
+        .bind(log)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| checkpoint_from_row(&r)).transpose()
     }
 
-    /// The checkpoint signed for a tree of `size` entries, if any.
-    pub async fn checkpoint_at(&self, size: u64) -> Result<Option<StoredCheckpoint>, LedgerError> {
+    /// The checkpoint of `log` signed for `size` entries, if any.
+    pub async fn checkpoint_at(
+        &self,
+        log: &str,
+        size: u64,
+    ) -> Result<Option<StoredCheckpoint>, LedgerError> {
         let row = sqlx::query(
             "SELECT size, root, note, signed_at_ms FROM log_checkpoints
              WHERE log = $1 AND size = $2",
         )
-        .bind(DECISIONS)
+        .bind(log)
         .bind(size as i64)
         .fetch_optional(&self.pool)
         .await?;

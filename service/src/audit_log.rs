@@ -464,20 +464,40 @@ impl AuditLogService {
         let (Some(id), true) = (id, violations.is_empty()) else {
             return Err(ServiceError::InvalidArgument(violations));
         };
-        let key = self
-            .pool
-            .derive(id, self.keyring.serving(), None)
-            .await
-            .map_err(|e| match e {
-                HashError::Saturated => ServiceError::Overloaded {
-                    retry_after: self.pool.retry_hint(),
-                },
-                HashError::Closed => ServiceError::ShuttingDown,
-                HashError::DeadlinePassed => ServiceError::DeadlineExceeded,
-                e => ServiceError::internal(e),
-            })?;
-        let subject = hex::encode(key.decision_log_subject());
-        let found = self.ledger.decisions_about(&subject).await?;
+        // The subject has a pseudonym per pepper: the serving one's first,
+        // then any other held during a rotation (one evaluation each), so
+        // entries made before the switch are found too. Entries under a
+        // purged pepper can no longer be found, by anyone.
+        let serving = self.keyring.serving();
+        let mut peppers = vec![serving];
+        peppers.extend(
+            self.keyring
+                .held_versions()
+                .into_iter()
+                .filter(|v| *v != serving),
+        );
+        let mut found = Vec::new();
+        let mut subject = String::new();
+        for pepper in peppers {
+            let key = self
+                .pool
+                .derive(id.clone(), pepper, None)
+                .await
+                .map_err(|e| match e {
+                    HashError::Saturated => ServiceError::Overloaded {
+                        retry_after: self.pool.retry_hint(),
+                    },
+                    HashError::Closed => ServiceError::ShuttingDown,
+                    HashError::DeadlinePassed => ServiceError::DeadlineExceeded,
+                    e => ServiceError::internal(e),
+                })?;
+            let name = hex::encode(key.decision_log_subject());
+            found.extend(self.ledger.decisions_about(&name).await?);
+            if subject.is_empty() {
+                subject = name;
+            }
+        }
+        found.sort_by_key(|d| d.index);
         // The lookup is a processing of the person's data too.
         let now_ms = clock::now_ms();
         let transaction_id = format!("tx_{}", hex::encode(random_bytes::<16>()?));
