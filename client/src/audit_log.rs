@@ -4,14 +4,24 @@
 //! extends an earlier one, and that the entry records what the answer's
 //! attestation says.
 //!
+//! It also checks the admin audit trail (`TenantAdminService.
+//! ListAuditEvents`) against its own signed checkpoint: that the sequence
+//! numbers run from 1 without a gap, that every entry's chain hash is the
+//! one recomputed over it, and that the signed head is in the chain
+//! ([`check_admin_trail`]).
+//!
 //! The formats are `ekyc-transparency`'s; this module only decides what to
 //! compare and refuses anything that does not add up. It must never trust
 //! a number the service sent beside a signed note over the note itself:
 //! every size and root used in a check is the one the note signs.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use ekyc_domain::attestation::AttestationBody;
 use ekyc_proto::v1 as pb;
 use ekyc_transparency::{Hash, NoteError, ProofError, leaf_hash};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::{Client, ClientError};
 
@@ -23,7 +33,13 @@ pub const PURPOSE_CHECKPOINT: &str = "checkpoint";
 /// invoices); older servers publish these with no purpose.
 pub const PURPOSE_ATTESTATION: &str = "attestation";
 
-/// Why a piece of the decision log was refused. Each message names the
+/// What the admin audit trail's checkpoint key name adds to the decision
+/// log's origin: one key signs both, each under a name of its own, so a
+/// note of one log never passes for the other's.
+pub const ADMIN_AUDIT_SUFFIX: &str = "/admin-audit";
+
+/// Why a piece of the decision log (or of the admin audit trail) was
+/// refused. Each message names the
 /// check that failed; none holds personal data (entries hold none).
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -146,6 +162,60 @@ pub enum LogError {
     /// The entry and the attestation disagree.
     #[error("log entry and attestation differ in {0}")]
     Disagrees(&'static str),
+    /// An admin audit sequence number below 1 (they start at 1).
+    #[error("admin audit trail lists entry {sequence}, but sequence numbers start at 1")]
+    TrailSequence {
+        /// The sequence number listed.
+        sequence: i64,
+    },
+    /// A sequence number of the admin audit trail is missing.
+    #[error("admin audit trail has no entry {sequence}: entries were removed")]
+    TrailGap {
+        /// The first sequence number missing.
+        sequence: i64,
+    },
+    /// A sequence number of the admin audit trail is listed twice.
+    #[error("admin audit trail lists entry {sequence} twice")]
+    TrailDuplicate {
+        /// The sequence number listed more than once.
+        sequence: i64,
+    },
+    /// An admin audit event lacks a part the chain hash covers, or its
+    /// chain hash is not 32 bytes of hex.
+    #[error("admin audit entry {sequence} has no valid {what}")]
+    TrailMalformed {
+        /// The entry's sequence number.
+        sequence: i64,
+        /// What is missing (`time`, `chain hash`).
+        what: &'static str,
+    },
+    /// The chain hash recomputed over an entry differs from its own: it
+    /// (or an earlier one) was edited, or an earlier one was removed.
+    #[error("entry {sequence} was altered or an earlier one removed")]
+    TrailAltered {
+        /// The first entry whose hash differs.
+        sequence: i64,
+    },
+    /// A checkpoint signs more entries than the trail lists.
+    #[error("the trail was cut: {which} signs {signed} entries, the trail lists {listed}")]
+    TrailCut {
+        /// Which checkpoint (`the checkpoint`, `the saved checkpoint`).
+        which: &'static str,
+        /// The size it signs.
+        signed: u64,
+        /// The entries listed.
+        listed: u64,
+    },
+    /// The chain hash at a checkpoint's size is not the root it signs.
+    #[error(
+        "the trail was rewritten: the chain hash of entry {size} is not the root {which} signs"
+    )]
+    TrailRewritten {
+        /// Which checkpoint (`the checkpoint`, `the saved checkpoint`).
+        which: &'static str,
+        /// The size it signs.
+        size: u64,
+    },
 }
 
 /// An entry proven to be in a tree whose head the trusted key signed.
@@ -331,6 +401,229 @@ pub fn verifier_from_vkey(vkey: &str) -> Result<NoteVerifier, ClientError> {
     Ok(NoteVerifier::from_vkey(vkey.trim()).map_err(LogError::BadVerifierKey)?)
 }
 
+/// The verifier of the admin audit trail's checkpoints, derived from the
+/// decision log's (pinned or published) checkpoint verifier: the same
+/// public key under the name `<decision log origin>/admin-audit`.
+///
+/// Derive it from a key trusted for the decision log, never from the
+/// `verifier_key` a `GetAdminAuditCheckpoint` answer carries: that one is
+/// the service's word about itself.
+pub fn admin_verifier(decision_log_verifier: &NoteVerifier) -> Result<NoteVerifier, ClientError> {
+    // `NoteVerifier` has no getter for its public key; its verifier key
+    // text carries it (`<name>+<key hash>+<base64(0x01 || key)>`), and the
+    // key hash is recomputed for the new name as C2SP defines it.
+    let vkey = decision_log_verifier.to_vkey();
+    let bad = |m| ClientError::from(LogError::BadVerifierKey(NoteError::MalformedVkey(m)));
+    let key_b64 = vkey
+        .splitn(3, '+')
+        .nth(2)
+        .ok_or_else(|| bad("expected <name>+<key hash>+<key>"))?;
+    let key = STANDARD
+        .decode(key_b64)
+        .map_err(|_| bad("key must be padded standard base64"))?;
+    let name = format!("{}{ADMIN_AUDIT_SUFFIX}", decision_log_verifier.name());
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update(&key);
+    let digest = h.finalize();
+    verifier_from_vkey(&format!("{name}+{}+{key_b64}", hex::encode(&digest[..4])))
+}
+
+/// What the chain hash of an admin audit event covers, in this order
+/// (serde_json writes fields in declaration order, compactly): the
+/// service's `AuditEntry`.
+#[derive(Serialize)]
+struct ChainedAuditEntry<'a> {
+    at_ms: i64,
+    actor_key_id: &'a str,
+    actor_tenant_id: &'a str,
+    action: &'a str,
+    tenant_id: &'a str,
+    field: &'a str,
+    old_value: &'a str,
+    new_value: &'a str,
+}
+
+/// The event's time in Unix milliseconds, as the chain hash covers it.
+fn at_ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos / 1_000_000))
+}
+
+/// The chain hash of admin audit event `e` after `previous` (32 zero bytes
+/// before the first): `SHA-256(previous || JSON)`, the JSON being the
+/// compact serialisation of `at_ms` (milliseconds), `actor_key_id`,
+/// `actor_tenant_id`, `action`, `tenant_id`, `field`, `old_value`,
+/// `new_value`, in that order. An event without a time counts as 0 ms
+/// (and [`check_admin_trail`] refuses one).
+pub fn admin_chain_hash(previous: &[u8; 32], e: &pb::AuditEvent) -> [u8; 32] {
+    let entry = ChainedAuditEntry {
+        at_ms: e.time.as_ref().map_or(0, at_ms),
+        actor_key_id: &e.actor_key_id,
+        actor_tenant_id: &e.actor_tenant_id,
+        action: &e.action,
+        tenant_id: &e.tenant_id,
+        field: &e.field,
+        old_value: &e.old_value,
+        new_value: &e.new_value,
+    };
+    // Strings and an integer: serialising cannot fail.
+    let json = serde_json::to_vec(&entry).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(previous);
+    h.update(&json);
+    h.finalize().into()
+}
+
+/// An admin audit trail whose chain checked out, and the signed checkpoint
+/// its head was found in.
+#[derive(Debug, Clone)]
+pub struct VerifiedTrail {
+    /// The signed checkpoint (origin `<decision log origin>/admin-audit`,
+    /// size the last sequence number it covers, root that entry's chain
+    /// hash).
+    pub checkpoint: Checkpoint,
+    /// The signed note of `checkpoint`, as received (to keep as evidence,
+    /// or for a later `--since`).
+    pub note: String,
+    /// The events, in sequence order (1 to `len`).
+    pub events: Vec<pb::AuditEvent>,
+    /// `chain[k - 1]` is the chain hash after entry k, as recomputed.
+    chain: Vec<Hash>,
+}
+
+impl VerifiedTrail {
+    /// How many entries the trail lists.
+    pub fn len(&self) -> u64 {
+        self.chain.len() as u64
+    }
+
+    /// Whether the trail lists no entry.
+    pub fn is_empty(&self) -> bool {
+        self.chain.is_empty()
+    }
+
+    /// The recomputed chain hash after entry `size` (32 zero bytes for 0);
+    /// `None` beyond the trail.
+    pub fn chain_hash_at(&self, size: u64) -> Option<Hash> {
+        match size {
+            0 => Some([0; 32]),
+            n => usize::try_from(n - 1)
+                .ok()
+                .and_then(|i| self.chain.get(i))
+                .copied(),
+        }
+    }
+
+    /// Checks that the trail still holds what `old`, an earlier checkpoint
+    /// of it (opened under the admin verifier), signed: no more entries
+    /// than the trail lists, and the chain hash at its size is its root.
+    pub fn check_extends(&self, old: &Checkpoint) -> Result<(), ClientError> {
+        covers(self, old, "the saved checkpoint")
+    }
+}
+
+/// The trail holds the head `cp` signs.
+fn covers(trail: &VerifiedTrail, cp: &Checkpoint, which: &'static str) -> Result<(), ClientError> {
+    if cp.origin != trail.checkpoint.origin {
+        return Err(LogError::OriginMismatch {
+            first: cp.origin.clone(),
+            second: trail.checkpoint.origin.clone(),
+        }
+        .into());
+    }
+    match trail.chain_hash_at(cp.size) {
+        None => Err(LogError::TrailCut {
+            which,
+            signed: cp.size,
+            listed: trail.len(),
+        }
+        .into()),
+        Some(hash) if hash != cp.root => Err(LogError::TrailRewritten {
+            which,
+            size: cp.size,
+        }
+        .into()),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Checks the admin audit trail against its signed checkpoint `note`:
+///
+/// 1. sorted by sequence, the events are 1 to n, none missing or twice;
+/// 2. every event's chain hash is the one recomputed from the start
+///    ([`admin_chain_hash`]), so none was edited and none before it removed;
+/// 3. `note` verifies under `verifier` (see [`admin_verifier`]), signs at
+///    most n entries (more: entries were cut off the end), and the chain
+///    hash at its size is the root it signs (else the trail was rewritten).
+///
+/// The trail may be longer than the checkpoint: entries appended after it
+/// was signed are checked by their chain, and covered by the next one.
+pub fn check_admin_trail(
+    events: &[pb::AuditEvent],
+    note: &str,
+    verifier: &NoteVerifier,
+) -> Result<VerifiedTrail, ClientError> {
+    let mut events = events.to_vec();
+    events.sort_by_key(|e| e.sequence);
+    let mut previous: Option<i64> = None;
+    for (i, e) in events.iter().enumerate() {
+        let expected = i64::try_from(i).map_or(i64::MAX, |i| i.saturating_add(1));
+        if e.sequence == expected {
+            previous = Some(e.sequence);
+            continue;
+        }
+        return Err(if previous == Some(e.sequence) {
+            LogError::TrailDuplicate {
+                sequence: e.sequence,
+            }
+        } else if e.sequence < 1 {
+            LogError::TrailSequence {
+                sequence: e.sequence,
+            }
+        } else {
+            LogError::TrailGap { sequence: expected }
+        }
+        .into());
+    }
+    let mut chain = Vec::with_capacity(events.len());
+    let mut previous = [0u8; 32];
+    for e in &events {
+        let sequence = e.sequence;
+        if e.time.is_none() {
+            return Err(LogError::TrailMalformed {
+                sequence,
+                what: "time",
+            }
+            .into());
+        }
+        let listed = hex::decode(&e.chain_hash)
+            .ok()
+            .and_then(|b| Hash::try_from(b).ok())
+            .ok_or(LogError::TrailMalformed {
+                sequence,
+                what: "chain hash",
+            })?;
+        let hash = admin_chain_hash(&previous, e);
+        if hash != listed {
+            return Err(LogError::TrailAltered { sequence }.into());
+        }
+        chain.push(hash);
+        previous = hash;
+    }
+    let checkpoint = verifier.open(note).map_err(LogError::Note)?;
+    let trail = VerifiedTrail {
+        checkpoint,
+        note: note.to_string(),
+        events,
+        chain,
+    };
+    covers(&trail, &trail.checkpoint, "the checkpoint")?;
+    Ok(trail)
+}
+
 fn decode_entry(index: u64, bytes: &[u8]) -> Result<DecisionEntry, LogError> {
     DecisionEntry::decode(bytes).map_err(|e| LogError::EntryDecode {
         index,
@@ -396,6 +689,52 @@ impl Client {
             .into());
         }
         Ok(inclusion)
+    }
+
+    /// Every event of the admin audit trail (`ListAuditEvents` of all
+    /// tenants, followed page by page to the end), newest first as the
+    /// service lists them. Agency admins and auditors only.
+    pub async fn admin_audit_events(&self) -> Result<Vec<pb::AuditEvent>, ClientError> {
+        let mut events = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .admin()
+                .list_audit_events(self.request(pb::ListAuditEventsRequest {
+                    tenant_id: String::new(),
+                    page_size: 1000,
+                    page_token: page_token.clone(),
+                }))
+                .await?
+                .into_inner();
+            let empty = page.events.is_empty();
+            events.extend(page.events);
+            // A token that does not move on (or a page with nothing on
+            // it) would otherwise loop for ever.
+            if page.next_page_token.is_empty() || page.next_page_token == page_token || empty {
+                return Ok(events);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// The newest signed checkpoint of the admin audit trail (`refresh`:
+    /// one signed now), its note opened under `verifier` (see
+    /// [`admin_verifier`]) and the numbers beside it checked.
+    pub async fn admin_checkpoint(
+        &self,
+        refresh: bool,
+        verifier: &NoteVerifier,
+    ) -> Result<(pb::Checkpoint, Checkpoint), ClientError> {
+        let checkpoint = self
+            .audit_log()
+            .get_admin_audit_checkpoint(self.request(pb::GetCheckpointRequest { refresh }))
+            .await?
+            .into_inner()
+            .checkpoint
+            .ok_or(LogError::Missing("checkpoint"))?;
+        let signed = check_checkpoint(&checkpoint, verifier)?;
+        Ok((checkpoint, signed))
     }
 
     /// Fetches a consistency proof from `old` to `new` (when one is needed:
@@ -743,6 +1082,307 @@ mod tests {
                 ..body
             }),
             "consent digest"
+        );
+    }
+
+    const ADMIN_ORIGIN: &str = "ekyc.local/decision-log/admin-audit";
+
+    fn admin_signer(seed: u8) -> NoteSigner {
+        NoteSigner::new(ADMIN_ORIGIN, SigningKey::from_bytes(&[seed; 32])).expect("signer")
+    }
+
+    fn event(sequence: i64) -> pb::AuditEvent {
+        pb::AuditEvent {
+            sequence,
+            time: Some(prost_types::Timestamp {
+                seconds: 1_767_225_600 + sequence,
+                nanos: 123_456_789,
+            }),
+            actor_key_id: "ak_admin".into(),
+            actor_tenant_id: "tn_agency".into(),
+            action: "tenant.create".into(),
+            tenant_id: format!("tn_{sequence}"),
+            field: "name".into(),
+            old_value: String::new(),
+            new_value: format!("\"Bank {sequence}\""),
+            chain_hash: String::new(),
+        }
+    }
+
+    /// A trail of `n` events with their chain hashes, and the head.
+    fn trail(n: i64) -> (Vec<pb::AuditEvent>, Vec<Hash>) {
+        let mut previous = [0u8; 32];
+        let mut heads = Vec::new();
+        let events = (1..=n)
+            .map(|i| {
+                let mut e = event(i);
+                previous = admin_chain_hash(&previous, &e);
+                e.chain_hash = hex::encode(previous);
+                heads.push(previous);
+                e
+            })
+            .collect();
+        (events, heads)
+    }
+
+    fn admin_note(s: &NoteSigner, size: u64, root: Hash) -> String {
+        s.sign(&Checkpoint {
+            origin: ADMIN_ORIGIN.into(),
+            size,
+            root,
+        })
+    }
+
+    fn trail_error(r: Result<VerifiedTrail, ClientError>) -> LogError {
+        match r {
+            Err(ClientError::Log(e)) => e,
+            Err(e) => panic!("not a log error: {e}"),
+            Ok(t) => panic!("accepted: {t:?}"),
+        }
+    }
+
+    #[test]
+    fn the_admin_chain_hash_is_sha256_over_the_previous_and_the_compact_json() {
+        let e = pb::AuditEvent {
+            sequence: 1,
+            time: Some(prost_types::Timestamp {
+                seconds: 1_767_225_600,
+                nanos: 123_999_999,
+            }),
+            actor_key_id: "ak_1".into(),
+            actor_tenant_id: "tn_agency".into(),
+            action: "tenant.update".into(),
+            tenant_id: "tn_bank".into(),
+            field: "legal.legal_name".into(),
+            old_value: String::new(),
+            new_value: "\"Ngân hàng \\\"A\\\"\"".into(),
+            chain_hash: "not covered".into(),
+        };
+        let json = concat!(
+            r#"{"at_ms":1767225600123,"actor_key_id":"ak_1","actor_tenant_id":"tn_agency","#,
+            r#""action":"tenant.update","tenant_id":"tn_bank","field":"legal.legal_name","#,
+            r#""old_value":"","new_value":"\"Ngân hàng \\\"A\\\"\""}"#,
+        );
+        let mut h = Sha256::new();
+        h.update([0u8; 32]);
+        h.update(json.as_bytes());
+        let first: [u8; 32] = h.finalize().into();
+        assert_eq!(admin_chain_hash(&[0; 32], &e), first);
+        // The next one chains on it; the sequence and the chain hash
+        // itself are not covered.
+        let mut h = Sha256::new();
+        h.update(first);
+        h.update(json.as_bytes());
+        let second: [u8; 32] = h.finalize().into();
+        let again = pb::AuditEvent {
+            sequence: 2,
+            chain_hash: String::new(),
+            ..e.clone()
+        };
+        assert_eq!(admin_chain_hash(&first, &again), second);
+        // A time before 1970 counts its milliseconds the same way.
+        let early = pb::AuditEvent {
+            time: Some(prost_types::Timestamp {
+                seconds: -1,
+                nanos: 500_000_000,
+            }),
+            ..e
+        };
+        let json = serde_json::to_string(&ChainedAuditEntry {
+            at_ms: at_ms(early.time.as_ref().expect("time")),
+            actor_key_id: "",
+            actor_tenant_id: "",
+            action: "",
+            tenant_id: "",
+            field: "",
+            old_value: "",
+            new_value: "",
+        })
+        .expect("json");
+        assert!(json.starts_with(r#"{"at_ms":-500,"#), "{json}");
+    }
+
+    #[test]
+    fn a_genuine_admin_trail_verifies_in_any_order() {
+        let s = admin_signer(1);
+        let v = admin_verifier(&signer(1).verifier()).expect("admin verifier");
+        assert_eq!(v, s.verifier());
+        let (mut events, heads) = trail(5);
+        events.reverse();
+        let got = check_admin_trail(&events, &admin_note(&s, 5, heads[4]), &v).expect("verifies");
+        assert_eq!(got.len(), 5);
+        assert_eq!(got.checkpoint.size, 5);
+        assert_eq!(
+            got.events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert_eq!(got.chain_hash_at(0), Some([0; 32]));
+        assert_eq!(got.chain_hash_at(3), Some(heads[2]));
+        assert_eq!(got.chain_hash_at(6), None);
+        // A checkpoint older than the trail's end is covered too, and so
+        // is an empty trail's (zero root).
+        check_admin_trail(&events, &admin_note(&s, 3, heads[2]), &v).expect("older checkpoint");
+        let empty = check_admin_trail(&[], &admin_note(&s, 0, [0; 32]), &v).expect("empty");
+        assert!(empty.is_empty());
+        // An earlier checkpoint the trail extends, and ones it does not.
+        got.check_extends(&Checkpoint {
+            origin: ADMIN_ORIGIN.into(),
+            size: 2,
+            root: heads[1],
+        })
+        .expect("extends");
+        let err = |r: Result<(), ClientError>| match r {
+            Err(ClientError::Log(e)) => e,
+            other => panic!("not a log error: {other:?}"),
+        };
+        let e = err(got.check_extends(&Checkpoint {
+            origin: ADMIN_ORIGIN.into(),
+            size: 7,
+            root: [1; 32],
+        }));
+        assert!(
+            matches!(
+                e,
+                LogError::TrailCut {
+                    signed: 7,
+                    listed: 5,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = err(got.check_extends(&Checkpoint {
+            origin: ADMIN_ORIGIN.into(),
+            size: 2,
+            root: heads[2],
+        }));
+        assert!(matches!(e, LogError::TrailRewritten { size: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn gaps_duplicates_and_edits_are_named() {
+        let s = admin_signer(1);
+        let v = s.verifier();
+        let (events, heads) = trail(5);
+        let note = admin_note(&s, 5, heads[4]);
+        let without = |seq: i64| -> Vec<pb::AuditEvent> {
+            events
+                .iter()
+                .filter(|e| e.sequence != seq)
+                .cloned()
+                .collect()
+        };
+        let e = trail_error(check_admin_trail(&without(3), &note, &v));
+        assert!(matches!(e, LogError::TrailGap { sequence: 3 }), "{e}");
+        let e = trail_error(check_admin_trail(&without(1), &note, &v));
+        assert!(matches!(e, LogError::TrailGap { sequence: 1 }), "{e}");
+        let mut twice = events.clone();
+        twice.push(events[1].clone());
+        let e = trail_error(check_admin_trail(&twice, &note, &v));
+        assert!(matches!(e, LogError::TrailDuplicate { sequence: 2 }), "{e}");
+        let mut zero = events.clone();
+        zero[0].sequence = 0;
+        let e = trail_error(check_admin_trail(&zero, &note, &v));
+        assert!(matches!(e, LogError::TrailSequence { sequence: 0 }), "{e}");
+
+        let mut edited = events.clone();
+        edited[1].new_value = "\"x\"".into();
+        let e = trail_error(check_admin_trail(&edited, &note, &v));
+        assert!(matches!(e, LogError::TrailAltered { sequence: 2 }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "entry 2 was altered or an earlier one removed"
+        );
+        // Removed and renumbered: the next entry's hash no longer chains.
+        let mut renumbered = without(2);
+        for (i, e) in renumbered.iter_mut().enumerate() {
+            e.sequence = i as i64 + 1;
+        }
+        let e = trail_error(check_admin_trail(&renumbered, &note, &v));
+        assert!(matches!(e, LogError::TrailAltered { sequence: 2 }), "{e}");
+        let mut moved = events.clone();
+        moved[3].time.as_mut().expect("time").nanos += 1_000_000;
+        let e = trail_error(check_admin_trail(&moved, &note, &v));
+        assert!(matches!(e, LogError::TrailAltered { sequence: 4 }), "{e}");
+        let mut bad = events.clone();
+        bad[2].chain_hash.pop();
+        let e = trail_error(check_admin_trail(&bad, &note, &v));
+        assert!(
+            matches!(
+                e,
+                LogError::TrailMalformed {
+                    sequence: 3,
+                    what: "chain hash"
+                }
+            ),
+            "{e}"
+        );
+        let mut timeless = events.clone();
+        timeless[0].time = None;
+        let e = trail_error(check_admin_trail(&timeless, &note, &v));
+        assert!(
+            matches!(
+                e,
+                LogError::TrailMalformed {
+                    sequence: 1,
+                    what: "time"
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cut_or_rewritten_trail_fails_against_its_checkpoint() {
+        let s = admin_signer(1);
+        let v = s.verifier();
+        let (events, heads) = trail(5);
+        let e = trail_error(check_admin_trail(
+            &events[..4],
+            &admin_note(&s, 5, heads[4]),
+            &v,
+        ));
+        assert_eq!(
+            e.to_string(),
+            "the trail was cut: the checkpoint signs 5 entries, the trail lists 4"
+        );
+        // Every hash rewritten consistently: the chain checks, the signed
+        // root does not.
+        let mut rewritten = events.clone();
+        rewritten[4].new_value = "\"y\"".into();
+        rewritten[4].chain_hash = hex::encode(admin_chain_hash(&heads[3], &rewritten[4]));
+        let e = trail_error(check_admin_trail(
+            &rewritten,
+            &admin_note(&s, 5, heads[4]),
+            &v,
+        ));
+        assert!(matches!(e, LogError::TrailRewritten { size: 5, .. }), "{e}");
+        let e = trail_error(check_admin_trail(&[], &admin_note(&s, 0, [1; 32]), &v));
+        assert!(matches!(e, LogError::TrailRewritten { size: 0, .. }), "{e}");
+    }
+
+    #[test]
+    fn only_the_admin_key_name_opens_an_admin_checkpoint() {
+        let (events, heads) = trail(2);
+        // The decision log's own name, same key: refused (no note of one
+        // log passes for the other's).
+        let decisions = signer(1).sign(&Checkpoint {
+            origin: ORIGIN.into(),
+            size: 2,
+            root: heads[1],
+        });
+        let v = admin_verifier(&signer(1).verifier()).expect("admin verifier");
+        let e = trail_error(check_admin_trail(&events, &decisions, &v));
+        assert!(
+            matches!(e, LogError::Note(NoteError::NoSignature { .. })),
+            "{e}"
+        );
+        // Another key under the admin name: refused.
+        let other = admin_note(&admin_signer(2), 2, heads[1]);
+        let e = trail_error(check_admin_trail(&events, &other, &v));
+        assert!(
+            matches!(e, LogError::Note(NoteError::NoSignature { .. })),
+            "{e}"
         );
     }
 }

@@ -50,7 +50,7 @@ pub enum ClientError {
     #[error("attestation check failed: {0}")]
     Attestation(String),
     /// A checkpoint, a proof or a log entry does not check out.
-    #[error("decision log check failed: {0}")]
+    #[error("log check failed: {0}")]
     Log(audit_log::LogError),
 }
 

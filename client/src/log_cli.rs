@@ -1,7 +1,8 @@
 //! The decision log from the command line: `ekyc audit checkpoint`,
 //! `proof`, `verify` and `entries` (beside `ekyc audit list`, the admin
-//! trail), and `ekyc subjects history`, a citizen's access history for
-//! the agency's privacy officers.
+//! trail, which `ekyc audit verify-admin` checks against its own signed
+//! checkpoint), and `ekyc subjects history`, a citizen's access history
+//! for the agency's privacy officers.
 //!
 //! Every check is `ekyc_client::audit_log`'s; this module fetches, prints,
 //! and turns a failed check into exit code 1 with the check's name. It
@@ -16,8 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand};
 use ekyc_client::audit_log::{
-    self, Checkpoint, DecisionEntry, NoteVerifier, check_attestation_in_log, check_checkpoint,
-    check_listed_entry,
+    self, ADMIN_AUDIT_SUFFIX, Checkpoint, DecisionEntry, LogError, NoteVerifier, admin_verifier,
+    check_admin_trail, check_attestation_in_log, check_checkpoint, check_listed_entry,
 };
 use ekyc_client::{Client, ClientError, field_name, result_name, v1 as pb};
 use ekyc_domain::attestation;
@@ -66,6 +67,29 @@ pub(crate) enum LogCommand {
         /// proof's checkpoint must extend.
         #[arg(long, value_name = "CHECKPOINT_FILE")]
         since: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Check the admin audit trail against a checkpoint of it signed now
+    /// (agency auditors and admins).
+    ///
+    /// Has the service sign a checkpoint of the trail, lists every event,
+    /// and checks that the sequence numbers run from 1 without a gap, that
+    /// every entry's chain hash is the one recomputed over it, and that
+    /// the checkpoint's signed head is in that chain (else entries were
+    /// cut off or rewritten); with --since, that the trail still holds a
+    /// checkpoint saved earlier. The checkpoint key is the decision log's
+    /// (--trusted-key), under its name followed by `/admin-audit`. Exits 0
+    /// only if every check passes, 1 naming the first that failed.
+    VerifyAdmin {
+        /// An admin checkpoint saved earlier (`audit verify-admin --save`)
+        /// that the trail must still hold.
+        #[arg(long, value_name = "CHECKPOINT_FILE")]
+        since: Option<PathBuf>,
+        /// Save the fetched signed note to FILE once every check passed,
+        /// for a later --since (may be the --since file itself).
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -205,6 +229,9 @@ pub(crate) async fn audit_log(client: &Client, command: LogCommand, json: bool) 
         } => proof(client, &transaction, tree_size.unwrap_or(0), &trust, json).await,
         LogCommand::Verify { file, since, trust } => {
             verify(client, &file, since.as_deref(), &trust, json).await
+        }
+        LogCommand::VerifyAdmin { since, save, trust } => {
+            verify_admin(client, since.as_deref(), save.as_deref(), &trust, json).await
         }
         LogCommand::Entries { start, limit } => entries(client, start, limit, json).await,
     }
@@ -472,7 +499,6 @@ async fn verify(
     );
 
     if let Some(path) = since {
-        const CONSISTENCY: &str = "consistency";
         let old = saved_checkpoint(path, &verifier).map_err(|e| fail(CONSISTENCY, e, &passed))?;
         client
             .check_log_extends(&old, &inclusion.checkpoint)
@@ -552,8 +578,9 @@ fn file_disagrees(
     None
 }
 
-/// A checkpoint saved by `audit checkpoint --save` (the signed note, or
-/// that command's `--json` output), opened under `verifier`.
+/// A checkpoint saved by `audit checkpoint --save` or `audit verify-admin
+/// --save` (the signed note, or either command's `--json` output), opened
+/// under `verifier`.
 fn saved_checkpoint(path: &Path, verifier: &NoteVerifier) -> Result<Checkpoint, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -568,6 +595,178 @@ fn saved_checkpoint(path: &Path, verifier: &NoteVerifier) -> Result<Checkpoint, 
     verifier
         .open(&note)
         .map_err(|e| format!("saved checkpoint {} does not verify: {e}", path.display()))
+}
+
+/// Like [`failed`], without the "log check failed" of a
+/// [`ClientError::Log`]: these checks are of the admin trail.
+fn failed_admin(check: &'static str, e: ClientError, passed: &[CheckOut]) -> anyhow::Error {
+    match e {
+        ClientError::Log(e) => fail(check, e.to_string(), passed),
+        e => failed(check, e, passed),
+    }
+}
+
+const ADMIN_SIGNATURE: &str = "admin checkpoint signature";
+const SEQUENCE: &str = "sequence numbers";
+const CHAIN: &str = "chain hashes";
+const SIGNED_HEAD: &str = "checkpoint";
+const CONSISTENCY: &str = "consistency";
+
+/// The `verify-admin` check an error of [`check_admin_trail`] fails.
+fn trail_check(e: &ClientError) -> &'static str {
+    match e {
+        ClientError::Log(LogError::Note(_)) => ADMIN_SIGNATURE,
+        ClientError::Log(
+            LogError::TrailSequence { .. }
+            | LogError::TrailGap { .. }
+            | LogError::TrailDuplicate { .. },
+        ) => SEQUENCE,
+        ClientError::Log(LogError::TrailMalformed { .. } | LogError::TrailAltered { .. }) => CHAIN,
+        _ => SIGNED_HEAD,
+    }
+}
+
+/// `ekyc audit verify-admin`.
+async fn verify_admin(
+    client: &Client,
+    since: Option<&Path>,
+    save: Option<&Path>,
+    trust: &TrustArgs,
+    json: bool,
+) -> Result<()> {
+    let mut passed: Vec<CheckOut> = Vec::new();
+    let pass = |passed: &mut Vec<CheckOut>, check: &'static str, detail: String| {
+        if !json {
+            println!("ok  {check}: {detail}");
+        }
+        passed.push(CheckOut { check, detail });
+    };
+    let (log_verifier, source) = verifier(client, trust).await?;
+    // The decision log's key, as for every other `audit` command; the
+    // admin trail's own verifier key is accepted as well.
+    let verifier = if log_verifier.name().ends_with(ADMIN_AUDIT_SUFFIX) {
+        log_verifier
+    } else {
+        admin_verifier(&log_verifier).map_err(|e| failed_admin("checkpoint key", e, &[]))?
+    };
+    // Read before anything is saved: --since and --save may be one file.
+    let old = since.map(|path| saved_checkpoint(path, &verifier));
+
+    // A checkpoint signed now. The service refuses to sign one over a
+    // trail shorter than (or rewritten under) its newest checkpoint, with
+    // DATA_LOSS (LOG_INCONSISTENT): then the newest it kept is checked
+    // instead, so that the failure is named from the signed note rather
+    // than taken on its word.
+    let (pb_checkpoint, signed, unsigned) = match client.admin_checkpoint(true, &verifier).await {
+        Err(ClientError::Status(status)) if status.code() == tonic::Code::DataLoss => {
+            let why = format!("{}: {}", status.code(), status.message());
+            if !json {
+                eprintln!(
+                    "the service could not sign a checkpoint now ({why}); \
+                     checking its newest signed one"
+                );
+            }
+            let (c, signed) = client
+                .admin_checkpoint(false, &verifier)
+                .await
+                .map_err(|e| failed_admin(ADMIN_SIGNATURE, e, &passed))?;
+            (c, signed, Some(why))
+        }
+        got => {
+            let (c, signed) = got.map_err(|e| failed_admin(ADMIN_SIGNATURE, e, &passed))?;
+            (c, signed, None)
+        }
+    };
+    pass(
+        &mut passed,
+        ADMIN_SIGNATURE,
+        format!(
+            "signs {} entries (key {}, {source}){}",
+            signed.size,
+            verifier.name(),
+            match &unsigned {
+                Some(why) => format!(
+                    "; the newest kept checkpoint, as the service could not sign one now ({why})"
+                ),
+                None => String::new(),
+            }
+        ),
+    );
+
+    let events = client
+        .admin_audit_events()
+        .await
+        .map_err(|e| failed_admin("admin audit trail", e, &passed))?;
+    let trail = check_admin_trail(&events, &pb_checkpoint.note, &verifier)
+        .map_err(|e| failed_admin(trail_check(&e), e, &passed))?;
+    let n = trail.len();
+    pass(
+        &mut passed,
+        SEQUENCE,
+        match n {
+            0 => "the trail is empty".to_string(),
+            n => format!("entries 1 to {n}, none missing or listed twice"),
+        },
+    );
+    pass(
+        &mut passed,
+        CHAIN,
+        format!("all {n} recomputed and equal to the listed ones"),
+    );
+    let appended = n.saturating_sub(trail.checkpoint.size);
+    pass(
+        &mut passed,
+        SIGNED_HEAD,
+        match trail.checkpoint.size {
+            0 => format!("signs the empty trail; {appended} entries appended since"),
+            size => format!(
+                "the chain hash of entry {size} is the signed root; \
+                 {appended} entries appended since"
+            ),
+        },
+    );
+
+    if let (Some(old), Some(path)) = (old, since) {
+        let old = old.map_err(|e| fail(CONSISTENCY, e, &passed))?;
+        trail
+            .check_extends(&old)
+            .map_err(|e| failed_admin(CONSISTENCY, e, &passed))?;
+        pass(
+            &mut passed,
+            CONSISTENCY,
+            format!(
+                "the trail still holds the saved checkpoint of size {} ({})",
+                old.size,
+                path.display()
+            ),
+        );
+    }
+
+    if let Some(path) = save {
+        std::fs::write(path, &trail.note)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if json {
+        let out = serde_json::json!({
+            "passed": true,
+            "entries": n,
+            "tree_size": trail.checkpoint.size,
+            "root_hex": hex::encode(trail.checkpoint.root),
+            "verifier_key": verifier.to_vkey(),
+            "trusted_key": source,
+            "signed_now": unsigned.is_none(),
+            "checks": passed,
+            "note": trail.note,
+            "saved_to": save.map(|p| p.display().to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        if let Some(path) = save {
+            println!("saved the checkpoint to {}", path.display());
+        }
+        println!("all checks passed");
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]

@@ -1,12 +1,15 @@
 //! The decision-log commands of the `ekyc` CLI (`audit checkpoint`,
-//! `proof`, `verify`, `entries`, `subjects history`) against a real
-//! server, used the way a bank, an auditor and a privacy officer would:
-//! save answers, check them against the log later, keep a checkpoint and
-//! check that the log still extends it, and answer a citizen's request.
+//! `proof`, `verify`, `verify-admin`, `entries`, `subjects history`)
+//! against a real server, used the way a bank, an auditor and a privacy
+//! officer would: save answers, check them against the log later, keep a
+//! checkpoint and check that the log still extends it, check the admin
+//! trail against its own checkpoint (and catch an operator editing or
+//! cutting it in the database), and answer a citizen's request.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use sqlx::{AnyPool, Row};
 use tokio::process::Command;
 
 use ekyc_client::audit_log::NoteVerifier;
@@ -483,5 +486,156 @@ async fn a_privacy_officer_lists_a_citizens_decisions_without_their_values() {
     assert!(refused.contains("PermissionDenied"), "{refused}");
     assert!(!refused.contains(&citizen.id_number));
 
+    server.stop().await;
+}
+
+/// The store's database, as an operator with write access sees it.
+async fn store_db(server: &TestServer) -> AnyPool {
+    sqlx::any::install_default_drivers();
+    AnyPool::connect(&server.config.database_url())
+        .await
+        .expect("store database")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_trail_checks_out_against_its_signed_checkpoint() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let (agency, issued) =
+        tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
+            .await
+            .expect("bootstrap");
+    let endpoint = server.endpoint();
+    let dir = server.dir.path();
+    let admin = Ekyc::new(&endpoint, dir, "admin.key", &issued.token);
+    let bank = Ekyc::new(&endpoint, dir, "bank.key", &server.api_key);
+    for name in ["Bank A", "Bank B"] {
+        admin.json(&["tenants", "create", "--name", name]).await;
+    }
+    let issued = admin
+        .json(&["keys", "issue", "--tenant", &agency.id, "--role", "auditor"])
+        .await;
+    let auditor = Ekyc::new(&endpoint, dir, "auditor.key", str_of(&issued, "/secret"));
+
+    // The auditor checks the trail and keeps the checkpoint.
+    let saved = dir.join("admin.checkpoint");
+    let saved_str = saved.to_str().expect("utf-8 path");
+    let text = auditor
+        .ok(&["audit", "verify-admin", "--save", saved_str])
+        .await;
+    for check in [
+        "ok  admin checkpoint signature",
+        "ok  sequence numbers: entries 1 to ",
+        "ok  chain hashes",
+        "ok  checkpoint: the chain hash of entry ",
+        "all checks passed",
+    ] {
+        assert!(text.contains(check), "{check} missing from {text}");
+    }
+    let note = std::fs::read_to_string(&saved).expect("saved note");
+    let report = auditor.json(&["audit", "verify-admin"]).await;
+    assert_eq!(report["passed"], true, "{report}");
+    let entries = report["entries"].as_u64().expect("entries");
+    assert!(entries >= 3, "{report}");
+    assert_eq!(report["tree_size"].as_u64(), Some(entries), "{report}");
+    let origin = note.lines().next().expect("origin line");
+    assert!(origin.ends_with("/admin-audit"), "{note}");
+    assert_eq!(note.lines().nth(1), Some(entries.to_string().as_str()));
+
+    // Pinned to the decision log's key (the admin key is derived from it)
+    // it passes; pinned to another key it fails.
+    let cp = bank.json(&["audit", "checkpoint"]).await;
+    let vkey = str_of(&cp, "/verifier_key").to_string();
+    auditor
+        .ok(&["audit", "verify-admin", "--trusted-key", &vkey])
+        .await;
+    let name = vkey.split('+').next().expect("key name");
+    let stranger = NoteVerifier::new(
+        name,
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key(),
+    )
+    .expect("verifier")
+    .to_vkey();
+    let printed = auditor
+        .fails(&["audit", "verify-admin", "--trusted-key", &stranger])
+        .await;
+    assert!(
+        printed.contains("FAILED admin checkpoint signature"),
+        "{printed}"
+    );
+    // Agency admins may check it too; a bank's key may not.
+    admin.ok(&["audit", "verify-admin"]).await;
+    let refused = bank.fails(&["audit", "verify-admin"]).await;
+    assert!(refused.contains("PermissionDenied"), "{refused}");
+
+    // An operator edits entry 2 in the database: named.
+    let db = store_db(&server).await;
+    let original: String = sqlx::query("SELECT new_value FROM admin_audit WHERE sequence = $1")
+        .bind(2_i64)
+        .fetch_one(&db)
+        .await
+        .expect("entry 2")
+        .get(0);
+    let set = "UPDATE admin_audit SET new_value = $1 WHERE sequence = $2";
+    sqlx::query(set)
+        .bind("\"x\"")
+        .bind(2_i64)
+        .execute(&db)
+        .await
+        .expect("edit entry 2");
+    let printed = auditor
+        .fails(&["audit", "verify-admin", "--save", saved_str])
+        .await;
+    assert!(
+        printed.contains("FAILED chain hashes: entry 2 was altered or an earlier one removed"),
+        "{printed}"
+    );
+    assert!(!printed.contains("all checks passed"), "{printed}");
+    let report = auditor.run(&["audit", "verify-admin", "--json"]).await;
+    assert_eq!(report.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).expect("json");
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["failed_check"], "chain hashes");
+    assert_eq!(
+        std::fs::read_to_string(&saved).expect("saved note"),
+        note,
+        "a failed check saves nothing"
+    );
+    sqlx::query(set)
+        .bind(&original)
+        .bind(2_i64)
+        .execute(&db)
+        .await
+        .expect("restore entry 2");
+    let text = auditor
+        .ok(&["audit", "verify-admin", "--since", saved_str])
+        .await;
+    assert!(
+        text.contains(&format!(
+            "ok  consistency: the trail still holds the saved checkpoint of size {entries}"
+        )),
+        "{text}"
+    );
+
+    // An operator cuts the newest entry off: the saved checkpoint (and the
+    // service's newest, which it then checks instead of signing a shorter
+    // one) signs more than the trail now holds.
+    sqlx::query("DELETE FROM admin_audit WHERE sequence = (SELECT MAX(sequence) FROM admin_audit)")
+        .execute(&db)
+        .await
+        .expect("cut the newest entry");
+    let printed = auditor
+        .fails(&["audit", "verify-admin", "--since", saved_str])
+        .await;
+    let cut = format!(
+        "checkpoint signs {entries} entries, the trail lists {}",
+        entries - 1
+    );
+    assert!(
+        printed.contains("the trail was cut: ") && printed.contains(&cut),
+        "{printed}"
+    );
+    assert!(!printed.contains("all checks passed"), "{printed}");
+
+    db.close().await;
     server.stop().await;
 }
