@@ -134,6 +134,31 @@ impl AuditLogService {
         self.sign(Log::AdminAudit, size, root).await
     }
 
+    /// The root of `log` at `size` as stored now (`None` if it has fewer
+    /// entries): the decision tree's root over its first `size` leaves,
+    /// or the trail's chain hash at sequence `size`.
+    async fn root_at(&self, log: Log, size: u64) -> Result<Option<[u8; 32]>, ServiceError> {
+        match log {
+            Log::Decisions => {
+                if self.ledger.log_size().await? < size {
+                    return Ok(None);
+                }
+                Ok(Some(self.ledger.log_root(size).await?))
+            }
+            Log::AdminAudit if size == 0 => Ok(Some([0; 32])),
+            Log::AdminAudit => {
+                let before = i64::try_from(size + 1).map_err(|_| ServiceError::internal("size"))?;
+                Ok(self
+                    .store
+                    .list_audit(None, Some(before), 1)
+                    .await?
+                    .first()
+                    .filter(|e| e.sequence as u64 == size)
+                    .map(|e| e.chain_hash))
+            }
+        }
+    }
+
     async fn admin_head(&self) -> Result<(u64, [u8; 32]), ServiceError> {
         Ok(match self.store.list_audit(None, None, 1).await?.first() {
             Some(e) => (
@@ -150,19 +175,29 @@ impl AuditLogService {
         size: u64,
         root: [u8; 32],
     ) -> Result<StoredCheckpoint, ServiceError> {
-        // Never sign a head behind one already signed: the log was cut.
-        if let Some(latest) = self.ledger.latest_checkpoint(log.name()).await?
-            && latest.size > size
-        {
-            tracing::error!(
-                log = log.name(),
-                size,
-                signed = latest.size,
-                "the log is shorter than its newest checkpoint: entries were cut off"
-            );
-            return Err(ServiceError::internal(
-                "the log is shorter than its newest signed checkpoint",
-            ));
+        // Never sign a head that does not extend the newest one signed:
+        // shorter (entries cut off), or with another hash at that size
+        // (rewritten under it, whatever was appended since).
+        if let Some(latest) = self.ledger.latest_checkpoint(log.name()).await? {
+            let problem = if latest.size > size {
+                Some("is shorter than its newest signed checkpoint: entries were cut off")
+            } else if self.root_at(log, latest.size).await? != Some(latest.root) {
+                Some("no longer extends its newest signed checkpoint: it was rewritten")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                tracing::error!(
+                    log = log.name(),
+                    size,
+                    signed = latest.size,
+                    "the log {problem}"
+                );
+                return Err(ServiceError::refused(
+                    Reason::LogInconsistent,
+                    format!("the {} log {problem}", log.name()),
+                ));
+            }
         }
         let signer = match log {
             Log::Decisions => &self.key.signer,
@@ -196,8 +231,12 @@ impl AuditLogService {
                 size,
                 "the log no longer matches the checkpoint signed for its size: it was rewritten"
             );
-            return Err(ServiceError::internal(
-                "the log does not match its signed checkpoint",
+            return Err(ServiceError::refused(
+                Reason::LogInconsistent,
+                format!(
+                    "the {} log does not match its signed checkpoint",
+                    log.name()
+                ),
             ));
         }
         if let Some(dir) = &self.publish_dir {
@@ -639,5 +678,65 @@ async fn publish(dir: &std::path::Path, log: Log, checkpoint: &StoredCheckpoint)
     };
     if let Err(e) = write.await {
         tracing::warn!(error = %e, dir = %dir.display(), "could not publish a checkpoint");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_published_checkpoint_is_whole_under_both_names_and_replaced_by_the_next() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let publish_dir = dir.path().join("witness");
+        let key = CheckpointKey::new(
+            "ekyc.test/log",
+            ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        )
+        .expect("key");
+        let signed = |size: u64| StoredCheckpoint {
+            size,
+            root: [size as u8; 32],
+            note: key.signer.sign(&Checkpoint {
+                origin: "ekyc.test/log".into(),
+                size,
+                root: [size as u8; 32],
+            }),
+            signed_at_ms: 0,
+        };
+        publish(&publish_dir, Log::Decisions, &signed(3)).await;
+        publish(&publish_dir, Log::Decisions, &signed(5)).await;
+        publish(&publish_dir, Log::AdminAudit, &signed(2)).await;
+        let read = |name: &str| std::fs::read_to_string(publish_dir.join(name)).expect(name);
+        let verifier = key.verifier();
+        assert_eq!(
+            verifier
+                .open(&read("decisions-3.checkpoint"))
+                .expect("3")
+                .size,
+            3
+        );
+        assert_eq!(
+            verifier
+                .open(&read("decisions-5.checkpoint"))
+                .expect("5")
+                .size,
+            5
+        );
+        assert_eq!(
+            verifier
+                .open(&read("decisions-latest.checkpoint"))
+                .expect("latest")
+                .size,
+            5
+        );
+        assert_eq!(read("admin-audit-latest.checkpoint"), signed(2).note);
+        // No temporary file is left for a reader to pick up.
+        let names: Vec<String> = std::fs::read_dir(&publish_dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+        assert_eq!(names.len(), 5);
     }
 }

@@ -88,8 +88,9 @@ pub struct DecisionLogConfig {
     pub checkpoint_key_file: Option<PathBuf>,
     /// How often a checkpoint is signed when the log grew, in seconds.
     pub checkpoint_interval_secs: u64,
-    /// A directory each checkpoint is also written to (`<size>.checkpoint`
-    /// and `latest.checkpoint`): mount storage the operator does not
+    /// A directory each checkpoint is also written to
+    /// (`<log>-<size>.checkpoint` and `<log>-latest.checkpoint`, `<log>`
+    /// being `decisions` or `admin-audit`): mount storage the operator does not
     /// control (a witness's, an object store's sync) so that rewriting
     /// history needs rewriting copies elsewhere. Unset writes none.
     pub publish_dir: Option<PathBuf>,

@@ -156,6 +156,11 @@ reasons! {
     /// A limit could not be checked (its shared store is unreachable) and its policy is to
     /// refuse.
     LimitsUnavailable = "LIMITS_UNAVAILABLE" => Unavailable,
+    /// A log (the decision log, the admin audit trail) no longer extends
+    /// the checkpoint the service signed before: entries were cut off or
+    /// rewritten under it. The service signs nothing more until an
+    /// operator has looked (docs/runbooks.md).
+    LogInconsistent = "LOG_INCONSISTENT" => DataLoss,
     /// An internal failure; details are in the server log, not here.
     Internal = "INTERNAL" => Internal,
 }

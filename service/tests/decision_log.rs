@@ -576,6 +576,26 @@ async fn tampering_truncation_and_a_rewritten_tail_are_detected() {
         None,
     ));
     assert!(!ok, "verify_log.py accepted a rewritten tail:\n{report}");
+
+    // 5. A stored node rewritten under the newest checkpoint: the service
+    // refuses to sign over it, however the log grows.
+    sqlx::query("UPDATE log_nodes SET hash = $1 WHERE level = 1 AND idx = 2")
+        .bind("00".repeat(32))
+        .execute(&db)
+        .await
+        .expect("rewrite a node");
+    verify(&w.bank, ask(&format!("{prefix}-after"), 1, true)).await;
+    let refused = w
+        .auditor
+        .audit_log()
+        .get_checkpoint(
+            w.auditor
+                .request(pb::GetCheckpointRequest { refresh: true }),
+        )
+        .await
+        .expect_err("no checkpoint over a rewritten log");
+    assert_eq!(refused.code(), Code::DataLoss);
+    assert_eq!(reason(&refused), "LOG_INCONSISTENT");
     db.close().await;
     w.server.stop().await;
 }
@@ -890,7 +910,8 @@ async fn the_admin_trail_is_checkpointed_and_cutting_or_rewriting_it_shows() {
         )
         .await
         .expect_err("no checkpoint over a cut trail");
-    assert_eq!(refused.code(), Code::Internal);
+    assert_eq!(refused.code(), Code::DataLoss);
+    assert_eq!(reason(&refused), "LOG_INCONSISTENT");
     db.close().await;
     w.server.stop().await;
 }

@@ -53,6 +53,7 @@ async fn cluster(test: &str, n: usize, policies: &[(&str, TenantPolicy)]) -> Clu
     let prefix = unique_redis_prefix(test);
     let pepper = prepared.config.pepper_file();
     let signing = prepared.config.signing_key_file();
+    let checkpoint = prepared.config.checkpoint_key_file();
     let replicas_count = n.to_string();
     let mut dirs = vec![shared];
     let mut replicas = Vec::new();
@@ -66,6 +67,10 @@ async fn cluster(test: &str, n: usize, policies: &[(&str, TenantPolicy)]) -> Clu
                 ("EKYCD_PEPPER__GENERATE_IF_MISSING", "false"),
                 ("EKYCD_SIGNING__KEY_FILE", signing.to_str().expect("utf-8")),
                 ("EKYCD_SIGNING__GENERATE_IF_MISSING", "false"),
+                (
+                    "EKYCD_DECISION_LOG__CHECKPOINT_KEY_FILE",
+                    checkpoint.to_str().expect("utf-8"),
+                ),
                 ("EKYCD_LIMITS__REDIS_URL", SHARED_REDIS_URL),
                 ("EKYCD_LIMITS__REDIS_KEY_PREFIX", &prefix),
                 ("EKYCD_LIMITS__REPLICAS", &replicas_count),
@@ -157,19 +162,25 @@ async fn admin_changes_through_one_replica_hold_on_every_other_at_the_next_call(
             .await
             .unwrap_or_else(|e| panic!("replica {i} serves the new tenant: {e}"));
     }
-    let published: Vec<Vec<(String, Vec<u8>)>> = {
+    let published: Vec<Vec<(String, String, Vec<u8>)>> = {
         let mut all = Vec::new();
         for v in &verifiers {
             let keys = v.signing_keys().await.expect("keys");
             all.push(
                 keys.into_iter()
-                    .map(|k| (k.key_id, k.public_key))
+                    .map(|k| (k.purpose, k.key_id, k.public_key))
                     .collect::<Vec<_>>(),
             );
         }
         all
     };
-    assert_eq!(published[0].len(), 1, "one signing key: {published:?}");
+    let mut purposes: Vec<&str> = published[0].iter().map(|k| k.0.as_str()).collect();
+    purposes.sort_unstable();
+    assert_eq!(
+        purposes,
+        ["attestation", "checkpoint"],
+        "one key per purpose: {published:?}"
+    );
     assert!(
         published.iter().all(|p| p == &published[0]),
         "every replica publishes the same keys: {published:?}"

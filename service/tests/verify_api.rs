@@ -412,8 +412,15 @@ async fn overload_is_shed_at_once_with_retry_info() {
 async fn signing_keys_health_and_graceful_shutdown() {
     let server = TestServer::start(TestOptions::default()).await;
     let c = client(&server, None).await;
-    let keys = c.signing_keys().await.expect("keys need no credential");
+    let all = c.signing_keys().await.expect("keys need no credential");
+    // One key signs answers, another the decision log's checkpoints.
+    let keys: Vec<_> = all.iter().filter(|k| k.purpose == "attestation").collect();
     assert_eq!(keys.len(), 1);
+    assert_eq!(all.len(), 2);
+    assert!(
+        all.iter()
+            .any(|k| k.purpose == "checkpoint" && k.key_id == server.app.checkpoint_key.key_id())
+    );
     assert_eq!(keys[0].key_id, server.app.signer.key_id());
     assert_eq!(keys[0].public_key, server.app.signer.public_key().to_vec());
     assert!(keys[0].not_after.is_none(), "the current key has no end");
