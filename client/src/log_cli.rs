@@ -1,8 +1,9 @@
 //! The decision log from the command line: `ekyc audit checkpoint`,
-//! `proof`, `verify` and `entries` (beside `ekyc audit list`, the admin
-//! trail, which `ekyc audit verify-admin` checks against its own signed
-//! checkpoint), and `ekyc subjects history`, a citizen's access history
-//! for the agency's privacy officers.
+//! `proof`, `verify`, `entries` and `bundle` (beside `ekyc audit list`,
+//! the admin trail, which `ekyc audit verify-admin` checks against its own
+//! signed checkpoint), and `ekyc subjects history`, a citizen's access
+//! history for the agency's privacy officers. `bundle` writes the JSON that
+//! `scripts/verify_log.py` checks independently of this code.
 //!
 //! Every check is `ekyc_client::audit_log`'s; this module fetches, prints,
 //! and turns a failed check into exit code 1 with the check's name. It
@@ -90,6 +91,36 @@ pub(crate) enum LogCommand {
         /// for a later --since (may be the --since file itself).
         #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Write the JSON bundle that `scripts/verify_log.py` checks
+    /// (docs/decision-log.md, section 5), for an independent check.
+    ///
+    /// Holds the newest checkpoint (signed now for agency auditors and
+    /// admins, else the newest kept one) and the --since ones, ordered by
+    /// size; a consistency proof between each consecutive pair of
+    /// different sizes; the inclusion proof of each --transaction in the
+    /// newest checkpoint; and, unless --no-entries, every entry up to the
+    /// newest checkpoint's size (agency auditors and admins). It judges
+    /// nothing but the checkpoints' signatures: a checkpoint that does not
+    /// verify under the key exits 1 and writes no bundle.
+    Bundle {
+        /// A checkpoint saved earlier (`audit checkpoint --save`) to
+        /// include; repeatable.
+        #[arg(long, value_name = "CHECKPOINT_FILE")]
+        since: Vec<PathBuf>,
+        /// A transaction ("tx_...") whose entry's inclusion proof to
+        /// include; repeatable.
+        #[arg(long, value_name = "TX")]
+        transaction: Vec<String>,
+        /// Leave out the entries range (then a tenant's key may write a
+        /// bundle too, with proofs of its own transactions).
+        #[arg(long)]
+        no_entries: bool,
+        /// Write the bundle to FILE [default: standard output].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -214,7 +245,7 @@ pub(crate) fn finish(result: Result<()>, json: bool) -> Result<ExitCode> {
     }
 }
 
-/// `ekyc audit checkpoint|proof|verify|entries`.
+/// `ekyc audit checkpoint|proof|verify|verify-admin|bundle|entries`.
 pub(crate) async fn audit_log(client: &Client, command: LogCommand, json: bool) -> Result<()> {
     match command {
         LogCommand::Checkpoint {
@@ -232,6 +263,20 @@ pub(crate) async fn audit_log(client: &Client, command: LogCommand, json: bool) 
         }
         LogCommand::VerifyAdmin { since, save, trust } => {
             verify_admin(client, since.as_deref(), save.as_deref(), &trust, json).await
+        }
+        LogCommand::Bundle {
+            since,
+            transaction,
+            no_entries,
+            out,
+            trust,
+        } => {
+            let want = BundleWanted {
+                since: &since,
+                transactions: &transaction,
+                entries: !no_entries,
+            };
+            bundle(client, want, out.as_deref(), &trust, json).await
         }
         LogCommand::Entries { start, limit } => entries(client, start, limit, json).await,
     }
@@ -582,6 +627,11 @@ fn file_disagrees(
 /// --save` (the signed note, or either command's `--json` output), opened
 /// under `verifier`.
 fn saved_checkpoint(path: &Path, verifier: &NoteVerifier) -> Result<Checkpoint, String> {
+    Ok(saved_note(path, verifier)?.0)
+}
+
+/// Like [`saved_checkpoint`], with the signed note as saved.
+fn saved_note(path: &Path, verifier: &NoteVerifier) -> Result<(Checkpoint, String), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let note = if text.trim_start().starts_with('{') {
@@ -592,9 +642,10 @@ fn saved_checkpoint(path: &Path, verifier: &NoteVerifier) -> Result<Checkpoint, 
     } else {
         text
     };
-    verifier
+    let signed = verifier
         .open(&note)
-        .map_err(|e| format!("saved checkpoint {} does not verify: {e}", path.display()))
+        .map_err(|e| format!("saved checkpoint {} does not verify: {e}", path.display()))?;
+    Ok((signed, note))
 }
 
 /// Like [`failed`], without the "log check failed" of a
@@ -766,6 +817,294 @@ async fn verify_admin(
         }
         println!("all checks passed");
     }
+    Ok(())
+}
+
+/// The bundle of docs/decision-log.md, section 5, in its member order.
+#[derive(Serialize)]
+struct Bundle {
+    vkey: String,
+    /// Signed notes, oldest (smallest) first.
+    checkpoints: Vec<String>,
+    consistency: Vec<ConsistencyItem>,
+    inclusion: Vec<InclusionItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entries: Option<EntriesRange>,
+}
+
+#[derive(Serialize)]
+struct ConsistencyItem {
+    first: u64,
+    second: u64,
+    proof: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct InclusionItem {
+    index: u64,
+    tree_size: u64,
+    /// The entry's bytes; `None` once erased (then `leaf_hash`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leaf_hash: Option<String>,
+    proof: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct EntriesRange {
+    start: u64,
+    /// Each entry's bytes, `None` (null) when erased.
+    items: Vec<Option<String>>,
+    leaf_hashes: Vec<String>,
+}
+
+/// What `audit bundle` is asked to include beside the newest checkpoint.
+struct BundleWanted<'a> {
+    since: &'a [PathBuf],
+    transactions: &'a [String],
+    entries: bool,
+}
+
+/// Most entries `ListLogEntries` lists at a time.
+const LIST_LIMIT: u32 = 1000;
+
+const BUNDLE_SIGNATURE: &str = "checkpoint signature";
+const BUNDLE_SAVED: &str = "saved checkpoint";
+const NOT_WRITTEN: &str = "no bundle written";
+
+fn b64_all(hashes: &[Vec<u8>]) -> Vec<String> {
+    hashes.iter().map(|h| STANDARD.encode(h)).collect()
+}
+
+/// `ekyc audit bundle`: fetches what `scripts/verify_log.py` checks and
+/// writes it, checking only that every checkpoint in it is signed by the
+/// trusted key (the proofs and entries are the script's to judge).
+async fn bundle(
+    client: &Client,
+    want: BundleWanted<'_>,
+    out: Option<&Path>,
+    trust: &TrustArgs,
+    json: bool,
+) -> Result<()> {
+    let (verifier, source) = verifier(client, trust).await?;
+
+    // The saved checkpoints, opened under the key (which also makes each a
+    // checkpoint of this log: its origin must be the key's name).
+    let mut checkpoints: Vec<(Checkpoint, String)> = Vec::new();
+    for path in want.since {
+        let saved = saved_note(path, &verifier)
+            .map_err(|e| fail(BUNDLE_SAVED, format!("{e}; {NOT_WRITTEN}"), &[]))?;
+        checkpoints.push(saved);
+    }
+
+    // The newest checkpoint: one signed now for the agency's auditors and
+    // admins; any other key gets the newest kept one.
+    let request = |refresh| client.request(pb::GetCheckpointRequest { refresh });
+    let resp = match client.audit_log().get_checkpoint(request(true)).await {
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            client.audit_log().get_checkpoint(request(false)).await?
+        }
+        got => got?,
+    }
+    .into_inner();
+    let pb_newest = resp.checkpoint.ok_or_else(|| {
+        fail(
+            BUNDLE_SIGNATURE,
+            format!("response has no checkpoint; {NOT_WRITTEN}"),
+            &[],
+        )
+    })?;
+    let newest = check_checkpoint(&pb_newest, &verifier).map_err(|e| {
+        fail(
+            BUNDLE_SIGNATURE,
+            format!("the newest checkpoint: {e}; {NOT_WRITTEN}"),
+            &[],
+        )
+    })?;
+    let size = newest.size;
+    checkpoints.push((newest, pb_newest.note));
+
+    // Oldest first; the sort is stable, so equal sizes stay in the order
+    // given (the newest last). A note given twice is listed once.
+    let mut seen = std::collections::HashSet::new();
+    checkpoints.retain(|(_, note)| seen.insert(note.clone()));
+    checkpoints.sort_by_key(|(c, _)| c.size);
+
+    let mut consistency = Vec::new();
+    for pair in checkpoints.windows(2) {
+        let (first, second) = (pair[0].0.size, pair[1].0.size);
+        if first == second {
+            continue;
+        }
+        if second > size {
+            // A saved checkpoint signs more entries than the newest one:
+            // the log lost entries, and the service has no proof to give.
+            // The bundle shows it (the script fails it).
+            eprintln!(
+                "warning: a saved checkpoint signs {second} entries, the newest only {size}; \
+                 no consistency proof from {first} to {second} (the bundle will not verify)"
+            );
+            continue;
+        }
+        // From the empty tree the proof is empty (docs/decision-log.md,
+        // section 3); the service asks for a first size of at least 1.
+        let proof = if first == 0 {
+            Vec::new()
+        } else {
+            client
+                .audit_log()
+                .get_consistency_proof(
+                    client.request(pb::GetConsistencyProofRequest { first, second }),
+                )
+                .await?
+                .into_inner()
+                .proof
+        };
+        consistency.push(ConsistencyItem {
+            first,
+            second,
+            proof: b64_all(&proof),
+        });
+    }
+
+    let mut inclusion = Vec::new();
+    for tx in want.transactions {
+        let resp = client
+            .audit_log()
+            .get_inclusion_proof(client.request(pb::GetInclusionProofRequest {
+                transaction_id: tx.clone(),
+                tree_size: size,
+            }))
+            .await?
+            .into_inner();
+        // The proof's checkpoint is not in the bundle (the newest of that
+        // size is), but it was fetched, so it must verify too.
+        if let Some(c) = &resp.checkpoint {
+            check_checkpoint(c, &verifier).map_err(|e| {
+                fail(
+                    BUNDLE_SIGNATURE,
+                    format!("the checkpoint of the proof of {tx}: {e}; {NOT_WRITTEN}"),
+                    &[],
+                )
+            })?;
+        }
+        let entry = resp.entry.ok_or_else(|| {
+            fail(
+                "inclusion proof",
+                format!("the proof of {tx} has no entry; {NOT_WRITTEN}"),
+                &[],
+            )
+        })?;
+        let (bytes, leaf) = if entry.erased {
+            (None, Some(STANDARD.encode(&entry.leaf_hash)))
+        } else {
+            (Some(STANDARD.encode(&entry.entry)), None)
+        };
+        inclusion.push(InclusionItem {
+            index: entry.index,
+            tree_size: resp.tree_size,
+            entry: bytes,
+            leaf_hash: leaf,
+            proof: b64_all(&resp.proof),
+        });
+    }
+
+    let entries = if want.entries {
+        let mut range = EntriesRange {
+            start: 0,
+            items: Vec::new(),
+            leaf_hashes: Vec::new(),
+        };
+        while (range.items.len() as u64) < size {
+            let start = range.items.len() as u64;
+            let limit = u32::try_from(size - start).map_or(LIST_LIMIT, |n| n.min(LIST_LIMIT));
+            let page = client
+                .audit_log()
+                .list_log_entries(client.request(pb::ListLogEntriesRequest { start, limit }))
+                .await?
+                .into_inner();
+            if page.entries.is_empty() {
+                // Fewer entries than the checkpoint signs: the bundle shows
+                // it (the script fails it).
+                eprintln!(
+                    "warning: the service listed {start} entries, the newest checkpoint signs {size} \
+                     (the bundle will not verify)"
+                );
+                break;
+            }
+            for e in page.entries.into_iter().take((size - start) as usize) {
+                range
+                    .items
+                    .push((!e.erased).then(|| STANDARD.encode(&e.entry)));
+                range.leaf_hashes.push(STANDARD.encode(&e.leaf_hash));
+            }
+        }
+        Some(range)
+    } else {
+        None
+    };
+
+    let sizes: Vec<u64> = checkpoints.iter().map(|(c, _)| c.size).collect();
+    let bundle = Bundle {
+        vkey: verifier.to_vkey(),
+        checkpoints: checkpoints.into_iter().map(|(_, note)| note).collect(),
+        consistency,
+        inclusion,
+        entries,
+    };
+    let text = serde_json::to_string_pretty(&bundle)? + "\n";
+    let Some(path) = out else {
+        print!("{text}");
+        return Ok(());
+    };
+    std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    let listed = bundle.entries.as_ref().map(|e| e.items.len());
+    let erased = bundle
+        .entries
+        .as_ref()
+        .map_or(0, |e| e.items.iter().filter(|i| i.is_none()).count());
+    if json {
+        let out = serde_json::json!({
+            "out": path.display().to_string(),
+            "checkpoint_sizes": sizes,
+            "consistency_proofs": bundle.consistency.len(),
+            "inclusion_proofs": bundle.inclusion.len(),
+            "entries": listed,
+            "erased_entries": erased,
+            "verifier_key": bundle.vkey,
+            "trusted_key": source,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let sizes: Vec<String> = sizes.iter().map(u64::to_string).collect();
+    println!("wrote {}:", path.display());
+    let lines = [
+        (
+            "checkpoints",
+            format!("sizes {}, signatures verified", sizes.join(", ")),
+        ),
+        (
+            "consistency",
+            format!("{} proofs", bundle.consistency.len()),
+        ),
+        ("inclusion", format!("{} proofs", bundle.inclusion.len())),
+        (
+            "entries",
+            match listed {
+                Some(0) => "none (the log is empty)".to_string(),
+                Some(n) => format!("0 to {} ({erased} erased)", n - 1),
+                None => "left out".to_string(),
+            },
+        ),
+        ("verifier_key", format!("{} ({source})", bundle.vkey)),
+    ];
+    print_lines(&lines);
+    println!(
+        "check it independently: python3 scripts/verify_log.py {}",
+        path.display()
+    );
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The decision-log commands of the `ekyc` CLI (`audit checkpoint`,
-//! `proof`, `verify`, `verify-admin`, `entries`, `subjects history`)
+//! `proof`, `verify`, `verify-admin`, `entries`, `bundle`, `subjects
+//! history`)
 //! against a real server, used the way a bank, an auditor and a privacy
 //! officer would: save answers, check them against the log later, keep a
 //! checkpoint and check that the log still extends it, check the admin
@@ -485,6 +486,217 @@ async fn a_privacy_officer_lists_a_citizens_decisions_without_their_values() {
         .await;
     assert!(refused.contains("PermissionDenied"), "{refused}");
     assert!(!refused.contains(&citizen.id_number));
+
+    server.stop().await;
+}
+
+/// Runs `scripts/verify_log.py` on a bundle file and returns its exit
+/// code and report; fails loudly (never skips) when Python is missing.
+async fn verify_log_py(bundle: &Path) -> (Option<i32>, String) {
+    let python = std::env::var("EKYC_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/verify_log.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(bundle)
+        .output()
+        .await
+        .expect("python3 must be installed (see .ci/run)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), report)
+}
+
+/// Flips the low bit of the last ASCII digit of a base64 entry (a digit
+/// stays a digit, so the entry is still JSON, just not the logged one).
+fn flip_digit(b64: &str) -> String {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut raw = engine.decode(b64).expect("base64 entry");
+    let pos = raw
+        .iter()
+        .rposition(u8::is_ascii_digit)
+        .expect("a digit in the entry");
+    raw[pos] ^= 1;
+    engine.encode(raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_bundles_the_log_for_the_independent_verifier() {
+    let server = TestServer::start(TestOptions::default()).await;
+    let (agency, issued) =
+        tenants::bootstrap(&server.app.store, server.app.limiter.config(), false)
+            .await
+            .expect("bootstrap");
+    let endpoint = server.endpoint();
+    let dir = server.dir.path();
+    let admin = Ekyc::new(&endpoint, dir, "admin.key", &issued.token);
+    let bank = Ekyc::new(&endpoint, dir, "bank.key", &server.api_key);
+    let issued = admin
+        .json(&["keys", "issue", "--tenant", &agency.id, "--role", "auditor"])
+        .await;
+    let auditor = Ekyc::new(&endpoint, dir, "auditor.key", str_of(&issued, "/secret"));
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_string();
+
+    // A checkpoint of the empty log, three answers, a checkpoint of them
+    // (three: not a power of two), two answers more.
+    let (empty, old) = (path("empty.note"), path("old.note"));
+    let cp = auditor
+        .json(&["audit", "checkpoint", "--refresh", "--save", &empty])
+        .await;
+    assert_eq!(cp["tree_size"], 0, "{cp}");
+    let mut txs = Vec::new();
+    for index in [21, 22, 23, 24, 25] {
+        if index == 24 {
+            let cp = auditor
+                .json(&["audit", "checkpoint", "--refresh", "--save", &old])
+                .await;
+            assert_eq!(cp["tree_size"], 3, "{cp}");
+        }
+        let c = ekyc_synth::citizen(42, index);
+        let (_, tx) = save_answer(
+            &bank,
+            dir,
+            &format!("answer{index}.json"),
+            &["--id", &c.id_number, "--name", &c.full_name],
+        )
+        .await;
+        txs.push(tx);
+    }
+
+    let out = path("bundle.json");
+    let text = auditor
+        .ok(&[
+            "audit",
+            "bundle",
+            "--since",
+            &old,
+            "--since",
+            &empty,
+            "--transaction",
+            &txs[1],
+            "--out",
+            &out,
+        ])
+        .await;
+    assert!(
+        text.contains("sizes 0, 3, 5, signatures verified")
+            && text.contains("0 to 4 (0 erased)")
+            && text.contains("verify_log.py"),
+        "{text}"
+    );
+    let bundle: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("bundle")).expect("json");
+    let notes = bundle["checkpoints"].as_array().expect("checkpoints");
+    assert_eq!(notes.len(), 3, "{bundle}");
+    assert_eq!(
+        notes[1].as_str(),
+        Some(std::fs::read_to_string(&old).expect("old note").as_str())
+    );
+    let pairs: Vec<(u64, u64, usize)> = bundle["consistency"]
+        .as_array()
+        .expect("consistency")
+        .iter()
+        .map(|c| {
+            let n = |k: &str| c[k].as_u64().expect("size");
+            (
+                n("first"),
+                n("second"),
+                c["proof"].as_array().expect("proof").len(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs.len(), 2, "{bundle}");
+    assert_eq!(pairs[0], (0, 3, 0), "from the empty tree, an empty proof");
+    assert_eq!((pairs[1].0, pairs[1].1), (3, 5));
+    assert!(pairs[1].2 > 0, "{bundle}");
+    assert_eq!(bundle["inclusion"][0]["index"], 1, "{bundle}");
+    assert_eq!(bundle["inclusion"][0]["tree_size"], 5, "{bundle}");
+    assert_eq!(bundle["entries"]["items"].as_array().map(Vec::len), Some(5));
+    let bundled = bundle.to_string();
+    assert!(bundled.contains(str_of(&cp, "/verifier_key")), "{bundle}");
+
+    // The independent verifier passes it.
+    let (code, report) = verify_log_py(Path::new(&out)).await;
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("ok: checkpoints 1 -> 2 (size 3 -> 5): consistent"),
+        "{report}"
+    );
+
+    // One byte of one listed entry changed: it fails.
+    let mut tampered = bundle.clone();
+    let item = &mut tampered["entries"]["items"][3];
+    *item = flip_digit(item.as_str().expect("entry")).into();
+    let tampered_path = dir.join("tampered.json");
+    std::fs::write(&tampered_path, tampered.to_string()).expect("write");
+    let (code, report) = verify_log_py(&tampered_path).await;
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("FAIL: entry 3") && report.contains("leaf hash differs"),
+        "{report}"
+    );
+
+    // Pinned to a key that did not sign the checkpoints: no bundle.
+    let vkey = str_of(&cp, "/verifier_key");
+    let name = vkey.split('+').next().expect("key name");
+    let stranger = NoteVerifier::new(
+        name,
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key(),
+    )
+    .expect("verifier")
+    .to_vkey();
+    let refused = path("refused.json");
+    let printed = auditor
+        .fails(&[
+            "audit",
+            "bundle",
+            "--trusted-key",
+            &stranger,
+            "--out",
+            &refused,
+        ])
+        .await;
+    assert!(
+        printed.contains("FAILED checkpoint signature") && printed.contains("no bundle written"),
+        "{printed}"
+    );
+    assert!(
+        !Path::new(&refused).exists(),
+        "a refused bundle is not written"
+    );
+    let printed = auditor
+        .fails(&[
+            "audit",
+            "bundle",
+            "--since",
+            &old,
+            "--trusted-key",
+            &stranger,
+        ])
+        .await;
+    assert!(
+        printed.contains("FAILED saved checkpoint") && printed.contains("no bundle written"),
+        "{printed}"
+    );
+
+    // A bank's key may not have a checkpoint signed now nor list entries,
+    // but gets a bundle of the newest kept checkpoint and its own proofs,
+    // to standard output.
+    let stdout = bank
+        .ok(&["audit", "bundle", "--no-entries", "--transaction", &txs[4]])
+        .await;
+    let own: serde_json::Value = serde_json::from_str(&stdout).expect("bundle json");
+    assert!(own.get("entries").is_none(), "{own}");
+    assert_eq!(own["inclusion"][0]["index"], 4, "{own}");
+    let own_path = dir.join("own.json");
+    std::fs::write(&own_path, &stdout).expect("write");
+    let (code, report) = verify_log_py(&own_path).await;
+    assert_eq!(code, Some(0), "{report}");
+    let refused = bank.fails(&["audit", "bundle"]).await;
+    assert!(refused.contains("PermissionDenied"), "{refused}");
 
     server.stop().await;
 }
