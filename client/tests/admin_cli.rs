@@ -2,61 +2,13 @@
 //! against a real server, used the way an operator would: create a tenant,
 //! change it, issue, rotate and revoke its keys, and read the audit trail.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-
 use tokio::process::Command;
 
 use ekyc_service::tenants;
 use ekyc_service::test_support::{TestOptions, TestServer};
 
-/// The `ekyc` binary pointed at one server with one key file.
-struct Ekyc {
-    endpoint: String,
-    key_file: PathBuf,
-}
-
-impl Ekyc {
-    fn new(endpoint: &str, dir: &Path, name: &str, key: &str) -> Ekyc {
-        let key_file = dir.join(name);
-        std::fs::write(&key_file, key).expect("write key file");
-        Ekyc {
-            endpoint: endpoint.to_string(),
-            key_file,
-        }
-    }
-
-    async fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ekyc"))
-            .env_remove("EKYC_API_KEY")
-            .env_remove("EKYC_ENDPOINT")
-            .args(["--endpoint", &self.endpoint, "--api-key-file"])
-            .arg(&self.key_file)
-            .args(args)
-            .output()
-            .await
-            .expect("run ekyc")
-    }
-
-    /// Runs a command that must succeed and returns its stdout.
-    async fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args).await;
-        assert!(
-            out.status.success(),
-            "ekyc {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    /// Runs a command with `--json` that must succeed and parses its stdout.
-    async fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        let text = self.ok(&args).await;
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("ekyc {args:?}: {e}: {text}"))
-    }
-}
+mod support;
+use support::Ekyc;
 
 fn str_of<'a>(v: &'a serde_json::Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
