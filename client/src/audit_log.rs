@@ -15,8 +15,6 @@
 //! a number the service sent beside a signed note over the note itself:
 //! every size and root used in a check is the one the note signs.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use ekyc_domain::attestation::AttestationBody;
 use ekyc_proto::v1 as pb;
 use ekyc_transparency::{Hash, NoteError, ProofError, leaf_hash};
@@ -409,25 +407,10 @@ pub fn verifier_from_vkey(vkey: &str) -> Result<NoteVerifier, ClientError> {
 /// `verifier_key` a `GetAdminAuditCheckpoint` answer carries: that one is
 /// the service's word about itself.
 pub fn admin_verifier(decision_log_verifier: &NoteVerifier) -> Result<NoteVerifier, ClientError> {
-    // `NoteVerifier` has no getter for its public key; its verifier key
-    // text carries it (`<name>+<key hash>+<base64(0x01 || key)>`), and the
-    // key hash is recomputed for the new name as C2SP defines it.
-    let vkey = decision_log_verifier.to_vkey();
-    let bad = |m| ClientError::from(LogError::BadVerifierKey(NoteError::MalformedVkey(m)));
-    let key_b64 = vkey
-        .splitn(3, '+')
-        .nth(2)
-        .ok_or_else(|| bad("expected <name>+<key hash>+<key>"))?;
-    let key = STANDARD
-        .decode(key_b64)
-        .map_err(|_| bad("key must be padded standard base64"))?;
     let name = format!("{}{ADMIN_AUDIT_SUFFIX}", decision_log_verifier.name());
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update(&key);
-    let digest = h.finalize();
-    verifier_from_vkey(&format!("{name}+{}+{key_b64}", hex::encode(&digest[..4])))
+    decision_log_verifier
+        .renamed(&name)
+        .map_err(|e| LogError::BadVerifierKey(e).into())
 }
 
 /// What the chain hash of an admin audit event covers, in this order
